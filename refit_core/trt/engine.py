@@ -1,0 +1,209 @@
+"""Building, caching and deserializing engines, and a handle that releases them in order."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..errors import EngineCacheWarning
+from . import compat
+
+Shape = Tuple[int, ...]
+Profile = Dict[str, Tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max)
+
+
+@dataclass
+class BuildOptions:
+    """What changes an engine: part of the plan-cache key."""
+
+    refit: bool = True
+    tf32: bool = False  # off: TensorRT is compared with FP32 references
+    workspace_bytes: int = 1 << 30
+    tactics: str = field(default_factory=compat.tactic_setting)
+
+    def key_parts(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BuildResult:
+    plan: bytes
+    seconds: float
+    timing_cache: bytes = b""  # serialized timing cache after the build (feed it to the next one)
+
+
+def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> Any:
+    config = builder.create_builder_config()
+    compat.set_workspace(config, options.workspace_bytes)
+    if options.refit:
+        compat.set_refit_flag(config)
+    if not options.tf32:
+        compat.clear_tf32(config)
+    compat.apply_tactic_sources(config, options.tactics)
+    for prof in profiles:
+        p = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in prof.items():
+            p.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(p)
+    return config
+
+
+def build_plan(populate: Callable[[Any], Any], options: BuildOptions, profiles: List[Profile],
+               logger: Any, timing_cache: Optional[bytes] = None) -> BuildResult:
+    """Build a plan from a network that `populate(network)` fills in.
+
+    `populate` returns whatever must stay alive until the build ends (numpy weights that
+    TensorRT reads by pointer). `timing_cache` None builds with an empty timing cache.
+    """
+    builder = trt_builder(logger)
+    network = compat.create_network(builder)
+    keep_alive = populate(network)
+    config = _configure(builder, options, profiles)
+    compat.create_timing_cache(config, timing_cache or b"")
+    start = time.perf_counter()
+    plan = compat.build_serialized(builder, network, config)
+    seconds = time.perf_counter() - start
+    cache_blob = bytes(config.get_timing_cache().serialize())
+    del keep_alive, config, network, builder
+    return BuildResult(plan, seconds, cache_blob)
+
+
+def build_plan_from_onnx(onnx_path: Path, options: BuildOptions, profiles: List[Profile],
+                         logger: Any, timing_cache: Optional[bytes] = None) -> BuildResult:
+    builder = trt_builder(logger)
+    network = compat.create_network(builder)
+    parser = compat.create_onnx_parser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: " + " | ".join(errors))
+    config = _configure(builder, options, profiles)
+    compat.create_timing_cache(config, timing_cache or b"")
+    start = time.perf_counter()
+    plan = compat.build_serialized(builder, network, config)
+    seconds = time.perf_counter() - start
+    cache_blob = bytes(config.get_timing_cache().serialize())
+    del parser, config, network, builder
+    return BuildResult(plan, seconds, cache_blob)
+
+
+def trt_builder(logger: Any) -> Any:
+    return compat.import_tensorrt().Builder(logger)
+
+
+class EngineHandle:
+    """A deserialized engine with the runtime it came from; `close()` frees both, engine first."""
+
+    def __init__(self, plan: bytes, logger: Any, source: str = "built") -> None:
+        trt = compat.import_tensorrt()
+        self.logger = logger
+        self.runtime = trt.Runtime(logger)
+        mark = logger.mark()
+        self.engine = self.runtime.deserialize_cuda_engine(plan)
+        if self.engine is None:
+            said = " | ".join(logger.errors_since(mark)) or "no message"
+            raise RuntimeError(f"TensorRT could not deserialize the plan ({said})")
+        self.plan_size = len(plan)
+        self.source = source
+        self._children: List[Any] = []
+
+    def adopt(self, obj: Any) -> Any:
+        """Tie an object (runner, refitter) to this engine so it is closed before it."""
+        self._children.append(obj)
+        return obj
+
+    @property
+    def refittable(self) -> bool:
+        return compat.engine_is_refittable(self.engine)
+
+    def io(self) -> List[compat.IOTensor]:
+        return compat.io_tensors(self.engine)
+
+    def close(self) -> None:
+        for child in reversed(self._children):
+            child.close()
+        self._children.clear()
+        self.engine = None
+        self.runtime = None
+
+
+# --------------------------------------------------------------------------------------
+# Plan cache: plans are per GPU, per TensorRT version and per build option.
+# --------------------------------------------------------------------------------------
+def plan_cache_key(parts: Dict[str, Any]) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+class PlanCache:
+    """Plans on disk with a JSON sidecar (TensorRT version, sha256, size).
+
+    A plan is handed to TensorRT only after its sidecar matches: a truncated or corrupt file,
+    or one from another TensorRT version, is rebuilt with an EngineCacheWarning naming it,
+    rather than risking a deserializer that aborts on bad bytes.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def paths(self, key: str) -> Tuple[Path, Path]:
+        return self.root / f"{key}.plan", self.root / f"{key}.json"
+
+    def load(self, key: str) -> Optional[bytes]:
+        plan_path, meta_path = self.paths(key)
+        if not plan_path.exists():
+            return None
+        problem = None
+        try:
+            meta = json.loads(meta_path.read_text())
+            data = plan_path.read_bytes()
+            if meta.get("tensorrt_version") != compat.trt_version_string():
+                problem = (f"it was built by TensorRT {meta.get('tensorrt_version')}, "
+                           f"this is {compat.trt_version_string()}")
+            elif len(data) != meta.get("size") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+                problem = f"it is corrupt or truncated ({len(data)} bytes, expected {meta.get('size')})"
+        except (OSError, ValueError) as exc:
+            problem = f"its metadata {meta_path.name} is unreadable ({exc})"
+        if problem:
+            warnings.warn(f"cached TensorRT plan {plan_path} is not usable: {problem}; rebuilding",
+                          EngineCacheWarning, stacklevel=2)
+            return None
+        return data
+
+    def store(self, key: str, plan: bytes, extra: Optional[Dict[str, Any]] = None) -> Path:
+        plan_path, meta_path = self.paths(key)
+        tmp = plan_path.with_suffix(".plan.tmp")
+        tmp.write_bytes(plan)
+        tmp.replace(plan_path)
+        meta = {"tensorrt_version": compat.trt_version_string(), "size": len(plan),
+                "sha256": hashlib.sha256(plan).hexdigest(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        meta.update(extra or {})
+        meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        return plan_path
+
+
+def load_or_build(cache: Optional[PlanCache], key_parts: Dict[str, Any], build: Callable[[], BuildResult],
+                  logger: Any, progress: Callable[[str], None] = print) -> Tuple[EngineHandle, Optional[BuildResult]]:
+    """The sample's "Reading engine from file" path: use the cached plan when it is sound,
+    otherwise build (and cache) a new one. Returns the handle and the build result (None when
+    the plan came from the cache)."""
+    key = plan_cache_key(key_parts)
+    if cache is not None:
+        plan = cache.load(key)
+        if plan is not None:
+            progress(f"Reading engine from file {cache.paths(key)[0]}")
+            try:
+                return EngineHandle(plan, logger, source="cache"), None
+            except RuntimeError as exc:
+                warnings.warn(f"cached TensorRT plan {cache.paths(key)[0]} did not deserialize ({exc}); "
+                              "rebuilding", EngineCacheWarning, stacklevel=2)
+    progress("Building an engine from scratch; this may take a while...")
+    result = build()
+    progress(f"Completed creating engine in {result.seconds:.1f} s")
+    if cache is not None:
+        cache.store(key, result.plan, {"key_parts": key_parts})
+    return EngineHandle(result.plan, logger, source="built"), result

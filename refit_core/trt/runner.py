@@ -1,0 +1,123 @@
+"""Inference through set_tensor_address + execute_async_v3 (the API every version 8.5..11 has)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from ..errors import RefitCoreError
+from . import compat, cuda
+from .engine import EngineHandle
+
+
+class InputShapeError(RefitCoreError, ValueError):
+    """An input's shape lies outside the engine's optimization profile."""
+
+
+class PendingInference:
+    """Outputs of a launched inference; `wait()` synchronizes its stream and returns them."""
+
+    def __init__(self, stream: Any, outputs: Dict[str, np.ndarray]) -> None:
+        self._stream = stream
+        self._outputs = outputs
+
+    def wait(self) -> Dict[str, np.ndarray]:
+        self._stream.synchronize()
+        return {k: np.array(v) for k, v in self._outputs.items()}
+
+
+class TrtRunner:
+    """One execution context of an engine, with its own stream and device buffers."""
+
+    def __init__(self, handle: EngineHandle) -> None:
+        self.handle = handle
+        self.context = handle.engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError("TensorRT could not create an execution context")
+        self.stream = cuda.new_stream()
+        self.tensors = {t.name: t for t in handle.io()}
+        self.inputs = [t for t in self.tensors.values() if t.is_input]
+        self.outputs = [t for t in self.tensors.values() if not t.is_input]
+        self._buffers: Dict[str, cuda.DeviceBuffer] = {n: cuda.DeviceBuffer() for n in self.tensors}
+        self._profiles = {t.name: compat.profile_shapes(handle.engine, t.name)
+                          for t in self.inputs if -1 in t.shape}
+        handle.adopt(self)
+
+    def profile(self, name: str) -> Optional[tuple]:
+        return self._profiles.get(name)
+
+    def _check_shape(self, name: str, shape: tuple) -> None:
+        want = self.tensors[name].shape
+        if len(shape) != len(want):
+            raise InputShapeError(f"input {name!r} has rank {len(shape)} (shape {shape}); the engine expects "
+                                  f"rank {len(want)} {want}")
+        prof = self._profiles.get(name)
+        for axis, (got, fixed) in enumerate(zip(shape, want)):
+            if fixed != -1 and got != fixed:
+                raise InputShapeError(f"input {name!r} dimension {axis} is {got}; the engine fixes it to {fixed}")
+            if fixed == -1 and prof is not None:
+                lo, hi = prof[0][axis], prof[2][axis]
+                if not lo <= got <= hi:
+                    raise InputShapeError(
+                        f"input {name!r} dimension {axis} is {got}, outside the engine's optimization "
+                        f"profile [{lo}, {hi}]")
+
+    def _as_engine_dtype(self, name: str, array: np.ndarray) -> np.ndarray:
+        want = np.dtype(self.tensors[name].dtype)
+        arr = np.asarray(array)
+        if arr.dtype == want:
+            return np.ascontiguousarray(arr)
+        if arr.dtype.kind in "iu" and want.kind in "iu":
+            info = np.iinfo(want)
+            if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                raise ValueError(f"input {name!r} holds values outside {want} range")
+            return np.ascontiguousarray(arr.astype(want))
+        if arr.dtype.kind == "f" and want.kind == "f":
+            return np.ascontiguousarray(arr.astype(want))
+        raise TypeError(f"input {name!r} is {arr.dtype}; the engine takes {want}")
+
+    def launch(self, feeds: Mapping[str, np.ndarray], stream: Any = None) -> PendingInference:
+        """Queue one inference on `stream` (default: the runner's) and return without waiting."""
+        stream = stream or self.stream
+        missing = [t.name for t in self.inputs if t.name not in feeds]
+        if missing:
+            raise KeyError(f"missing inputs {missing}; the engine's inputs are {[t.name for t in self.inputs]}")
+        unknown = sorted(set(feeds) - {t.name for t in self.inputs})
+        if unknown:
+            raise KeyError(f"unknown inputs {unknown}; the engine's inputs are {[t.name for t in self.inputs]}")
+        host_in: List[np.ndarray] = []
+        for t in self.inputs:
+            arr = self._as_engine_dtype(t.name, feeds[t.name])
+            self._check_shape(t.name, tuple(arr.shape))
+            if not self.context.set_input_shape(t.name, tuple(arr.shape)):
+                raise InputShapeError(f"TensorRT refused shape {tuple(arr.shape)} for input {t.name!r}")
+            pinned = cuda.pinned_copy(arr)
+            host_in.append(pinned)
+            ptr = self._buffers[t.name].ensure(pinned.nbytes)
+            self.context.set_tensor_address(t.name, ptr)
+            cuda.copy_htod_async(ptr, pinned, stream)
+        outputs: Dict[str, np.ndarray] = {}
+        for t in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(t.name))
+            host = cuda.pinned_empty(shape, t.dtype)
+            ptr = self._buffers[t.name].ensure(host.nbytes)
+            self.context.set_tensor_address(t.name, ptr)
+            outputs[t.name] = host
+        if not self.context.execute_async_v3(stream.handle):
+            raise RuntimeError("TensorRT failed to enqueue the inference (execute_async_v3 returned False)")
+        for t in self.outputs:
+            cuda.copy_dtoh_async(outputs[t.name], self._buffers[t.name].ptr, stream)
+        pending = PendingInference(stream, outputs)
+        pending._host_inputs = host_in  # type: ignore[attr-defined]  # keep until the copies ran
+        return pending
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return self.launch(feeds).wait()
+
+    def close(self) -> None:
+        if self.context is None:
+            return
+        self.stream.synchronize()
+        for buf in self._buffers.values():
+            buf.free()
+        self.context = None
