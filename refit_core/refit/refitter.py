@@ -1,0 +1,153 @@
+"""A refit wrapper that validates first, refuses incomplete refits, and loses nothing on failure.
+
+TensorRT's Refitter returns False rather than raising, and after a failed
+refit_cuda_engine "a subset of weights may have been refitted". This wrapper therefore
+(1) validates every weight in Python before TensorRT sees it, (2) refuses to refit while
+TensorRT reports missing weights, (3) waits for in-flight work on the engine's CUDA context,
+and (4) on a TensorRT failure refits the previous values back, so the engine keeps running
+with the weights it had.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from ..errors import RefitError, WeightValidationError
+from ..trt import compat
+from ..trt.engine import EngineHandle
+from .validation import WeightSpec, incomplete_groups, validate_weight
+
+
+class EngineRefitter:
+    """Refits one engine. `current` holds the values the engine runs with now (at first the
+    weights it was built with); they are what a failed refit is rolled back to."""
+
+    def __init__(self, handle: EngineHandle, specs: Mapping[str, WeightSpec],
+                 current: Mapping[str, np.ndarray], synchronize: Optional[Any] = None) -> None:
+        if not handle.refittable:
+            raise RefitError("this engine was built without BuilderFlag.REFIT, so its weights cannot be "
+                             "changed; rebuild it with refit enabled (BuildOptions(refit=True))")
+        trt = compat.import_tensorrt()
+        self.handle = handle
+        self.specs = dict(specs)
+        self.current: Dict[str, np.ndarray] = {k: np.array(v, copy=True) for k, v in current.items()}
+        self._synchronize = synchronize
+        self.refitter = trt.Refitter(handle.engine, handle.logger)
+        self.recorder = compat.make_error_recorder()
+        self.refitter.error_recorder = self.recorder
+        self._pending: Dict[str, np.ndarray] = {}
+        self.refit_count = 0
+        self.last_refit_seconds: Optional[float] = None
+        handle.adopt(self)
+
+    # ---- what TensorRT knows -----------------------------------------------------------
+    def trt_weight_names(self) -> List[Optional[str]]:
+        return compat.refittable_weight_names(self.refitter)
+
+    def missing(self) -> List[str]:
+        """Weights TensorRT still needs before it will refit (its get_missing_weights)."""
+        return [str(n) for n in self.refitter.get_missing_weights()]
+
+    # ---- setting -----------------------------------------------------------------------
+    def set(self, name: str, array: Any, allow_nonfinite: bool = False) -> None:
+        """Validate one weight and hand it to TensorRT (nothing is refitted yet)."""
+        arr = validate_weight(self.specs, name, array, allow_nonfinite)
+        self._push(name, arr)
+        self._pending[name] = arr
+
+    def set_many(self, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> None:
+        """Validate all, then set all: one bad weight means none is handed over."""
+        checked = {n: validate_weight(self.specs, n, a, allow_nonfinite) for n, a in weights.items()}
+        for name, arr in checked.items():
+            self._push(name, arr)
+            self._pending[name] = arr
+
+    def _push(self, name: str, arr: np.ndarray) -> None:
+        trt = compat.import_tensorrt()
+        spec = self.specs[name]
+        self.recorder.clear()
+        mark = self.handle.logger.mark()
+        if spec.layer is not None:
+            ok = self.refitter.set_weights(spec.layer, getattr(trt.WeightsRole, spec.role), trt.Weights(arr))
+        else:
+            ok = compat.set_named_weights(self.refitter, name, arr)
+        if not ok:
+            raise RefitError(f"TensorRT refused weight {name!r}", self._trt_messages(mark))
+
+    def _trt_messages(self, mark: int) -> List[str]:
+        said = self.recorder.descriptions() + self.handle.logger.errors_since(mark)
+        seen: List[str] = []
+        for s in said:
+            if s not in seen:
+                seen.append(s)
+        return seen
+
+    # ---- refitting ---------------------------------------------------------------------
+    def refit(self) -> float:
+        """Refit the engine with what was set; returns the seconds refit_cuda_engine took."""
+        pending = dict(self._pending)
+        groups = incomplete_groups(self.specs, pending)
+        if groups:
+            left = sorted(n for names in groups.values() for n in names)
+            raise RefitError(
+                f"refit refused: {', '.join(repr(n) for n in left)} not supplied; weights of one layer are "
+                f"refitted together ({', '.join(sorted(groups))})", missing=left)
+        missing = self.missing()
+        if missing:
+            raise RefitError(f"refit refused: TensorRT still needs {', '.join(repr(m) for m in missing)}",
+                             missing=missing)
+        if self._synchronize is not None:
+            self._synchronize()  # no inference may be reading the weights while they change
+        self.recorder.clear()
+        mark = self.handle.logger.mark()
+        start = time.perf_counter()
+        ok = compat.refit_engine(self.refitter)
+        seconds = time.perf_counter() - start
+        if not ok:
+            messages = self._trt_messages(mark)
+            self._pending.clear()
+            self._roll_back(pending)
+            raise RefitError("TensorRT's refit_cuda_engine failed; the previous weights were restored",
+                             messages, missing=self.missing())
+        self.current.update({k: np.array(v, copy=True) for k, v in pending.items()})
+        self._pending.clear()
+        self.refit_count += 1
+        self.last_refit_seconds = seconds
+        return seconds
+
+    def refit_with(self, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> float:
+        """Validate, set and refit in one call; a bad weight leaves the engine untouched."""
+        try:
+            self.set_many(weights, allow_nonfinite)
+        except (WeightValidationError, RefitError):
+            self.discard()
+            raise
+        try:
+            return self.refit()
+        except RefitError:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Forget weights set but not refitted: hand TensorRT the current values again."""
+        names = list(self._pending)
+        self._pending.clear()
+        # TensorRT 8.x has no unset: re-supply current values for what was set and for what
+        # TensorRT now reports missing because of it, so the next refit starts clean.
+        for name in names + [m for m in self.missing() if m not in names]:
+            if name in self.current:
+                self._push(name, self.current[name])
+
+    def _roll_back(self, attempted: Mapping[str, np.ndarray]) -> None:
+        restore = {n: self.current[n] for n in attempted if n in self.current}
+        for name, arr in restore.items():
+            self._push(name, arr)
+        if restore and not compat.refit_engine(self.refitter):
+            raise RefitError("refit failed and restoring the previous weights failed too: the engine may "
+                             "hold a mix of old and new weights; rebuild it", self.recorder.descriptions())
+
+    def close(self) -> None:
+        self._pending.clear()
+        self.refitter = None

@@ -1,0 +1,123 @@
+"""Checks a weight before TensorRT sees it (numpy only, so CI tests every rule).
+
+TensorRT's own checks are not enough: set_named_weights returns False without saying why,
+a wrong element count has aborted the whole process in some versions (NVIDIA/TensorRT#639),
+and a dtype it cannot take raises a bare TypeError. Each rule here raises a
+WeightValidationError that names the weight and the problem instead.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..errors import WeightValidationError
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """What the engine expects of one refittable weight.
+
+    `name` is the key users refit by. Named weights use `set_named_weights(name)`; the
+    sample's unnamed conv bias is addressed by layer and role instead (`layer`, `role`).
+    `group` lists weights that are refitted together (a layer's kernel and bias).
+    """
+
+    name: str
+    shape: Tuple[int, ...]
+    dtype: str = "float32"
+    layer: Optional[str] = None
+    role: Optional[str] = None
+    group: Optional[str] = None
+
+    @property
+    def count(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+
+def specs_from_arrays(arrays: Mapping[str, np.ndarray], groups: Optional[Mapping[str, str]] = None
+                      ) -> Dict[str, WeightSpec]:
+    groups = groups or {}
+    return {name: WeightSpec(name, tuple(int(d) for d in a.shape), str(a.dtype), group=groups.get(name))
+            for name, a in arrays.items()}
+
+
+def _unknown_name_message(name: Any, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    shown = ", ".join(repr(k) for k in known[:12]) + (" ..." if len(known) > 12 else "")
+    return f"is not a refittable weight of this engine{hint} (refittable: {shown})"
+
+
+def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
+                    allow_nonfinite: bool = False) -> np.ndarray:
+    """Return `array` unchanged if the engine can take it as weight `name`; raise otherwise.
+
+    Nothing is converted silently: a float64 array is an error, not a cast, so that the
+    numbers the user checks are the numbers the engine runs.
+    """
+    if not isinstance(name, str):
+        raise WeightValidationError(None, f"weight names are strings, got {type(name).__name__} {name!r}")
+    if name not in specs:
+        raise WeightValidationError(name, _unknown_name_message(name, specs))
+    spec = specs[name]
+    if array is None:
+        raise WeightValidationError(name, "got None instead of an array")
+    if not isinstance(array, np.ndarray):
+        raise WeightValidationError(name, f"expected a numpy.ndarray, got {type(array).__name__}")
+    want = np.dtype(spec.dtype)
+    if array.dtype != want:
+        raise WeightValidationError(
+            name, f"dtype is {array.dtype}, the engine's weight is {want}: convert explicitly "
+                  f"(np.asarray(w, dtype=np.{want.name})) if that is what you mean")
+    if array.size == 0:
+        raise WeightValidationError(name, f"empty array (shape {array.shape}); expected shape {spec.shape}")
+    if array.size != spec.count:
+        raise WeightValidationError(
+            name, f"has {array.size} elements (shape {array.shape}), expected {spec.count} (shape {spec.shape})")
+    if tuple(array.shape) != tuple(spec.shape):
+        raise WeightValidationError(
+            name, f"shape {tuple(array.shape)} differs from the engine's {tuple(spec.shape)} although the "
+                  "element count matches: reshape it explicitly if the layout really is the same")
+    if not array.flags.c_contiguous:
+        raise WeightValidationError(
+            name, "is not C-contiguous (a transposed or strided view); TensorRT reads raw memory in "
+                  "row-major order: pass np.ascontiguousarray(w)")
+    if not array.flags.writeable:
+        raise WeightValidationError(
+            name, "is read-only; TensorRT reads the buffer after the call returns, and refit_core takes "
+                  "only buffers the caller owns: pass a writable copy (w.copy())")
+    if not allow_nonfinite and want.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            n_nan = int(np.isnan(array).sum())
+            n_inf = int((~finite).sum()) - n_nan
+            raise WeightValidationError(
+                name, f"contains {n_nan} NaN and {n_inf} Inf values; refused by default "
+                      "(pass allow_nonfinite=True to refit them anyway)")
+    return array
+
+
+def validate_weights(specs: Mapping[str, WeightSpec], weights: Mapping[str, Any],
+                     allow_nonfinite: bool = False) -> Dict[str, np.ndarray]:
+    """Validate every weight of a refit before any is handed to TensorRT (all or nothing)."""
+    return {name: validate_weight(specs, name, arr, allow_nonfinite) for name, arr in weights.items()}
+
+
+def incomplete_groups(specs: Mapping[str, WeightSpec], supplied: Iterable[str]) -> Dict[str, list]:
+    """For each group touched by `supplied`, the members not supplied (empty dict: complete)."""
+    supplied = set(supplied)
+    members: Dict[str, list] = {}
+    for spec in specs.values():
+        if spec.group is not None:
+            members.setdefault(spec.group, []).append(spec.name)
+    out = {}
+    for group, names in members.items():
+        if supplied & set(names):
+            left = sorted(set(names) - supplied)
+            if left:
+                out[group] = left
+    return out
