@@ -1,0 +1,342 @@
+"""Human-readable report across TensorRT versions: a markdown table and a refit-vs-rebuild chart.
+
+The gate answers "did this upgrade regress?"; the report answers "what did each version
+do?", for release notes and upgrade decisions. matplotlib is imported only inside the
+plotting function, because the GPU kit has none; without it the markdown is still written.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .results import (REBUILD_KIND, REFIT_KIND, ResultsFileError, count_tests, derive_ratios,
+                      load_results, primary_timing, timing_models)
+
+REPORT_NAME = "report.md"
+PLOT_NAME = "refit_vs_rebuild.png"
+DEFAULT_OUT = "refit_report"
+
+#: Exit codes of run_report.
+EXIT_OK = 0
+EXIT_NO_PLOT = 1
+EXIT_UNREADABLE = 2
+
+Record = Tuple[str, Dict[str, Any]]  # (source path, loaded results)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers shared by the table and the plot
+# --------------------------------------------------------------------------------------
+
+def version_key(version: Optional[str]) -> Tuple[Any, ...]:
+    """Sort "8.5.3.1" before "8.6.0" before "10.0.1" (numerically); unknown versions last."""
+    if not version:
+        return (1, ())
+    return (0, tuple(int(n) for n in re.findall(r"\d+", str(version))), str(version))
+
+
+def _env(data: Dict[str, Any]) -> Dict[str, Any]:
+    env = data.get("environment")
+    return env if isinstance(env, dict) else {}
+
+
+def sort_records(records: Sequence[Record]) -> List[Record]:
+    """Order runs by TensorRT version, then GPU, then file name."""
+    return sorted(records, key=lambda r: (version_key(_env(r[1]).get("tensorrt_version")),
+                                          str(_env(r[1]).get("gpu_name", "")), r[0]))
+
+
+def _models(records: Sequence[Record]) -> List[str]:
+    """Every model with refit/rebuild timings in any record, "mnist" first."""
+    names = set()
+    for _, data in records:
+        names.update(timing_models(data.get("timings") or {}))
+    return sorted(names, key=lambda m: (m != "mnist", m))
+
+
+def _bidaf_keys(records: Sequence[Record]) -> List[str]:
+    keys = set()
+    for _, data in records:
+        keys.update((data.get("bidaf") or {}).keys())
+    return sorted(keys, key=lambda k: (k != "standin", k))
+
+
+def model_timings(data: Dict[str, Any], model: str) -> Dict[str, Any]:
+    """The refit and rebuild figures that stand for one model in one run.
+
+    Returns refit/rebuild medians, min/max, the first refit, the ratio (recorded, else derived)
+    and the timing names used, each None when absent.
+    """
+    timings = data.get("timings") or {}
+    out: Dict[str, Any] = {}
+    for kind in (REFIT_KIND, REBUILD_KIND):
+        name = primary_timing(timings, model, kind)
+        entry = (timings.get(name) or {}) if name else {}
+        out[f"{kind}_name"] = name
+        out[f"{kind}_median_s"] = entry.get("median_s")
+        out[f"{kind}_min_s"] = entry.get("min_s")
+        out[f"{kind}_max_s"] = entry.get("max_s")
+    out["first_refit_s"] = (timings.get(out["refit_name"]) or {}).get("first_s") \
+        if out["refit_name"] else None
+    ratios = data.get("ratios") or {}
+    out["ratio"] = ratios.get(model, derive_ratios(timings).get(model))
+    return out
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "-"
+    s = float(value)
+    if s >= 1.0:
+        return f"{s:.3g} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s * 1e6:.3g} us"
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{float(value) * 100:.2f}%"
+
+
+def _ratio(value: Any) -> str:
+    if value is None:
+        return "-"
+    v = float(value)
+    return f"{v:.0f}x" if v >= 100 else f"{v:.1f}x"
+
+
+def _cell(text: Any) -> str:
+    """Markdown-safe table cell: no pipes or newlines break the row."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or "-"
+
+
+def _tests_line(data: Dict[str, Any]) -> str:
+    counts = data.get("test_counts")
+    if not isinstance(counts, dict):
+        counts = count_tests(data.get("tests") or {})
+    return (f"{counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "
+            f"{counts.get('skipped', 0)} skipped")
+
+
+def _label(data: Dict[str, Any]) -> str:
+    env = _env(data)
+    return str(env.get("tensorrt_version") or "unknown")
+
+
+# --------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------
+
+def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NAME) -> str:
+    """The report text: one table row per run (TensorRT version), then tests, timings used, sources."""
+    records = sort_records(records)
+    models = _models(records)
+    bidaf_keys = _bidaf_keys(records)
+
+    header = ["TensorRT", "GPU", "MNIST before", "MNIST after"]
+    for key in bidaf_keys:
+        header += [f"BiDAF {key} answer", f"BiDAF {key} EM TRT / ORT"]
+    for model in models:
+        header += [f"{model} refit median", f"{model} first refit",
+                   f"{model} rebuild median", f"{model} rebuild/refit"]
+
+    lines = ["# TensorRT refit results across versions", ""]
+    lines.append(f"{len(records)} results file(s). Accuracies and exact match are percentages; "
+                 "timings are medians unless stated.")
+    lines.append("")
+    lines.append("| " + " | ".join(_cell(h) for h in header) + " |")
+    lines.append("|" + "|".join(" --- " for _ in header) + "|")
+    for _, data in records:
+        env = _env(data)
+        mnist = data.get("mnist") or {}
+        row = [_label(data), env.get("gpu_name", "-"),
+               _pct(mnist.get("accuracy_before")), _pct(mnist.get("accuracy_after"))]
+        for key in bidaf_keys:
+            entry = (data.get("bidaf") or {}).get(key) or {}
+            answer = entry.get("answer_after_refit")
+            row.append(f'"{answer}"' if answer is not None else "-")
+            row.append(f"{_pct(entry.get('heldout_exact_match_trt'))} / "
+                       f"{_pct(entry.get('heldout_exact_match_ort'))}" if entry else "-")
+        for model in models:
+            t = model_timings(data, model)
+            ratio = t["ratio"]
+            row += [_seconds(t["refit_median_s"]), _seconds(t["first_refit_s"]),
+                    _seconds(t["rebuild_median_s"]),
+                    _ratio(ratio)]
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+
+    lines += ["", "## Tests", ""]
+    for path, data in records:
+        gpu = _env(data).get("gpu_name")
+        lines.append(f"- TensorRT {_label(data)}" + (f" ({gpu})" if gpu else "")
+                     + f": {_tests_line(data)}")
+
+    if models:
+        lines += ["", "## Timings used", ""]
+        for model in models:
+            used = set()
+            for _, data in records:
+                t = model_timings(data, model)
+                used.add((t["refit_name"] or "-", t["rebuild_name"] or "-"))
+            for refit_name, rebuild_name in sorted(used):
+                lines.append(f"- {model}: refit `{refit_name}`, rebuild `{rebuild_name}`")
+        if plot_name:
+            lines += ["", f"![refit vs rebuild time per TensorRT version]({plot_name})"]
+
+    lines += ["", "## Sources", ""]
+    for path, data in records:
+        note = data.get("note")
+        created = data.get("created")
+        text = f"- `{Path(path).name}`" + (f", created {created}" if created else "")
+        if note:
+            text += f" - note: {note}"
+        lines.append(text)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# Plot
+# --------------------------------------------------------------------------------------
+
+def _matplotlib_available() -> bool:
+    """The GPU kit has no matplotlib; the markdown is still worth writing there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return False
+    return True
+
+
+def plot_refit_vs_rebuild(records: Sequence[Record], path: Path) -> Path:
+    """Grouped bars (log scale): refit vs rebuild median per TensorRT version and model.
+
+    Uses the Agg canvas directly rather than pyplot, so no global backend state is touched
+    and it works headless. Whiskers show min..max of the rounds.
+    """
+    # matplotlib 3.9 calls pyparsing APIs that newer pyparsing deprecates; the warnings are
+    # not actionable for users of this report, so they are kept out of their output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _plot(records, Path(path))
+
+
+def _plot(records: Sequence[Record], path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    records = sort_records(records)
+    models = _models(records)
+    labels = [f"TRT {_label(d)}\n{_env(d).get('gpu_name', '')}".rstrip() for _, d in records]
+    series = [(m, k) for m in models for k in (REFIT_KIND, REBUILD_KIND)]
+
+    fig = Figure(figsize=(max(6.0, 1.6 + 1.3 * len(records) * max(1, len(models))), 4.8),
+                 dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(series))
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    drawn = 0
+    for index, (model, kind) in enumerate(series):
+        color = palette[models.index(model) % len(palette)]
+        xs, heights, lows, highs = [], [], [], []
+        for group, (_, data) in enumerate(records):
+            t = model_timings(data, model)
+            median = t[f"{kind}_median_s"]
+            if median is None or float(median) <= 0:
+                continue
+            median = float(median)
+            low = float(t[f"{kind}_min_s"] if t[f"{kind}_min_s"] is not None else median)
+            high = float(t[f"{kind}_max_s"] if t[f"{kind}_max_s"] is not None else median)
+            xs.append(group - 0.4 + width * (index + 0.5))
+            heights.append(median)
+            lows.append(max(0.0, median - low))
+            highs.append(max(0.0, high - median))
+        if not xs:
+            continue
+        drawn += len(xs)
+        refit = kind == REFIT_KIND
+        ax.bar(xs, heights, width=width * 0.95, color=color, alpha=1.0 if refit else 0.45,
+               hatch=None if refit else "//", edgecolor=color, label=f"{model} {kind}",
+               yerr=[lows, highs], capsize=2, error_kw={"elinewidth": 0.8})
+
+    ax.set_xticks(list(range(len(records))))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_title("Refit vs rebuild time per TensorRT version (median, min..max)")
+    if drawn:
+        ax.set_yscale("log")
+        # Plain labels ("10 ms", "1 s"): readable, and no mathtext (10^x) rendering needed.
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: _seconds(value)))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel("time (log scale)")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    else:
+        ax.text(0.5, 0.5, "no refit/rebuild timings in these results", ha="center",
+                va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path), format="png")
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `python -m refit_core report RESULTS... --out DIR`."""
+    parser.add_argument("results", nargs="+", metavar="RESULTS",
+                        help="results JSON files, one per TensorRT version / GPU run")
+    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
+                        help=f"directory for {REPORT_NAME} and {PLOT_NAME} (default {DEFAULT_OUT})")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write DIR/report.md and DIR/refit_vs_rebuild.png and print their paths.
+
+    Exit code 0 when both are written, 1 when the PNG could not be made (no matplotlib;
+    the markdown is still written), 2 when a results file is unreadable.
+    """
+    records: List[Record] = []
+    try:
+        for path in args.results:
+            records.append((str(path), load_results(path)))
+    except ResultsFileError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    out = Path(getattr(args, "out", None) or DEFAULT_OUT)
+    out.mkdir(parents=True, exist_ok=True)
+
+    plot_path: Optional[Path] = out / PLOT_NAME
+    if not _matplotlib_available():
+        plot_path = None
+    report_path = out / REPORT_NAME
+    report_path.write_text(build_markdown(records, PLOT_NAME if plot_path else None),
+                           encoding="utf-8")
+    print(report_path)
+    if plot_path is None:
+        print(f"report: matplotlib is not installed, {PLOT_NAME} not written "
+              "(pip install matplotlib)", file=sys.stderr)
+        return EXIT_NO_PLOT
+    plot_refit_vs_rebuild(records, plot_path)
+    print(plot_path)
+    return EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m refit_core.reporting.report`, usable before the package CLI exists."""
+    parser = argparse.ArgumentParser(prog="python -m refit_core.reporting.report",
+                                     description="Markdown report and chart across TensorRT versions.")
+    add_report_arguments(parser)
+    return run_report(parser.parse_args(None if argv is None else list(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

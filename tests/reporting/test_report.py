@@ -1,0 +1,126 @@
+"""The cross-version report: markdown table (one row per version) and the refit-vs-rebuild PNG."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+from refit_core.reporting.report import (PLOT_NAME, REPORT_NAME, add_report_arguments,
+                                         build_markdown, run_report, version_key)
+
+from .conftest import SAMPLE_85, SAMPLE_86
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# The GPU kit has no matplotlib: there the PNG tests skip; in CI (CI=true) it must be installed.
+needs_matplotlib = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None and os.environ.get("CI") != "true",
+    reason="matplotlib is not installed (the GPU kit has none); the PNG is not written")
+
+
+def _report(paths: List[Path], out: Path, capsys: pytest.CaptureFixture) -> tuple:
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    code = run_report(parser.parse_args([*map(str, paths), "--out", str(out)]))
+    stdout, stderr = capsys.readouterr()
+    return code, stdout, stderr
+
+
+def _table_rows(markdown: str) -> List[str]:
+    """Body rows of the first markdown table."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| TensorRT"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+@needs_matplotlib
+def test_report_writes_markdown_and_png(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "report"
+    code, stdout, _ = _report([SAMPLE_86, SAMPLE_85], out, capsys)  # given newest first
+    assert code == 0
+    report, plot = out / REPORT_NAME, out / PLOT_NAME
+    assert str(report) in stdout and str(plot) in stdout
+
+    markdown = report.read_text(encoding="utf-8")
+    rows = _table_rows(markdown)
+    assert len(rows) == 2  # one row per TensorRT version ...
+    assert rows[0].startswith("| 8.5.3.1 |") and rows[1].startswith("| 8.6.0 |")  # ... sorted
+    header = markdown.splitlines()[[i for i, l in enumerate(markdown.splitlines())
+                                    if l.startswith("| TensorRT")][0]]
+    for column in ("GPU", "MNIST before", "MNIST after", "BiDAF standin answer",
+                   "BiDAF standin EM", "mnist refit median", "mnist first refit",
+                   "mnist rebuild median", "mnist rebuild/refit", "bidaf.standin rebuild/refit"):
+        assert column in header
+    assert "99.12%" in rows[0] and '"savanna"' in rows[0]
+    assert "- TensorRT 8.5.3.1 (NVIDIA H100 80GB HBM3): 8 passed, 0 failed, 1 skipped" in markdown
+    assert "- TensorRT 8.6.0 (NVIDIA H100 80GB HBM3): 9 passed, 0 failed, 0 skipped" in markdown
+    assert "TEST FIXTURE" in markdown  # fixture notes travel into the report
+    assert f"]({PLOT_NAME})" in markdown
+
+    data = plot.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > 10_000
+
+
+@needs_matplotlib
+def test_versions_sort_numerically(baseline: Dict[str, Any],
+                                   write_json: Callable[[str, Any], Path],
+                                   tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    newer = dict(baseline, environment=dict(baseline["environment"], tensorrt_version="10.0.1"))
+    paths = [write_json("r10.json", newer), SAMPLE_86, SAMPLE_85]
+    code, _, _ = _report(paths, tmp_path / "out", capsys)
+    assert code == 0
+    rows = _table_rows((tmp_path / "out" / REPORT_NAME).read_text(encoding="utf-8"))
+    assert [row.split("|")[1].strip() for row in rows] == ["8.5.3.1", "8.6.0", "10.0.1"]
+    assert version_key("8.6.0") < version_key("10.0.1") < version_key(None)
+
+
+@needs_matplotlib
+def test_report_without_timings_or_bidaf(write_json: Callable[[str, Any], Path],
+                                         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    minimal = {"schema_version": 1, "created": "2024-06-03",
+               "environment": {"tensorrt_version": "8.6.0"},
+               "mnist": {"accuracy_after": 0.99},
+               "tests": {"tests/a.py::t": "passed"}}
+    code, _, _ = _report([write_json("minimal.json", minimal)], tmp_path / "out", capsys)
+    assert code == 0
+    markdown = (tmp_path / "out" / REPORT_NAME).read_text(encoding="utf-8")
+    assert len(_table_rows(markdown)) == 1
+    assert "1 passed, 0 failed, 0 skipped" in markdown
+    assert (tmp_path / "out" / PLOT_NAME).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_cells_are_markdown_safe(baseline: Dict[str, Any]) -> None:
+    baseline["bidaf"]["standin"]["answer_after_refit"] = "a | b\nc"
+    markdown = build_markdown([("x.json", baseline)])
+    row = _table_rows(markdown)[0]
+    assert "a \\| b c" in row
+    assert row.count(" | ") == markdown.splitlines()[4].count(" | ")  # same columns as header
+
+
+def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": 7}', encoding="utf-8")
+    code, _, err = _report([SAMPLE_85, bad], tmp_path / "out", capsys)
+    assert code == 2 and "bad.json" in err
+    assert not (tmp_path / "out" / REPORT_NAME).exists()
+
+
+def test_without_matplotlib_the_markdown_is_still_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
+    code, _, err = _report([SAMPLE_85], tmp_path / "out", capsys)
+    assert code == 1 and "matplotlib" in err
+    assert (tmp_path / "out" / REPORT_NAME).exists()
+    assert not (tmp_path / "out" / PLOT_NAME).exists()
