@@ -21,10 +21,14 @@ def import_pycuda() -> Any:
     if _cuda is None:
         try:
             import pycuda.driver as driver
-        except ImportError as exc:  # pragma: no cover - depends on the machine
+        except ModuleNotFoundError as exc:  # pragma: no cover - depends on the machine
             raise TensorRTUnavailable(
                 f"pycuda is not installed ({exc}); install the GPU set: "
                 "pip install -r requirements-gpu.txt") from exc
+        except ImportError as exc:  # installed, but the CUDA driver library is not there
+            raise TensorRTUnavailable(
+                f"pycuda is installed but cannot load the CUDA driver ({exc}): "
+                "this machine has no NVIDIA driver/GPU") from exc
         _cuda = driver
     return _cuda
 
