@@ -1,0 +1,235 @@
+"""Trained LeNet weights: configuration, container and an on-disk cache. No PyTorch here.
+
+The GPU kit has no PyTorch, so it must be able to read the training configuration and the
+cached weights; training itself lives in lenet_torch and is imported only when needed.
+A cache entry is trusted only if its metadata matches the data checksums and the
+hyper-parameters and its arrays have the right names, shapes and values.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from ..config import CACHE_DIR_ENV, cache_dir, resolve_data_dir
+from ..data.mnist import dataset_fingerprint
+from ..errors import DataError, TrainingUnavailable
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Bump when the file layout or training code changes in a way that makes old caches wrong.
+CACHE_FORMAT = 1
+
+LENET_WEIGHT_SHAPES: Dict[str, Tuple[int, ...]] = {
+    "conv1.weight": (20, 1, 5, 5),
+    "conv1.bias": (20,),
+    "conv2.weight": (50, 20, 5, 5),
+    "conv2.bias": (50,),
+    "fc1.weight": (500, 800),
+    "fc1.bias": (500,),
+    "fc2.weight": (10, 500),
+    "fc2.bias": (10,),
+}
+
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; all of them go into the cache key."""
+
+    seed: int = 1
+    epochs: int = 2
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9  # used by "sgd" only
+    lr_schedule: str = "cosine"  # per-step cosine decay to 0 over the run, or "constant"
+    limit: Optional[int] = None  # train on the first `limit` images (quick tests)
+    # Fixed, because CPU kernels may split sums by thread count. One thread: on a busy
+    # 2-core runner two OpenMP threads were ~10x slower per step than one.
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.num_threads < 1:
+            raise ValueError("epochs, batch_size and num_threads must be >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be None or >= 1")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainedWeights:
+    """The eight LeNet tensors (float32, C-contiguous, PyTorch names) plus provenance."""
+
+    weights: Dict[str, np.ndarray]
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
+
+    @property
+    def test_accuracy(self) -> Optional[float]:
+        """Accuracy recorded at training time (fraction 0..1), if any."""
+        value = self.metadata.get("test_accuracy")
+        return None if value is None else float(value)
+
+
+def check_weight_shapes(weights: Mapping[str, np.ndarray], source: str = "weights") -> None:
+    """Raise DataError unless `weights` has exactly the LeNet names, shapes and finite values."""
+    names, expected = set(weights), set(LENET_WEIGHT_SHAPES)
+    if names != expected:
+        raise DataError(
+            f"{source}: weight names differ from LeNet's: missing {sorted(expected - names)}, "
+            f"unexpected {sorted(names - expected)}")
+    for name, shape in LENET_WEIGHT_SHAPES.items():
+        arr = np.asarray(weights[name])
+        if tuple(arr.shape) != shape:
+            raise DataError(f"{source}: {name} has shape {tuple(arr.shape)}, expected {shape}")
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"{source}: {name} holds non-finite values")
+
+
+def cache_key(fingerprint: Mapping[str, Any], config: TrainConfig) -> str:
+    """Hash of (data checksums, hyper-parameters, cache format): the cache file's stem."""
+    blob = json.dumps({"format": CACHE_FORMAT, "data": fingerprint, "config": config.to_dict()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def lenet_cache_dir(cache_root: Optional[PathLike] = None) -> Path:
+    """<cache root>/lenet, the cache root being cache_root or config.cache_dir()."""
+    root = Path(cache_root).expanduser() if cache_root is not None else cache_dir()
+    return root / "lenet"
+
+
+def cache_paths(data_dir: Optional[PathLike] = None, config: Optional[TrainConfig] = None,
+                cache_root: Optional[PathLike] = None) -> Tuple[Path, Path]:
+    """(npz path, json path) of the cache entry for this data and configuration."""
+    config = config if config is not None else TrainConfig()
+    fp = dataset_fingerprint(resolve_data_dir(data_dir))
+    stem = lenet_cache_dir(cache_root) / cache_key(fp, config)
+    return stem.with_suffix(".npz"), stem.with_suffix(".json")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: no half files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_cache(trained: TrainedWeights, npz_path: Path, json_path: Path) -> None:
+    """Store weights (npz) then metadata (json); the json is written last and marks completion."""
+    check_weight_shapes(trained.weights, source="weights to cache")
+    _atomic_write(npz_path, lambda fh: np.savez(fh, **trained.weights))
+    text = json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n"
+    _atomic_write(json_path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
+               config: TrainConfig) -> TrainedWeights:
+    """Load a cache entry, or raise DataError saying why it cannot be trusted."""
+    if not json_path.is_file() or not npz_path.is_file():
+        raise DataError(f"no cache entry at {npz_path}")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{json_path}: unreadable metadata ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{json_path}: metadata is not a JSON object")
+    if meta.get("cache_format") != CACHE_FORMAT:
+        raise DataError(f"{json_path}: cache format {meta.get('cache_format')!r}, need {CACHE_FORMAT}")
+    if meta.get("data_fingerprint") != json.loads(json.dumps(dict(fingerprint))):
+        raise DataError(f"{json_path}: trained on other data (checksums differ)")
+    if meta.get("config") != json.loads(json.dumps(config.to_dict())):
+        raise DataError(f"{json_path}: trained with other hyper-parameters {meta.get('config')}")
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            weights = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{npz_path}: unreadable weights ({exc})") from exc
+    check_weight_shapes(weights, source=str(npz_path))
+    return TrainedWeights(weights=weights, metadata=meta)
+
+
+def _train_weights(data_dir: Path, config: TrainConfig, progress: bool) -> TrainedWeights:
+    """Train with PyTorch (imported only here). Raises ImportError when torch is missing."""
+    # import_module (not `from . import`) so a torch made unimportable is noticed even
+    # after lenet_torch was imported once in this process.
+    lenet_torch = importlib.import_module(__name__.rsplit(".", 1)[0] + ".lenet_torch")
+    return lenet_torch.train_lenet(data_dir, config, progress=progress)
+
+
+def load_or_train(data_dir: Optional[PathLike] = None, config: Optional[TrainConfig] = None,
+                  cache_root: Optional[PathLike] = None, progress: bool = True) -> TrainedWeights:
+    """Cached trained weights for (data, config), training and caching them when needed.
+
+    data_dir None means $REFIT_DATA_DIR. A cache that does not match the data or the
+    hyper-parameters, or whose arrays are unreadable or misshapen, is retrained, never used.
+    Raises TrainingUnavailable when training is needed and PyTorch is not installed.
+    """
+    config = config if config is not None else TrainConfig()
+    data_path = resolve_data_dir(data_dir)
+    fp = dataset_fingerprint(data_path)
+    stem = lenet_cache_dir(cache_root) / cache_key(fp, config)
+    npz_path, json_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    if npz_path.exists() or json_path.exists():
+        try:
+            return read_cache(npz_path, json_path, fp, config)
+        except DataError as exc:
+            log.warning("LeNet weight cache rejected, retraining: %s", exc)
+    try:
+        trained = _train_weights(data_path, config, progress)
+    except ImportError as exc:
+        missing = (getattr(exc, "name", None) or "torch").split(".")[0]
+        if missing != "torch":  # some other broken import: not ours to reword
+            raise
+        raise TrainingUnavailable(
+            f"no usable cached LeNet weights at {npz_path} and PyTorch is not importable "
+            f"({exc}), so make them with `python -m refit_core train-mnist --data-dir "
+            f"{data_path}` on a machine with PyTorch and carry its cache folder here, "
+            f"pointing {CACHE_DIR_ENV} at it") from exc
+    meta = dict(trained.metadata)
+    meta.update({
+        "cache_format": CACHE_FORMAT,
+        "cache_key": stem.name,
+        "data_fingerprint": fp,
+        "config": config.to_dict(),
+        "weight_shapes": {k: list(v) for k, v in LENET_WEIGHT_SHAPES.items()},
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    trained = TrainedWeights(weights=trained.weights, metadata=meta)
+    save_cache(trained, npz_path, json_path)
+    return trained

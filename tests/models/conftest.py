@@ -1,0 +1,44 @@
+"""A tiny synthetic MNIST in tmp_path, so cache tests train in well under a second."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refit_core.data.mnist import MNIST_FILES, write_idx
+
+
+def write_tiny_mnist(folder: Path, n_train: int = 128, n_test: int = 64, seed: int = 0) -> Path:
+    """Random uint8 images with labels 0..9 in the IDX layout (gzip)."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        write_idx(folder / (MNIST_FILES[f"{split}_images"] + ".gz"),
+                  rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+        write_idx(folder / (MNIST_FILES[f"{split}_labels"] + ".gz"),
+                  rng.integers(0, 10, size=n, dtype=np.uint8))
+    return folder
+
+
+@pytest.fixture
+def tiny_mnist_dir(tmp_path: Path) -> Path:
+    return write_tiny_mnist(tmp_path / "tiny_mnist")
+
+
+@pytest.fixture
+def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache root; REFIT_CACHE_DIR points there too so nothing reaches ~/.cache."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("REFIT_CACHE_DIR", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_torch_logits(trained_lenet, mnist_test_set) -> dict:
+    """PyTorch logits of the trained net on the 10,000 test images, float32 and float64."""
+    torch = pytest.importorskip("torch")
+    from refit_core.models.lenet_torch import torch_logits
+
+    images = mnist_test_set["images"]
+    return {"float32": torch_logits(trained_lenet.weights, images, dtype=torch.float32),
+            "float64": torch_logits(trained_lenet.weights, images, dtype=torch.float64)}
