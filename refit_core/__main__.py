@@ -1,0 +1,9 @@
+"""Entry point of `python -m refit_core`."""
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report}`.
+
+Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
+and `mnist` fails with one sentence (no traceback) where there is no GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from .errors import RefitCoreError
+
+
+def _gpu_or_exit() -> None:
+    from .trt.cuda import gpu_unavailable_reason
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        raise SystemExit(f"refit_core: cannot run on this machine: {reason}.")
+
+
+def cmd_mnist(args: argparse.Namespace) -> int:
+    from .config import resolve_data_dir
+    data_dir = resolve_data_dir(args.data_dir)
+    _gpu_or_exit()
+    from .flows.mnist import run_mnist_flow
+    result = run_mnist_flow(data_dir)
+    return 0 if result.accuracy_after >= 0.98 else 1
+
+
+def cmd_train_mnist(args: argparse.Namespace) -> int:
+    from .config import resolve_data_dir
+    from .models.lenet_weights import load_or_train
+    trained = load_or_train(resolve_data_dir(args.data_dir), progress=True)
+    acc = trained.metadata.get("test_accuracy")
+    print(f"LeNet weights cached; test accuracy {100.0 * float(acc):.2f}%" if acc is not None
+          else "LeNet weights cached")
+    return 0
+
+
+def cmd_bidaf(args: argparse.Namespace) -> int:
+    _gpu_or_exit()
+    from .flows.bidaf import run_bidaf_flow
+    ok = run_bidaf_flow(model_path=args.model, context=args.context, query=args.query)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m refit_core",
+                                     description="TensorRT engine refit flows, results gate and report.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("mnist", help="the engine_refit_mnist flow: zero conv1, measure, refit, measure")
+    p.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $REFIT_DATA_DIR)")
+    p.set_defaults(func=cmd_mnist)
+
+    p = sub.add_parser("train-mnist", help="train LeNet (PyTorch) and cache its weights for GPU machines")
+    p.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $REFIT_DATA_DIR)")
+    p.set_defaults(func=cmd_train_mnist)
+
+    p = sub.add_parser("bidaf", help="the engine_refit_onnx_bidaf flow: prepare, build, refit fake then real")
+    p.add_argument("--model", help="BiDAF ONNX model (default: the bundled stand-in)")
+    p.add_argument("--context", help="context text (default: the sample's)")
+    p.add_argument("--query", help="question (default: the sample's)")
+    p.set_defaults(func=cmd_bidaf)
+
+    from .reporting.gate import add_gate_arguments, run_gate
+    p = sub.add_parser("gate", help="compare two results files; exit 1 on a regression")
+    add_gate_arguments(p)
+    p.set_defaults(func=run_gate)
+
+    from .reporting.report import add_report_arguments, run_report
+    p = sub.add_parser("report", help="markdown table and PNG chart across TensorRT versions")
+    add_report_arguments(p)
+    p.set_defaults(func=run_report)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RefitCoreError as exc:
+        print(f"refit_core: {exc}", file=sys.stderr)
+        return 2
