@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from ..config import TACTICS_ENV
 from ..errors import FeatureUnavailable, TensorRTUnavailable
 
@@ -307,13 +309,26 @@ class IOTensor:
     shape: Tuple[int, ...]  # -1 for dynamic dimensions
 
 
+_NUMPY_OF_TRT = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool",
+                 "UINT8": "uint8", "INT64": "int64", "DOUBLE": "float64"}
+
+
+def numpy_dtype(trt_dtype: Any) -> Any:
+    """numpy dtype of a TensorRT DataType, by name. trt.nptype cannot be used: TensorRT 8.5's
+    evaluates `np.bool`, which numpy >= 1.24 removed (AttributeError for every dtype)."""
+    name = str(trt_dtype).split(".")[-1]
+    if name not in _NUMPY_OF_TRT:
+        raise TypeError(f"TensorRT data type {name} has no numpy equivalent here")
+    return np.dtype(_NUMPY_OF_TRT[name])
+
+
 def io_tensors(engine: Any) -> List[IOTensor]:
     trt = import_tensorrt()
     out = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         mode = engine.get_tensor_mode(name)
-        np_dtype = trt.nptype(engine.get_tensor_dtype(name))
+        np_dtype = numpy_dtype(engine.get_tensor_dtype(name))
         out.append(IOTensor(name, mode == trt.TensorIOMode.INPUT, np_dtype,
                             tuple(engine.get_tensor_shape(name))))
     return out

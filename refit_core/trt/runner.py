@@ -29,17 +29,26 @@ class PendingInference:
 class TrtRunner:
     """One execution context of an engine, with its own stream and device buffers."""
 
-    def __init__(self, handle: EngineHandle) -> None:
+    def __init__(self, handle: EngineHandle, profile: int = 0) -> None:
+        """`profile`: the optimization profile this context uses. On TensorRT 8.x a profile of a
+        dynamic-shape engine serves one execution context at a time, so concurrent runners of
+        one engine need engines built with several profiles and one index each."""
         self.handle = handle
         self.context = handle.engine.create_execution_context()
         if self.context is None:
             raise RuntimeError("TensorRT could not create an execution context")
         self.stream = cuda.new_stream()
+        self.profile = profile
+        if handle.engine.num_optimization_profiles > 0 and self.context.active_optimization_profile != profile:
+            if not self.context.set_optimization_profile_async(profile, self.stream.handle):
+                raise RuntimeError(f"TensorRT refused optimization profile {profile} for a new context "
+                                   f"(the engine has {handle.engine.num_optimization_profiles})")
+            self.stream.synchronize()
         self.tensors = {t.name: t for t in handle.io()}
         self.inputs = [t for t in self.tensors.values() if t.is_input]
         self.outputs = [t for t in self.tensors.values() if not t.is_input]
         self._buffers: Dict[str, cuda.DeviceBuffer] = {n: cuda.DeviceBuffer() for n in self.tensors}
-        self._profiles = {t.name: compat.profile_shapes(handle.engine, t.name)
+        self._profiles = {t.name: compat.profile_shapes(handle.engine, t.name, profile)
                           for t in self.inputs if -1 in t.shape}
         handle.adopt(self)
 

@@ -1,0 +1,161 @@
+"""The engine_refit_onnx_bidaf flow: prepare the ONNX model, build a REFIT engine with the
+ONNX parser (plan cached on disk), refit fake weights (wrong answer), then the real ones."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..refit.validation import WeightSpec
+from ..trt import compat
+from ..trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan_from_onnx, load_or_build
+
+# Optimization profile (tokens): min 1, the sample's shapes as opt, and these maxima
+CONTEXT_LENGTHS = (1, 10, 64)
+QUERY_LENGTHS = (1, 6, 32)
+CHARS = 16
+SAMPLE_WEIGHTS = ("Parameter576_B_0", "W_0")
+
+
+def bidaf_profile(input_names: Mapping[str, str]) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
+    """One optimization profile over context and query lengths, keyed by the prepared inputs."""
+    prof = {}
+    for side, (lo, opt, hi) in (("context", CONTEXT_LENGTHS), ("query", QUERY_LENGTHS)):
+        prof[input_names[f"{side}_word"]] = ((lo, 1), (opt, 1), (hi, 1))
+        prof[input_names[f"{side}_char"]] = ((lo, 1, 1, CHARS), (opt, 1, 1, CHARS), (hi, 1, 1, CHARS))
+    return prof
+
+
+def onnx_float_initializers(model_path: Path) -> Dict[str, np.ndarray]:
+    """Every float32 initializer of the prepared model: the candidates for "refit every weight"."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(model_path))
+    out = {}
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size > 0:
+            out[init.name] = np.array(arr, copy=True, order="C")  # to_array gives read-only views
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_bidaf_engine(prepared: Any, options: BuildOptions, logger: Any, cache: Optional[PlanCache],
+                       gpu_name: str, progress: Callable[[str], None] = print
+                       ) -> Tuple[EngineHandle, Optional[BuildResult]]:
+    profile = bidaf_profile(prepared.input_names)
+    key = {"model": "bidaf", "onnx_sha256": file_sha256(prepared.model_path), "options": options.key_parts(),
+           "tensorrt": compat.trt_version_string(), "gpu": gpu_name,
+           "profile": {k: [list(s) for s in v] for k, v in sorted(profile.items())}}
+    return load_or_build(cache, key, lambda: build_plan_from_onnx(prepared.model_path, options, [profile], logger),
+                         logger, progress)
+
+
+class BidafTrt:
+    """A BiDAF engine with a runner and a refitter over every ONNX-named refittable weight.
+
+    TensorRT also lists refittable weights that are not ONNX initializers (`tmp_weight_N`,
+    `/Constant_output_0`, unnamed ones); only names that are float initializers of the
+    prepared model get a spec, so users refit by the names they see in the model.
+    """
+
+    def __init__(self, prepared: Any, handle: EngineHandle, synchronize: Optional[Callable[[], None]]) -> None:
+        from ..refit.refitter import EngineRefitter
+        from ..trt.runner import TrtRunner
+        self.prepared = prepared
+        self.handle = handle
+        self.runner = TrtRunner(handle)
+        initializers = onnx_float_initializers(prepared.model_path)
+        self.refitter = EngineRefitter(handle, {}, {}, synchronize)
+        self.trt_weight_names_raw = self.refitter.trt_weight_names()
+        names = [n for n in self.trt_weight_names_raw if n is not None and n in initializers]
+        self.specs = {n: WeightSpec(n, tuple(initializers[n].shape)) for n in names}
+        self.initial = {n: initializers[n] for n in names}
+        self.refitter.specs = dict(self.specs)
+        self.refitter.current = {n: a.copy() for n, a in self.initial.items()}
+
+    def answer(self, context: str, query: str) -> Tuple[int, int, str]:
+        from ..text.preprocess import encode_text, feeds_for_prepared
+        ctx = encode_text(context, self.prepared.maps, "context")
+        qry = encode_text(query, self.prepared.maps, "query")
+        feeds = feeds_for_prepared(ctx, qry, self.prepared.input_names)
+        out = self.runner.infer(feeds)
+        start, end = int(np.ravel(out["start_pos"])[0]), int(np.ravel(out["end_pos"])[0])
+        return start, end, " ".join(ctx.tokens[start:end + 1])
+
+
+def fake_weights(prepared: Any, names: Tuple[str, ...] = SAMPLE_WEIGHTS) -> Dict[str, np.ndarray]:
+    """The sample's fakes: ones in the shape of each real weight."""
+    return {n: np.ones(prepared.refit_weights[n].shape, np.float32) for n in names}
+
+
+def real_weights(prepared: Any, names: Tuple[str, ...] = SAMPLE_WEIGHTS) -> Dict[str, np.ndarray]:
+    """The real values, as writable copies the caller owns (the refitter refuses read-only views)."""
+    return {n: np.array(prepared.refit_weights[n], dtype=np.float32, copy=True, order="C") for n in names}
+
+
+def default_model_path() -> Path:
+    from ..models.bidaf.reference import STANDIN_PATH
+    return Path(STANDIN_PATH)
+
+
+def prepare_cached(model_path: Path, root: Path) -> Any:
+    """Prepare a model once per content hash (the maps, weights and modified ONNX on disk)."""
+    from ..onnx_prep.bidaf import load_prepared, prepare_bidaf
+    out_dir = root / f"bidaf-prepared-{file_sha256(model_path)[:16]}"
+    if (out_dir / "prepared.json").exists():
+        try:
+            return load_prepared(out_dir)
+        except Exception:
+            pass
+    return prepare_bidaf(model_path, out_dir)
+
+
+def run_bidaf_flow(model_path: Optional[str] = None, context: Optional[str] = None, query: Optional[str] = None,
+                   progress: Callable[[str], None] = print) -> bool:
+    """The sample end to end, as the CLI runs it; True when the refitted engine answers right."""
+    from ..config import cache_dir
+    from ..data.reading_comprehension import SAMPLE_ANSWER, SAMPLE_CONTEXT, SAMPLE_QUERY
+    from ..trt.cuda import CudaSession
+    path = Path(model_path) if model_path else default_model_path()
+    context = context or SAMPLE_CONTEXT
+    query = query or SAMPLE_QUERY
+    prepared = prepare_cached(path, cache_dir())
+    session = CudaSession()
+    try:
+        logger = compat.make_logger()
+        handle, _ = build_bidaf_engine(prepared, BuildOptions(), logger, PlanCache(cache_dir() / "plans"),
+                                       session.gpu_name, progress)
+        session.on_close(handle.close)
+        bidaf = BidafTrt(prepared, handle, session.synchronize)
+        if context == SAMPLE_CONTEXT and query == SAMPLE_QUERY:
+            expected = SAMPLE_ANSWER
+        else:
+            from ..onnx_prep.ort_reference import OrtPreparedBidaf
+            expected = OrtPreparedBidaf(prepared).answer(context, query).text
+        progress("Refitting engine with fake weights...")
+        bidaf.refitter.refit_with(fake_weights(prepared))
+        progress("Doing inference...")
+        fake = bidaf.answer(context, query)[2]
+        progress(f"Answer with fake weights: {fake!r}")
+        progress("Refitting engine...")
+        bidaf.refitter.refit_with(real_weights(prepared))
+        progress("Doing inference...")
+        real = bidaf.answer(context, query)[2]
+        progress(f"Context: {context}")
+        progress(f"Query: {query}")
+        progress(f"Answer: {real}")
+        ok = real == expected and fake != expected
+        progress("Passed" if ok else f"FAILED: expected {expected!r} after refit and something else before")
+        return ok
+    finally:
+        session.close()
