@@ -1,0 +1,158 @@
+"""Refit vs rebuild, timed like trtexec: warm up, then the median of repeated refits; the
+first refit of a fresh engine is timed and reported on its own (GPU tier, pytest-benchmark).
+
+`pytest --benchmark-only` runs exactly these. At the end of the run one line per model
+prints rebuild / refit (medians of this run); the results JSON keeps every timing.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from refit_core.trt import compat
+from refit_core.trt.engine import BuildOptions, EngineHandle
+
+pytestmark = [pytest.mark.gpu, pytest.mark.serial]
+
+REFIT_ROUNDS, REFIT_WARMUP = 30, 5
+MNIST_REBUILD_ROUNDS = 3
+BIDAF_REBUILD_ROUNDS = 2
+
+
+def _record(results, benchmark, name, first_s=None):
+    samples = list(benchmark.stats.stats.data)
+    results.record_timing(name, samples, first_s=first_s)
+    if first_s is not None:
+        benchmark.extra_info["first_refit_s"] = first_s
+
+
+def _ratio(results, model, rebuild, refit):
+    timings = results.get(("timings",), {}) or {}
+    if rebuild in timings and refit in timings:
+        results.record_ratio(model, rebuild, refit)
+        results.set(("ratio_basis", model), [rebuild, refit])
+
+
+# ---- MNIST -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench_lenet(cuda_session, trt_logger, trained_lenet):
+    """A fresh zero-conv1 engine of its own, so its first refit really is the first."""
+    from refit_core.flows import mnist as flow
+    from refit_core.refit.refitter import EngineRefitter
+    start = flow.dummy_conv1(trained_lenet.weights)
+    handle, _ = flow.build_lenet_engine(start, BuildOptions(), trt_logger, None, cuda_session.gpu_name)
+    refitter = EngineRefitter(handle, flow.weight_specs(), start, cuda_session.synchronize)
+    trained = {k: np.ascontiguousarray(v, np.float32) for k, v in trained_lenet.weights.items()}
+    yield flow, handle, refitter, trained, start
+    handle.close()
+
+
+@pytest.mark.parametrize("which", ["conv1", "all_weights"])
+def test_mnist_refit(benchmark, bench_lenet, results, which):
+    flow, handle, refitter, trained, start = bench_lenet
+    names = flow.REFIT_TARGETS if which == "conv1" else tuple(flow.LENET_SHAPES)
+    weights = {n: trained[n] for n in names}
+    first = None
+    if refitter.refit_count == 0:
+        t0 = time.perf_counter()
+        refitter.refit_with(weights)
+        first = time.perf_counter() - t0
+    benchmark.pedantic(refitter.refit_with, args=(weights,), rounds=REFIT_ROUNDS, warmup_rounds=REFIT_WARMUP)
+    _record(results, benchmark, f"mnist.refit.{which}", first)
+
+
+def test_mnist_refit_from_device_memory(benchmark, bench_lenet, results):
+    if not compat.has_feature("device_weights"):
+        pytest.skip(compat.feature_unavailable_reason("device_weights"))
+    from refit_core.trt.cuda import to_device
+    flow, handle, refitter, trained, start = bench_lenet
+    bufs = {n: to_device(trained[n]) for n in flow.REFIT_TARGETS}
+
+    def refit_device():
+        for n, buf in bufs.items():
+            compat.set_named_weights(refitter.refitter, n, None, buf.ptr, trained[n].size)
+        refitter._synchronize()
+        assert compat.refit_engine(refitter.refitter)
+
+    benchmark.pedantic(refit_device, rounds=REFIT_ROUNDS, warmup_rounds=REFIT_WARMUP)
+    _record(results, benchmark, "mnist.refit.conv1_device")
+    for buf in bufs.values():
+        buf.free()
+
+
+@pytest.mark.parametrize("cache", ["cold_cache", "warm_cache"])
+def test_mnist_rebuild(benchmark, bench_lenet, cuda_session, trt_logger, results, cache):
+    """build_serialized_network + deserialize from the same network definition."""
+    flow, handle, refitter, trained, start = bench_lenet
+    timing_cache = None
+    if cache == "warm_cache":
+        timing_cache = flow.build_lenet_plan(trained, BuildOptions(), trt_logger).timing_cache
+
+    def rebuild():
+        plan = flow.build_lenet_plan(trained, BuildOptions(), trt_logger, timing_cache=timing_cache).plan
+        EngineHandle(plan, trt_logger).close()
+
+    benchmark.pedantic(rebuild, rounds=MNIST_REBUILD_ROUNDS, warmup_rounds=0)
+    _record(results, benchmark, f"mnist.rebuild.{cache}")
+    _ratio(results, "mnist", "mnist.rebuild.cold_cache", "mnist.refit.conv1")
+
+
+def test_mnist_inference_of_the_test_set(benchmark, mnist_engine, mnist_test_set, results):
+    """Next to refit: what serving the 10,000 test images (batches of 1000) costs."""
+    images = mnist_test_set["images"]
+    benchmark.pedantic(mnist_engine.logits, args=(images,), rounds=10, warmup_rounds=2)
+    _record(results, benchmark, "mnist.inference.test_set_10000")
+
+
+# ---- BiDAF -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench_bidaf(cuda_session, trt_logger, bidaf_prepared):
+    """A fresh stand-in engine (built, not read from the cache) for the first-refit time."""
+    from refit_core.flows import bidaf as flow
+    handle, built = flow.build_bidaf_engine(bidaf_prepared, BuildOptions(), trt_logger, None,
+                                            cuda_session.gpu_name)
+    engine = flow.BidafTrt(bidaf_prepared, handle, cuda_session.synchronize)
+    yield flow, engine, built
+    handle.close()
+
+
+@pytest.mark.parametrize("which", ["sample_weights", "all_weights"])
+def test_bidaf_refit(benchmark, bench_bidaf, bidaf_model, results, which):
+    flow, engine, _ = bench_bidaf
+    names = flow.SAMPLE_WEIGHTS if which == "sample_weights" else tuple(sorted(engine.specs))
+    weights = {n: engine.initial[n] for n in names}
+    first = None
+    if engine.refitter.refit_count == 0:
+        t0 = time.perf_counter()
+        engine.refitter.refit_with(weights)
+        first = time.perf_counter() - t0
+    benchmark.pedantic(engine.refitter.refit_with, args=(weights,), rounds=REFIT_ROUNDS,
+                       warmup_rounds=REFIT_WARMUP)
+    _record(results, benchmark, f"bidaf.{bidaf_model[0]}.refit.{which}", first)
+
+
+@pytest.mark.parametrize("cache", ["cold_cache", "warm_cache"])
+def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_logger, results, cache):
+    from refit_core.trt.engine import build_plan_from_onnx
+    flow, engine, built = bench_bidaf
+    profile = [flow.bidaf_profile(bidaf_prepared.input_names)]
+    timing_cache = built.timing_cache if (cache == "warm_cache" and built is not None) else None
+
+    def rebuild():
+        res = build_plan_from_onnx(bidaf_prepared.model_path, BuildOptions(), profile, trt_logger,
+                                   timing_cache=timing_cache)
+        EngineHandle(res.plan, trt_logger).close()
+
+    benchmark.pedantic(rebuild, rounds=BIDAF_REBUILD_ROUNDS, warmup_rounds=0)
+    key = bidaf_model[0]
+    _record(results, benchmark, f"bidaf.{key}.rebuild.{cache}")
+    _ratio(results, f"bidaf.{key}", f"bidaf.{key}.rebuild.cold_cache", f"bidaf.{key}.refit.sample_weights")
+
+
+def test_bidaf_inference_of_one_query(benchmark, bench_bidaf, bidaf_model, results):
+    from refit_core.data.reading_comprehension import SAMPLE_CONTEXT, SAMPLE_QUERY
+    flow, engine, _ = bench_bidaf
+    benchmark.pedantic(engine.answer, args=(SAMPLE_CONTEXT, SAMPLE_QUERY), rounds=50, warmup_rounds=5)
+    _record(results, benchmark, f"bidaf.{bidaf_model[0]}.inference.one_query")
