@@ -64,7 +64,7 @@ def test_lengths_inside_the_profile_match_onnx_runtime(bidaf_engine, bidaf_ort, 
     assert len(tokenize(context)) == context_len and len(tokenize(query)) == query_len
     start, end, text = bidaf_engine.answer(context, query)
     ref = bidaf_ort.answer(context, query)
-    assert (start, end) == ref.span()
+    assert (start, end) == ref.span
 
 
 def test_context_longer_than_the_profile_gets_a_clear_error(bidaf_engine):
