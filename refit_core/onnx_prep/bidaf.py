@@ -1,0 +1,515 @@
+"""Prepare the ONNX model zoo's BiDAF (bidaf-9.onnx) so that TensorRT can parse it.
+
+Why: TensorRT cannot take string inputs, nor the Hardmax and Compress operators that
+bidaf-9 uses to pick the answer's start. NVIDIA's engine_refit_onnx_bidaf sample
+therefore edits the graph with onnx-graphsurgeon before building a refittable engine:
+
+* each string input feeds one ``CategoryMapper`` (ai.onnx.ml) that turns words or
+  characters into int64 ids. The node is removed and its int64 output becomes the graph
+  input; the mapping is saved as JSON so the preprocessing can do the lookup itself;
+* ``Hardmax -> Cast(bool) -> Reshape -> Compress`` selects one slice of a tensor at the
+  position of the largest logit. It becomes ``ArgMax(axis=1, keepdims=0) -> Gather``,
+  which computes the same slice with operators TensorRT supports;
+* the weights the sample refits (``Parameter576_B_0``, ``W_0``) are saved as .npy.
+
+Everything is found by graph pattern, never by node name, so the same code prepares the
+original model and the project's stand-in. A model that lacks a pattern raises
+:class:`~refit_core.errors.ModelPatternError` naming the missing pattern.
+
+Files written to ``out_dir``: ``bidaf-modified.onnx``, ``<graph input>.json`` for each
+removed CategoryMapper, ``<weight>.npy`` for each refit weight, and ``prepared.json``
+(the manifest that :func:`load_prepared` reads back).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..config import DATA_DIR_ENV
+from ..errors import DataError, ModelPatternError
+
+__all__ = [
+    "BIDAF_INPUT_NAMES",
+    "REFIT_WEIGHT_NAMES",
+    "PREPARED_MODEL_NAME",
+    "MANIFEST_NAME",
+    "ORIGINAL_BIDAF_MD5",
+    "ORIGINAL_BIDAF_LOCATIONS",
+    "CategoryMap",
+    "PreparedBidaf",
+    "prepare_bidaf",
+    "load_prepared",
+    "find_original_bidaf",
+    "original_bidaf_candidates",
+    "file_md5",
+]
+
+#: The four string inputs of bidaf-9 (and of the stand-in), in graph order.
+BIDAF_INPUT_NAMES: Tuple[str, ...] = ("context_word", "context_char", "query_word", "query_char")
+#: The initializers the TensorRT sample refits.
+REFIT_WEIGHT_NAMES: Tuple[str, ...] = ("Parameter576_B_0", "W_0")
+PREPARED_MODEL_NAME = "bidaf-modified.onnx"
+MANIFEST_NAME = "prepared.json"
+_MANIFEST_FORMAT = 1
+
+#: MD5 of bidaf-9.onnx as the TensorRT sample's download.yml pins it.
+ORIGINAL_BIDAF_MD5 = "cf11f1eceb4731f8dd39345467fe94a1"
+#: Where, under the user's data directory, the original model is looked for (in order).
+ORIGINAL_BIDAF_LOCATIONS: Tuple[str, ...] = (
+    "bidaf/bidaf-original.onnx",
+    "samples/python/engine_refit_onnx_bidaf/bidaf-original.onnx",
+    "bidaf/bidaf-9.onnx",
+)
+
+_ML_DOMAIN = "ai.onnx.ml"
+_SAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# --------------------------------------------------------------------------- data classes
+
+@dataclass
+class CategoryMap:
+    """One CategoryMapper's string -> int64 table, so preprocessing can do its lookup.
+
+    ``input_name`` is the original string graph input the node read; ``output_name`` is
+    its int64 output, which is the prepared model's input.
+    """
+
+    cats_strings: List[str]
+    cats_int64s: List[int]
+    default_int64: int
+    node_name: str
+    input_name: Optional[str] = None
+    output_name: Optional[str] = None
+    _table: Dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.cats_strings = [str(s) for s in self.cats_strings]
+        self.cats_int64s = [int(i) for i in self.cats_int64s]
+        self.default_int64 = int(self.default_int64)
+        if len(self.cats_strings) != len(self.cats_int64s):
+            raise DataError(
+                f"CategoryMapper {self.node_name!r}: {len(self.cats_strings)} strings but "
+                f"{len(self.cats_int64s)} ids; the two lists must be of equal length")
+        # first occurrence wins, as in onnxruntime's CategoryMapper
+        table: Dict[str, int] = {}
+        for s, i in zip(self.cats_strings, self.cats_int64s):
+            table.setdefault(s, i)
+        self._table = table
+
+    def lookup(self, strings: np.ndarray) -> np.ndarray:
+        """The int64 ids of ``strings`` (any shape); unknown strings get ``default_int64``."""
+        arr = np.asarray(strings)
+        get = self._table.get
+        default = self.default_int64
+        flat = [get(s.decode("utf-8") if isinstance(s, bytes) else str(s), default)
+                for s in arr.reshape(-1).tolist()]
+        return np.asarray(flat, dtype=np.int64).reshape(arr.shape)
+
+    def to_json(self) -> str:
+        """JSON text holding the table and the names it came from."""
+        return json.dumps({
+            "node_name": self.node_name,
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "default_int64": self.default_int64,
+            "cats_strings": self.cats_strings,
+            "cats_int64s": self.cats_int64s,
+        }, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CategoryMap":
+        """Read back :meth:`to_json` (also accepts the sample's plain attribute dumps)."""
+        try:
+            obj = json.loads(text)
+            return cls(cats_strings=obj["cats_strings"], cats_int64s=obj["cats_int64s"],
+                       default_int64=obj["default_int64"],
+                       node_name=obj.get("node_name") or "",
+                       input_name=obj.get("input_name"), output_name=obj.get("output_name"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"not a CategoryMapper table: {exc}") from exc
+
+
+@dataclass
+class PreparedBidaf:
+    """Everything the prepared model needs around it: its file, the maps and the refit weights.
+
+    ``input_names`` maps each original string input (``context_word`` ...) to the name of
+    the prepared model's int64 input that replaced it (the CategoryMapper's output).
+    """
+
+    model_path: Path
+    maps: Dict[str, CategoryMap]
+    refit_weights: Dict[str, np.ndarray]
+    input_names: Dict[str, str]
+    source_sha256: str
+
+    def prepared_input(self, original_input: str) -> str:
+        """The prepared model's input name that stands for ``original_input``."""
+        try:
+            return self.input_names[original_input]
+        except KeyError:
+            raise KeyError(f"{original_input!r} was not a string input of the prepared model; "
+                           f"known: {sorted(self.input_names)}") from None
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _file_name(tensor_name: str, suffix: str) -> str:
+    """A file name for a tensor: the tensor's own name when it is filesystem-safe."""
+    return _SAFE_FILE_CHARS.sub("_", tensor_name) + suffix
+
+
+def file_md5(path: Union[str, Path]) -> str:
+    """MD5 of a file (the checksum the TensorRT sample pins for bidaf-9)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load(model: Union[str, Path, onnx.ModelProto]) -> Tuple[onnx.ModelProto, str]:
+    """The model and the SHA-256 of its bytes (file bytes, or the serialized proto)."""
+    if isinstance(model, onnx.ModelProto):
+        return model, hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    path = Path(model)
+    if not path.is_file():
+        raise DataError(f"ONNX model {str(path)!r} does not exist")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and others on a bad file
+        raise DataError(f"{str(path)!r} is not a readable ONNX model: {exc}") from exc
+    return proto, _sha256_file(path)
+
+
+def _default_opset(graph: gs.Graph) -> int:
+    opset = getattr(graph, "opset", None)
+    return int(opset) if opset is not None else 0
+
+
+def _is_string_dtype(dtype: Any) -> bool:
+    """True for the dtypes onnx-graphsurgeon gives string tensors (object, str, bytes)."""
+    try:
+        return dtype is not None and np.dtype(dtype).kind in ("O", "U", "S")
+    except TypeError:  # an ONNX-only type such as bfloat16
+        return False
+
+
+def _is_category_mapper(node: gs.Node) -> bool:
+    return node.op == "CategoryMapper" and (node.domain or _ML_DOMAIN) == _ML_DOMAIN
+
+
+# --------------------------------------------------------------------------- surgery
+
+def _drop_category_mappers(graph: gs.Graph,
+                           required: Sequence[str]) -> Tuple[Dict[str, CategoryMap], Dict[str, str]]:
+    """Replace each string input's CategoryMapper by the node's int64 output.
+
+    Returns the maps (keyed by original input name) and original -> prepared input names.
+    """
+    by_name = {t.name: t for t in graph.inputs}
+    for name in required:
+        if name not in by_name:
+            raise ModelPatternError(
+                f"no CategoryMapper on input {name!r}: the model has no graph input of that "
+                f"name (inputs: {[t.name for t in graph.inputs]})")
+
+    maps: Dict[str, CategoryMap] = {}
+    renamed: Dict[str, str] = {}
+    new_inputs: List[gs.Tensor] = []
+    for tensor in graph.inputs:
+        consumers = list(tensor.outputs)
+        mappers = [n for n in consumers if _is_category_mapper(n)]
+        is_string = _is_string_dtype(tensor.dtype)
+        if not mappers:
+            if tensor.name in required or is_string:
+                ops = [n.op for n in consumers] or ["nothing"]
+                raise ModelPatternError(
+                    f"no CategoryMapper on input {tensor.name!r}: it feeds {', '.join(ops)}")
+            new_inputs.append(tensor)
+            continue
+        if len(consumers) != 1:
+            raise ModelPatternError(
+                f"no CategoryMapper on input {tensor.name!r} alone: the input feeds "
+                f"{len(consumers)} nodes ({', '.join(n.op for n in consumers)}); expected "
+                f"exactly one CategoryMapper")
+        node = mappers[0]
+        if len(node.outputs) != 1:
+            raise ModelPatternError(
+                f"CategoryMapper {node.name!r} on input {tensor.name!r} has "
+                f"{len(node.outputs)} outputs; expected one")
+        for attr in ("cats_strings", "cats_int64s"):
+            if attr not in node.attrs:
+                raise ModelPatternError(
+                    f"CategoryMapper {node.name!r} on input {tensor.name!r} lacks {attr!r}")
+        out = node.outputs[0]
+        out.dtype = np.int64
+        out.shape = list(tensor.shape) if tensor.shape is not None else None
+        maps[tensor.name] = CategoryMap(
+            cats_strings=list(node.attrs["cats_strings"]),
+            cats_int64s=list(node.attrs["cats_int64s"]),
+            default_int64=int(node.attrs.get("default_int64", -1)),
+            node_name=node.name or "",
+            input_name=tensor.name,
+            output_name=out.name,
+        )
+        renamed[tensor.name] = out.name
+        node.inputs.clear()
+        node.outputs.clear()
+        new_inputs.append(out)
+    graph.inputs = new_inputs
+    return maps, renamed
+
+
+def _single_consumer(tensor: gs.Tensor, graph: gs.Graph) -> Optional[gs.Node]:
+    """The only node reading ``tensor``, or None when it has several readers or is an output."""
+    if len(tensor.outputs) != 1 or any(o is tensor for o in graph.outputs):
+        return None
+    return tensor.outputs[0]
+
+
+def _hardmax_axis(node: gs.Node, opset: int) -> int:
+    """Hardmax's axis with the opset's default (1 before opset 13, -1 from 13 on)."""
+    return int(node.attrs.get("axis", 1 if opset < 13 else -1))
+
+
+def _replace_hardmax_chain(graph: gs.Graph, hardmax: gs.Node, opset: int) -> None:
+    """Hardmax -> Cast(bool) -> Reshape -> Compress  becomes  ArgMax -> Gather."""
+    where = f"Hardmax {hardmax.name!r} is not followed by Cast(to=bool) -> Reshape -> Compress"
+    if len(hardmax.inputs) != 1 or len(hardmax.outputs) != 1:
+        raise ModelPatternError(f"{where}: it has {len(hardmax.inputs)} inputs and "
+                                f"{len(hardmax.outputs)} outputs")
+    logits = hardmax.inputs[0]
+    rank = len(logits.shape) if logits.shape is not None else None
+    axis = _hardmax_axis(hardmax, opset)
+    if rank is not None and rank != 2:
+        raise ModelPatternError(
+            f"Hardmax {hardmax.name!r} reads a rank-{rank} tensor {logits.shape}; the "
+            f"replacement by ArgMax needs [1, c] logits")
+    if axis not in (1, -1):
+        raise ModelPatternError(
+            f"Hardmax {hardmax.name!r} has axis={axis}; the replacement by ArgMax needs "
+            f"axis 1 on [1, c] logits")
+    if rank == 2 and isinstance(logits.shape[0], int) and logits.shape[0] != 1:
+        raise ModelPatternError(
+            f"Hardmax {hardmax.name!r} reads {logits.shape}; the replacement by ArgMax needs "
+            f"a first dimension of 1")
+
+    cast = _single_consumer(hardmax.outputs[0], graph)
+    if cast is None or cast.op != "Cast":
+        got = "several nodes or a graph output" if cast is None else cast.op
+        raise ModelPatternError(f"{where}: its output feeds {got}, not one Cast")
+    to = int(cast.attrs.get("to", -1))
+    if to != onnx.TensorProto.BOOL:
+        try:
+            to_name = onnx.TensorProto.DataType.Name(to)
+        except ValueError:
+            to_name = str(to)
+        raise ModelPatternError(f"{where}: Cast {cast.name!r} casts to {to_name}, not BOOL")
+    reshape = _single_consumer(cast.outputs[0], graph)
+    if reshape is None or reshape.op != "Reshape":
+        got = "several nodes or a graph output" if reshape is None else reshape.op
+        raise ModelPatternError(f"{where}: the Cast feeds {got}, not one Reshape")
+    compress = _single_consumer(reshape.outputs[0], graph)
+    if compress is None or compress.op != "Compress":
+        got = "several nodes or a graph output" if compress is None else compress.op
+        raise ModelPatternError(f"{where}: the Reshape feeds {got}, not one Compress")
+    if len(compress.inputs) != 2 or compress.inputs[1] is not reshape.outputs[0]:
+        raise ModelPatternError(f"{where}: the Reshape's output is not the condition "
+                                f"(second input) of Compress {compress.name!r}")
+
+    data = compress.inputs[0]
+    base = hardmax.outputs[0].name
+    taken = set(graph.tensors().keys())
+    index_name = f"{base}_argmax"
+    while index_name in taken:
+        index_name += "_"
+    index = gs.Variable(index_name, dtype=np.int64, shape=[1])
+
+    # Hardmax becomes ArgMax in place (keeps its position and input).
+    hardmax.op = "ArgMax"
+    hardmax.name = f"ArgMax(from {hardmax.name or 'Hardmax'})"
+    hardmax.attrs.clear()
+    hardmax.attrs["axis"] = 1
+    hardmax.attrs["keepdims"] = 0
+    hardmax.outputs = [index]
+
+    has_axis = "axis" in compress.attrs
+    if has_axis:
+        gather_axis = int(compress.attrs["axis"])
+        gathered_from = data
+    else:
+        # Compress without an axis selects from the flattened data: flatten, then Gather on 0.
+        flat = gs.Variable(f"{index_name}_flat_data", dtype=data.dtype, shape=None)
+        graph.nodes.append(gs.Node(
+            op="Reshape", name=f"Flatten(for {compress.name})",
+            inputs=[data, gs.Constant(f"{index_name}_flat_shape", np.array([-1], np.int64))],
+            outputs=[flat]))
+        gather_axis = 0
+        gathered_from = flat
+    compress.op = "Gather"
+    compress.name = f"Gather(from {compress.name or 'Compress'})"
+    compress.attrs.clear()
+    compress.attrs["axis"] = gather_axis
+    compress.inputs = [gathered_from, index]
+    # Compress's output had a data-dependent size along the axis; Gather's is 1 there.
+    out = compress.outputs[0]
+    shape = list(gathered_from.shape) if gathered_from.shape is not None else None
+    if shape is not None and -len(shape) <= gather_axis < len(shape):
+        shape[gather_axis] = 1
+        out.shape = shape
+    else:
+        out.shape = None
+
+    for dead in (cast, reshape):
+        dead.inputs.clear()
+        dead.outputs.clear()
+
+
+def _replace_hardmaxes(graph: gs.Graph, opset: int) -> int:
+    hardmaxes = [n for n in graph.nodes if n.op == "Hardmax"]
+    if not hardmaxes:
+        raise ModelPatternError(
+            "no Hardmax node: expected Hardmax -> Cast(to=bool) -> Reshape -> Compress "
+            "selecting the answer start")
+    for node in hardmaxes:
+        _replace_hardmax_chain(graph, node, opset)
+    return len(hardmaxes)
+
+
+def _refit_weights(model: onnx.ModelProto, names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """The named initializers of ``model`` as arrays; ModelPatternError names a missing one."""
+    inits = {t.name: t for t in model.graph.initializer}
+    weights: Dict[str, np.ndarray] = {}
+    for name in names:
+        if name not in inits:
+            raise ModelPatternError(
+                f"refit weight {name!r} missing: the prepared model has no initializer of "
+                f"that name (it has {len(inits)} initializers)")
+        weights[name] = onnx.numpy_helper.to_array(inits[name])
+    return weights
+
+
+def prepare_bidaf(model: Union[str, Path, onnx.ModelProto], out_dir: Path,
+                  refit_weight_names: Sequence[str] = REFIT_WEIGHT_NAMES,
+                  required_inputs: Sequence[str] = BIDAF_INPUT_NAMES) -> PreparedBidaf:
+    """Edit a BiDAF model the way the TensorRT sample does and write the results to ``out_dir``.
+
+    ``required_inputs`` must each feed one CategoryMapper (any other string input too);
+    ``refit_weight_names`` must be initializers of the model.
+    """
+    out_dir = Path(out_dir)
+    proto, sha = _load(model)
+    # Check the weights first: it is the cheapest pattern and the error is the clearest.
+    _refit_weights(proto, refit_weight_names)
+    graph = gs.import_onnx(proto)
+    opset = _default_opset(graph)
+    maps, renamed = _drop_category_mappers(graph, required_inputs)
+    _replace_hardmaxes(graph, opset)
+    graph.cleanup().toposort()
+
+    prepared = gs.export_onnx(graph)
+    onnx.checker.check_model(prepared)
+    weights = _refit_weights(prepared, refit_weight_names)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / PREPARED_MODEL_NAME
+    onnx.save(prepared, str(model_path))
+    map_files: Dict[str, str] = {}
+    for input_name, cmap in maps.items():
+        fname = _file_name(input_name, ".json")
+        (out_dir / fname).write_text(cmap.to_json(), encoding="utf-8")
+        map_files[input_name] = fname
+    weight_files: Dict[str, str] = {}
+    for name, array in weights.items():
+        fname = _file_name(name, ".npy")
+        np.save(str(out_dir / fname), array)
+        weight_files[name] = fname
+    manifest = {
+        "format": _MANIFEST_FORMAT,
+        "model": PREPARED_MODEL_NAME,
+        "source_sha256": sha,
+        "input_names": renamed,
+        "maps": map_files,
+        "refit_weights": weight_files,
+    }
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return PreparedBidaf(model_path=model_path, maps=maps, refit_weights=weights,
+                         input_names=renamed, source_sha256=sha)
+
+
+def load_prepared(out_dir: Path) -> PreparedBidaf:
+    """Read back what :func:`prepare_bidaf` wrote to ``out_dir``."""
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise DataError(f"{str(out_dir)!r} holds no prepared BiDAF ({MANIFEST_NAME} missing): "
+                        f"run prepare_bidaf first")
+    try:
+        manifest: Dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        model_path = out_dir / manifest["model"]
+        map_files: Mapping[str, str] = manifest["maps"]
+        weight_files: Mapping[str, str] = manifest["refit_weights"]
+        input_names = dict(manifest["input_names"])
+        sha = str(manifest["source_sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{str(manifest_path)!r} is not a prepared-BiDAF manifest: {exc}") from exc
+    wanted = [model_path] + [out_dir / f for f in map_files.values()] + \
+             [out_dir / f for f in weight_files.values()]
+    missing = [str(p) for p in wanted if not p.is_file()]
+    if missing:
+        raise DataError(f"prepared BiDAF in {str(out_dir)!r} is incomplete; missing: {missing}")
+    maps = {name: CategoryMap.from_json((out_dir / f).read_text(encoding="utf-8"))
+            for name, f in map_files.items()}
+    weights = {name: np.load(str(out_dir / f)) for name, f in weight_files.items()}
+    return PreparedBidaf(model_path=model_path, maps=maps, refit_weights=weights,
+                         input_names=input_names, source_sha256=sha)
+
+
+# --------------------------------------------------------------------------- the original
+
+def original_bidaf_candidates(data_dir: Optional[Union[str, Path]] = None) -> List[Path]:
+    """The paths :func:`find_original_bidaf` looks at, in order ($REFIT_DATA_DIR by default)."""
+    root = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    if not root:
+        return []
+    base = Path(root).expanduser()
+    return [base / rel for rel in ORIGINAL_BIDAF_LOCATIONS]
+
+
+def find_original_bidaf(data_dir: Optional[Union[str, Path]] = None,
+                        check_md5: bool = True) -> Optional[Path]:
+    """The original bidaf-9.onnx under the user's data directory, or None when absent.
+
+    Looks at :data:`ORIGINAL_BIDAF_LOCATIONS` under ``data_dir`` ($REFIT_DATA_DIR when
+    None). With ``check_md5`` a file that is there but is not bidaf-9 (a truncated
+    download, another model) raises DataError instead of being used silently.
+    """
+    for path in original_bidaf_candidates(data_dir):
+        if path.is_file():
+            if check_md5:
+                got = file_md5(path)
+                if got != ORIGINAL_BIDAF_MD5:
+                    raise DataError(
+                        f"{str(path)!r} is not the original bidaf-9.onnx: MD5 {got}, expected "
+                        f"{ORIGINAL_BIDAF_MD5} (re-download it or remove it)")
+            return path
+    return None
