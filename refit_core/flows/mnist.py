@@ -96,11 +96,9 @@ def mnist_profile(max_batch: int = MAX_BATCH) -> Dict[str, Tuple[Tuple[int, ...]
 
 
 def build_lenet_plan(weights: Mapping[str, np.ndarray], options: BuildOptions, logger: Any,
-                     name_conv1_bias: bool = True, timing_cache: Optional[bytes] = None,
-                     num_profiles: int = 1) -> BuildResult:
-    """`num_profiles` identical profiles let that many execution contexts run at once."""
+                     name_conv1_bias: bool = True, timing_cache: Optional[bytes] = None) -> BuildResult:
     return build_plan(lambda net: populate_lenet(net, weights, name_conv1_bias), options,
-                      [mnist_profile()] * num_profiles, logger, timing_cache)
+                      [mnist_profile()], logger, timing_cache)
 
 
 def lenet_cache_key(weights: Mapping[str, np.ndarray], options: BuildOptions, gpu_name: str,
@@ -116,12 +114,10 @@ def lenet_cache_key(weights: Mapping[str, np.ndarray], options: BuildOptions, gp
 
 def build_lenet_engine(weights: Mapping[str, np.ndarray], options: BuildOptions, logger: Any,
                        cache: Optional[PlanCache] = None, gpu_name: str = "",
-                       name_conv1_bias: bool = True, progress: Callable[[str], None] = print,
-                       num_profiles: int = 1) -> Tuple[EngineHandle, Optional[BuildResult]]:
+                       name_conv1_bias: bool = True, progress: Callable[[str], None] = print
+                       ) -> Tuple[EngineHandle, Optional[BuildResult]]:
     key = lenet_cache_key(weights, options, gpu_name, name_conv1_bias)
-    key["num_profiles"] = num_profiles
-    return load_or_build(cache, key, lambda: build_lenet_plan(weights, options, logger, name_conv1_bias,
-                                                              num_profiles=num_profiles),
+    return load_or_build(cache, key, lambda: build_lenet_plan(weights, options, logger, name_conv1_bias),
                          logger, progress)
 
 

@@ -34,6 +34,17 @@ class BuildResult:
     plan: bytes
     seconds: float
     timing_cache: bytes = b""  # serialized timing cache after the build (feed it to the next one)
+    timing_cache_accepted: Optional[bool] = None  # None: built with an empty cache
+
+
+def _use_timing_cache(config: Any, blob: Optional[bytes], logger: Any) -> Optional[bool]:
+    """Install a timing cache; report whether TensorRT took it (8.5 can reject one with
+    "The timing cache will not be used!" and build as if cold)."""
+    mark = logger.mark()
+    compat.create_timing_cache(config, blob or b"")
+    if not blob:
+        return None
+    return not any("timing cache will not be used" in m.lower() for m in logger.errors_since(mark))
 
 
 def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> Any:
@@ -63,13 +74,13 @@ def build_plan(populate: Callable[[Any], Any], options: BuildOptions, profiles: 
     network = compat.create_network(builder)
     keep_alive = populate(network)
     config = _configure(builder, options, profiles)
-    compat.create_timing_cache(config, timing_cache or b"")
+    accepted = _use_timing_cache(config, timing_cache, logger)
     start = time.perf_counter()
     plan = compat.build_serialized(builder, network, config)
     seconds = time.perf_counter() - start
     cache_blob = bytes(config.get_timing_cache().serialize())
     del keep_alive, config, network, builder
-    return BuildResult(plan, seconds, cache_blob)
+    return BuildResult(plan, seconds, cache_blob, accepted)
 
 
 def build_plan_from_onnx(onnx_path: Path, options: BuildOptions, profiles: List[Profile],
@@ -81,13 +92,13 @@ def build_plan_from_onnx(onnx_path: Path, options: BuildOptions, profiles: List[
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: " + " | ".join(errors))
     config = _configure(builder, options, profiles)
-    compat.create_timing_cache(config, timing_cache or b"")
+    accepted = _use_timing_cache(config, timing_cache, logger)
     start = time.perf_counter()
     plan = compat.build_serialized(builder, network, config)
     seconds = time.perf_counter() - start
     cache_blob = bytes(config.get_timing_cache().serialize())
     del parser, config, network, builder
-    return BuildResult(plan, seconds, cache_blob)
+    return BuildResult(plan, seconds, cache_blob, accepted)
 
 
 def trt_builder(logger: Any) -> Any:

@@ -28,6 +28,16 @@ def _record(results, benchmark, name, first_s=None):
         benchmark.extra_info["first_refit_s"] = first_s
 
 
+def _note_timing_cache(results, benchmark, name, accepted):
+    """A warm-cache rebuild is only warm if TensorRT took the cache: say so in the record."""
+    if any(a is False for a in accepted):
+        note = (f"TensorRT {compat.trt_version_string()} rejected the serialized timing cache "
+                "(\"The timing cache will not be used!\"): this rebuild ran without it")
+        benchmark.extra_info["timing_cache"] = "rejected"
+        results.set(("notes", name), note)
+        print(f"{name}: {note}")
+
+
 def _ratio(results, model, rebuild, refit):
     timings = results.get(("timings",), {}) or {}
     if rebuild in timings and refit in timings:
@@ -90,12 +100,16 @@ def test_mnist_rebuild(benchmark, bench_lenet, cuda_session, trt_logger, results
     if cache == "warm_cache":
         timing_cache = flow.build_lenet_plan(trained, BuildOptions(), trt_logger).timing_cache
 
+    accepted = []
+
     def rebuild():
-        plan = flow.build_lenet_plan(trained, BuildOptions(), trt_logger, timing_cache=timing_cache).plan
-        EngineHandle(plan, trt_logger).close()
+        res = flow.build_lenet_plan(trained, BuildOptions(), trt_logger, timing_cache=timing_cache)
+        accepted.append(res.timing_cache_accepted)
+        EngineHandle(res.plan, trt_logger).close()
 
     benchmark.pedantic(rebuild, rounds=MNIST_REBUILD_ROUNDS, warmup_rounds=0)
     _record(results, benchmark, f"mnist.rebuild.{cache}")
+    _note_timing_cache(results, benchmark, f"mnist.rebuild.{cache}", accepted)
     _ratio(results, "mnist", "mnist.rebuild.cold_cache", "mnist.refit.conv1")
 
 
@@ -140,14 +154,18 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
     profile = [flow.bidaf_profile(bidaf_prepared.input_names)]
     timing_cache = built.timing_cache if (cache == "warm_cache" and built is not None) else None
 
+    accepted = []
+
     def rebuild():
         res = build_plan_from_onnx(bidaf_prepared.model_path, BuildOptions(), profile, trt_logger,
                                    timing_cache=timing_cache)
+        accepted.append(res.timing_cache_accepted)
         EngineHandle(res.plan, trt_logger).close()
 
     benchmark.pedantic(rebuild, rounds=BIDAF_REBUILD_ROUNDS, warmup_rounds=0)
     key = bidaf_model[0]
     _record(results, benchmark, f"bidaf.{key}.rebuild.{cache}")
+    _note_timing_cache(results, benchmark, f"bidaf.{key}.rebuild.{cache}", accepted)
     _ratio(results, f"bidaf.{key}", f"bidaf.{key}.rebuild.cold_cache", f"bidaf.{key}.refit.sample_weights")
 
 
