@@ -117,10 +117,17 @@ class EngineRefitter:
         self.last_refit_seconds = seconds
         return seconds
 
-    def refit_with(self, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> float:
-        """Validate, set and refit in one call; a bad weight leaves the engine untouched."""
+    def refit_with(self, weights: Mapping[str, Any], allow_nonfinite: bool = False,
+                   fill_missing: bool = False) -> float:
+        """Validate, set and refit in one call; a bad weight leaves the engine untouched.
+
+        `fill_missing`: TensorRT may need weights besides the ones changed (a kernel and the
+        bias it was fused with, a weight shared by two layers); supply their current values.
+        """
         try:
             self.set_many(weights, allow_nonfinite)
+            if fill_missing:
+                self.set_many({n: self.current[n] for n in self.missing() if n in self.current})
         except (WeightValidationError, RefitError):
             self.discard()
             raise
