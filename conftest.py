@@ -289,9 +289,17 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     _CONFIG["results_path"] = path
     baseline = session.config.getoption("--refit-baseline")
     if baseline:
+        from refit_core.errors import RefitCoreError
         from refit_core.reporting.gate import Tolerances, compare, format_table
         from refit_core.reporting.results import load_results
-        result = compare(load_results(baseline), rec.to_dict(), Tolerances())
+        try:
+            base = load_results(baseline)
+        except RefitCoreError as exc:  # an unreadable baseline fails the session, without a traceback
+            _CONFIG["gate_table"] = f"cannot compare: {exc}"
+            _CONFIG["gate_failed"] = True
+            session.exitstatus = 2
+            return
+        result = compare(base, rec.to_dict(), Tolerances())
         _CONFIG["gate_table"] = format_table(result)
         _CONFIG["gate_failed"] = not result.passed
         if not result.passed:
