@@ -72,9 +72,13 @@ def model_timings(data: Dict[str, Any], model: str) -> Dict[str, Any]:
     and the timing names used, each None when absent.
     """
     timings = data.get("timings") or {}
+    # a run names the pair its ratio was taken from ("ratio_basis": {model: [rebuild, refit]});
+    # show those timings so the ratio and the medians beside it agree
+    basis = (data.get("ratio_basis") or {}).get(model) or [None, None]
+    chosen = {REBUILD_KIND: basis[0], REFIT_KIND: basis[1]}
     out: Dict[str, Any] = {}
     for kind in (REFIT_KIND, REBUILD_KIND):
-        name = primary_timing(timings, model, kind)
+        name = chosen[kind] if chosen[kind] in timings else primary_timing(timings, model, kind)
         entry = (timings.get(name) or {}) if name else {}
         out[f"{kind}_name"] = name
         out[f"{kind}_median_s"] = entry.get("median_s")

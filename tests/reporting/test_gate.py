@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -323,3 +324,41 @@ def test_package_cli_gate(gate_files: Callable[..., Tuple[Path, Path]]) -> None:
     bad = subprocess.run([sys.executable, "-m", "refit_core", "gate", str(a), str(b)],
                          cwd=str(REPO), env=_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1, bad.stdout + bad.stderr
+
+
+# ---- the committed measurements (results/), not hand-made fixtures ----------------------
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
+MEASURED = [RESULTS_DIR / "trt8.5.3.1-H200.json", RESULTS_DIR / "trt8.6.0-H200.json"]
+
+
+@pytest.mark.skipif(not all(p.exists() for p in MEASURED), reason="measured results files not in results/")
+def test_measured_upgrade_8_5_to_8_6_passes_the_gate() -> None:
+    from refit_core.reporting.gate import compare
+    from refit_core.reporting.results import load_results
+    result = compare(load_results(MEASURED[0]), load_results(MEASURED[1]))
+    assert result.passed, [r for r in result.rows if r.verdict == "REGRESSION"]
+
+
+@pytest.mark.skipif(not all(p.exists() for p in MEASURED), reason="measured results files not in results/")
+@pytest.mark.parametrize("doctor", ["changed sample answer", "slower refit", "changed predictions"])
+def test_doctored_copy_of_the_measured_8_6_record_fails(doctor: str, tmp_path: Path) -> None:
+    import copy
+    import subprocess
+    import sys
+    from refit_core.reporting.results import load_results
+    candidate = copy.deepcopy(load_results(MEASURED[1]))
+    if doctor == "changed sample answer":
+        candidate["bidaf"]["standin"]["answer_after_refit"] = "quick"
+    elif doctor == "slower refit":
+        candidate["timings"]["mnist.refit.conv1"]["median_s"] *= 3.0
+    else:
+        digits = list(candidate["mnist"]["fingerprint"]["argmax_all"])
+        for i in range(6):
+            digits[i] = str((int(digits[i]) + 1) % 10)
+        candidate["mnist"]["fingerprint"]["argmax_all"] = "".join(digits)
+    path = tmp_path / "doctored.json"
+    path.write_text(json.dumps(candidate))
+    proc = subprocess.run([sys.executable, "-m", "refit_core", "gate", str(MEASURED[0]), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "REGRESSION" in proc.stdout

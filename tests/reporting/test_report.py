@@ -124,3 +124,14 @@ def test_without_matplotlib_the_markdown_is_still_written(
     assert code == 1 and "matplotlib" in err
     assert (tmp_path / "out" / REPORT_NAME).exists()
     assert not (tmp_path / "out" / PLOT_NAME).exists()
+
+
+def test_ratio_basis_picks_the_timings_shown_beside_the_ratio():
+    from refit_core.reporting.report import model_timings
+    data = {"timings": {"m.refit.all": {"median_s": 0.008}, "m.refit.conv1": {"median_s": 0.005, "first_s": 0.006},
+                        "m.rebuild.cold": {"median_s": 1.5}},
+            "ratios": {"m": 300.0}, "ratio_basis": {"m": ["m.rebuild.cold", "m.refit.conv1"]}}
+    t = model_timings(data, "m")
+    assert t["refit_name"] == "m.refit.conv1" and t["refit_median_s"] == 0.005 and t["first_refit_s"] == 0.006
+    del data["ratio_basis"]
+    assert model_timings(data, "m")["refit_name"] == "m.refit.all"  # alphabetical primary without a basis
