@@ -2,12 +2,12 @@
 ONNX parser (plan cached on disk), refit fake weights (wrong answer), then the real ones."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..onnx_prep.bidaf import sha256_file
 from ..refit.validation import WeightSpec
 from ..trt import compat
 from ..trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan_from_onnx, load_or_build
@@ -41,19 +41,11 @@ def onnx_float_initializers(model_path: Path) -> Dict[str, np.ndarray]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build_bidaf_engine(prepared: Any, options: BuildOptions, logger: Any, cache: Optional[PlanCache],
                        gpu_name: str, progress: Callable[[str], None] = print
                        ) -> Tuple[EngineHandle, Optional[BuildResult]]:
     profile = bidaf_profile(prepared.input_names)
-    key = {"model": "bidaf", "onnx_sha256": file_sha256(prepared.model_path), "options": options.key_parts(),
+    key = {"model": "bidaf", "onnx_sha256": sha256_file(prepared.model_path), "options": options.key_parts(),
            "tensorrt": compat.trt_version_string(), "gpu": gpu_name,
            "profile": {k: [list(s) for s in v] for k, v in sorted(profile.items())}}
     return load_or_build(cache, key, lambda: build_plan_from_onnx(prepared.model_path, options, [profile], logger),
@@ -111,7 +103,7 @@ def default_model_path() -> Path:
 def prepare_cached(model_path: Path, root: Path) -> Any:
     """Prepare a model once per content hash (the maps, weights and modified ONNX on disk)."""
     from ..onnx_prep.bidaf import load_prepared, prepare_bidaf
-    out_dir = root / f"bidaf-prepared-{file_sha256(model_path)[:16]}"
+    out_dir = root / f"bidaf-prepared-{sha256_file(model_path)[:16]}"
     if (out_dir / "prepared.json").exists():
         try:
             return load_prepared(out_dir)

@@ -178,7 +178,7 @@ def file_md5(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -197,7 +197,7 @@ def _load(model: Union[str, Path, onnx.ModelProto]) -> Tuple[onnx.ModelProto, st
         proto = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError and others on a bad file
         raise DataError(f"{str(path)!r} is not a readable ONNX model: {exc}") from exc
-    return proto, _sha256_file(path)
+    return proto, sha256_file(path)
 
 
 def _default_opset(graph: gs.Graph) -> int:
