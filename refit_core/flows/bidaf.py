@@ -7,16 +7,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..onnx_prep.bidaf import sha256_file
-from ..refit.validation import WeightSpec
+from ..fileio import sha256_file
+from ..interfaces import BIDAF_CHARS_PER_WORD as CHARS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS as SAMPLE_WEIGHTS
 from ..trt import compat
 from ..trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan_from_onnx, load_or_build
 
 # Optimization profile (tokens): min 1, the sample's shapes as opt, and these maxima
 CONTEXT_LENGTHS = (1, 10, 64)
 QUERY_LENGTHS = (1, 6, 32)
-CHARS = 16
-SAMPLE_WEIGHTS = ("Parameter576_B_0", "W_0")
 
 
 def bidaf_profile(input_names: Mapping[str, str]) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
@@ -66,23 +64,24 @@ class BidafTrt:
         self.prepared = prepared
         self.handle = handle
         self.runner = TrtRunner(handle)
-        initializers = onnx_float_initializers(prepared.model_path)
-        self.refitter = EngineRefitter(handle, {}, {}, synchronize)
+        # specs derived from the initializers TensorRT lists as refittable by name
+        self.refitter = EngineRefitter(handle, None, onnx_float_initializers(prepared.model_path), synchronize)
         self.trt_weight_names_raw = self.refitter.trt_weight_names()
-        names = [n for n in self.trt_weight_names_raw if n is not None and n in initializers]
-        self.specs = {n: WeightSpec(n, tuple(initializers[n].shape)) for n in names}
-        self.initial = {n: initializers[n] for n in names}
-        self.refitter.specs = dict(self.specs)
-        self.refitter.current = {n: a.copy() for n, a in self.initial.items()}
+        self.specs = dict(self.refitter.specs)
+        self.initial = {n: a.copy() for n, a in self.refitter.current.items()}
 
     def answer(self, context: str, query: str) -> Tuple[int, int, str]:
-        from ..text.preprocess import encode_text, feeds_for_prepared
-        ctx = encode_text(context, self.prepared.maps, "context")
-        qry = encode_text(query, self.prepared.maps, "query")
-        feeds = feeds_for_prepared(ctx, qry, self.prepared.input_names)
-        out = self.runner.infer(feeds)
-        start, end = int(np.ravel(out["start_pos"])[0]), int(np.ravel(out["end_pos"])[0])
-        return start, end, " ".join(ctx.tokens[start:end + 1])
+        return answer_with(self.runner, self.prepared, context, query)
+
+
+def answer_with(runner: Any, prepared: Any, context: str, query: str) -> Tuple[int, int, str]:
+    """(start, end, answer text) from a runner of a prepared BiDAF engine."""
+    from ..text.preprocess import encode_text, feeds_for_prepared
+    ctx = encode_text(context, prepared.maps, "context")
+    qry = encode_text(query, prepared.maps, "query")
+    out = runner.infer(feeds_for_prepared(ctx, qry, prepared.input_names))
+    start, end = (int(np.ravel(out[name])[0]) for name in BIDAF_OUTPUTS)
+    return start, end, " ".join(ctx.tokens[start:end + 1])
 
 
 def fake_weights(prepared: Any, names: Tuple[str, ...] = SAMPLE_WEIGHTS) -> Dict[str, np.ndarray]:
@@ -118,13 +117,14 @@ def run_bidaf_flow(model_path: Optional[str] = None, context: Optional[str] = No
     from ..config import cache_dir
     from ..data.reading_comprehension import SAMPLE_ANSWER, SAMPLE_CONTEXT, SAMPLE_QUERY
     from ..trt.cuda import CudaSession
+    from ..trt.recorders import make_logger
     path = Path(model_path) if model_path else default_model_path()
     context = context or SAMPLE_CONTEXT
     query = query or SAMPLE_QUERY
     prepared = prepare_cached(path, cache_dir())
     session = CudaSession()
     try:
-        logger = compat.make_logger()
+        logger = make_logger()
         handle, _ = build_bidaf_engine(prepared, BuildOptions(), logger, PlanCache(cache_dir() / "plans"),
                                        session.gpu_name, progress)
         session.on_close(handle.close)

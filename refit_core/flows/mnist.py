@@ -12,21 +12,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..fileio import sha256_bytes
+from ..interfaces import LENET_INPUT as INPUT_NAME, LENET_OUTPUT as OUTPUT_NAME, LENET_SHAPES
+from ..interfaces import MNIST_REFIT_TARGETS as REFIT_TARGETS
 from ..refit.validation import WeightSpec
 from ..trt import compat
 from ..trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan, load_or_build
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 MAX_BATCH = 1000
 OPT_BATCH = 1000
-REFIT_TARGETS = ("conv1.weight", "conv1.bias")
-LENET_SHAPES: Dict[str, Tuple[int, ...]] = {
-    "conv1.weight": (20, 1, 5, 5), "conv1.bias": (20,),
-    "conv2.weight": (50, 20, 5, 5), "conv2.bias": (50,),
-    "fc1.weight": (500, 800), "fc1.bias": (500,),
-    "fc2.weight": (10, 500), "fc2.bias": (10,),
-}
 LAYER_OF = {"conv1": "conv_1", "conv2": "conv_2", "fc1": "fc_1", "fc2": "fc_2"}
 UNNAMED_BIAS_KEY = "conv_1:BIAS"
 
@@ -55,6 +49,33 @@ def dummy_conv1(weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return out
 
 
+def _convolution(network: Any, inp: Any, out_maps: int, kernel: np.ndarray, bias: np.ndarray, name: str) -> Any:
+    layer = network.add_convolution_nd(inp, out_maps, tuple(kernel.shape[2:]), kernel, bias)
+    layer.stride_nd = (1, 1)
+    layer.name = name
+    return layer
+
+
+def _max_pool(network: Any, inp: Any, name: str) -> Any:
+    trt = compat.import_tensorrt()
+    layer = network.add_pooling_nd(inp, trt.PoolingType.MAX, (2, 2))
+    layer.stride_nd = (2, 2)
+    layer.name = name
+    return layer
+
+
+def _fully_connected(network: Any, inp: Any, weight: np.ndarray, bias: np.ndarray, name: str) -> Any:
+    """y = x W^T + b as matrix multiply + elementwise sum: the form every version 8.5 .. 11 has
+    (add_fully_connected is gone from 10.x). The matmul layer gets `name`."""
+    trt = compat.import_tensorrt()
+    out_features, in_features = weight.shape
+    w_const = network.add_constant((out_features, in_features), weight)
+    b_const = network.add_constant((1, out_features), bias)
+    mm = network.add_matrix_multiply(inp, trt.MatrixOperation.NONE, w_const.get_output(0), trt.MatrixOperation.TRANSPOSE)
+    mm.name = name
+    return network.add_elementwise(mm.get_output(0), b_const.get_output(0), trt.ElementWiseOperation.SUM)
+
+
 def populate_lenet(network: Any, weights: Mapping[str, np.ndarray], name_conv1_bias: bool = True) -> List[Any]:
     """Fill `network` with LeNet; every weight named except (optionally) conv1's bias.
 
@@ -63,23 +84,17 @@ def populate_lenet(network: Any, weights: Mapping[str, np.ndarray], name_conv1_b
     trt = compat.import_tensorrt()
     w = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in LENET_SHAPES}
     x = network.add_input(INPUT_NAME, trt.float32, (-1, 1, 28, 28))
-    conv1 = compat.add_convolution(network, x, 20, (5, 5), w["conv1.weight"], w["conv1.bias"])
-    conv1.name = "conv_1"
-    pool1 = compat.add_max_pool(network, conv1.get_output(0), (2, 2), (2, 2))
-    pool1.name = "pool_1"
-    conv2 = compat.add_convolution(network, pool1.get_output(0), 50, (5, 5), w["conv2.weight"], w["conv2.bias"])
-    conv2.name = "conv_2"
-    pool2 = compat.add_max_pool(network, conv2.get_output(0), (2, 2), (2, 2))
-    pool2.name = "pool_2"
+    conv1 = _convolution(network, x, 20, w["conv1.weight"], w["conv1.bias"], LAYER_OF["conv1"])
+    pool1 = _max_pool(network, conv1.get_output(0), "pool_1")
+    conv2 = _convolution(network, pool1.get_output(0), 50, w["conv2.weight"], w["conv2.bias"], LAYER_OF["conv2"])
+    pool2 = _max_pool(network, conv2.get_output(0), "pool_2")
     flat = network.add_shuffle(pool2.get_output(0))
     flat.reshape_dims = (0, 800)  # 0 keeps the (dynamic) batch dimension; NCHW order, as torch flattens
     flat.name = "flatten"
-    fc1, mm1, _, _ = compat.add_fully_connected(network, flat.get_output(0), w["fc1.weight"], w["fc1.bias"], 500, 800)
-    mm1.name = "fc_1"
+    fc1 = _fully_connected(network, flat.get_output(0), w["fc1.weight"], w["fc1.bias"], LAYER_OF["fc1"])
     relu = network.add_activation(fc1.get_output(0), trt.ActivationType.RELU)
     relu.name = "relu_1"
-    fc2, mm2, _, _ = compat.add_fully_connected(network, relu.get_output(0), w["fc2.weight"], w["fc2.bias"], 10, 500)
-    mm2.name = "fc_2"
+    fc2 = _fully_connected(network, relu.get_output(0), w["fc2.weight"], w["fc2.bias"], LAYER_OF["fc2"])
     out = fc2.get_output(0)
     out.name = OUTPUT_NAME
     network.mark_output(out)
@@ -103,11 +118,8 @@ def build_lenet_plan(weights: Mapping[str, np.ndarray], options: BuildOptions, l
 
 def lenet_cache_key(weights: Mapping[str, np.ndarray], options: BuildOptions, gpu_name: str,
                     name_conv1_bias: bool) -> Dict[str, Any]:
-    import hashlib
-    digest = hashlib.sha256()
-    for k in sorted(LENET_SHAPES):
-        digest.update(np.ascontiguousarray(weights[k], dtype=np.float32).tobytes())
-    return {"model": "lenet", "weights_sha256": digest.hexdigest(), "options": options.key_parts(),
+    blob = b"".join(np.ascontiguousarray(weights[k], dtype=np.float32).tobytes() for k in sorted(LENET_SHAPES))
+    return {"model": "lenet", "weights_sha256": sha256_bytes(blob), "options": options.key_parts(),
             "tensorrt": compat.trt_version_string(), "gpu": gpu_name, "name_conv1_bias": name_conv1_bias,
             "profile": [list(s) for s in mnist_profile()[INPUT_NAME]]}
 
@@ -152,9 +164,10 @@ def run_mnist_flow(data_dir: Any, progress: Callable[[str], None] = print) -> Mn
     from ..models.lenet_reference import accuracy, lenet_forward
     from ..models.lenet_weights import load_or_train
     from ..refit.refitter import EngineRefitter
-    from ..trt.cuda import CudaSession
-    from ..trt.runner import TrtRunner
     from ..config import cache_dir
+    from ..trt.cuda import CudaSession
+    from ..trt.recorders import make_logger
+    from ..trt.runner import TrtRunner
 
     trained = load_or_train(data_dir, progress=True)
     test = load_mnist(data_dir, "test")
@@ -169,7 +182,7 @@ def run_mnist_flow(data_dir: Any, progress: Callable[[str], None] = print) -> Mn
 
     session = CudaSession()
     try:
-        logger = compat.make_logger()
+        logger = make_logger()
         start_weights = dummy_conv1(trained.weights)
         handle, built = build_lenet_engine(start_weights, BuildOptions(), logger,
                                            PlanCache(cache_dir() / "plans"), session.gpu_name, progress=progress)

@@ -17,26 +17,38 @@ import numpy as np
 from ..errors import RefitError, WeightValidationError
 from ..trt import compat
 from ..trt.engine import EngineHandle
+from ..trt.recorders import make_error_recorder
 from .validation import WeightSpec, incomplete_groups, validate_weight
 
 
 class EngineRefitter:
     """Refits one engine. `current` holds the values the engine runs with now (at first the
-    weights it was built with); they are what a failed refit is rolled back to."""
+    weights it was built with); they are what a failed refit is rolled back to.
 
-    def __init__(self, handle: EngineHandle, specs: Mapping[str, WeightSpec],
+    `specs=None` derives the specs from `current`: every weight TensorRT lists as refittable
+    under a name that `current` has (an ONNX model's initializers, say) gets the shape and
+    dtype of that array; the other arrays are dropped.
+    """
+
+    def __init__(self, handle: EngineHandle, specs: Optional[Mapping[str, WeightSpec]],
                  current: Mapping[str, np.ndarray], synchronize: Optional[Any] = None) -> None:
         if not handle.refittable:
             raise RefitError("this engine was built without BuilderFlag.REFIT, so its weights cannot be "
                              "changed; rebuild it with refit enabled (BuildOptions(refit=True))")
         trt = compat.import_tensorrt()
         self.handle = handle
-        self.specs = dict(specs)
-        self.current: Dict[str, np.ndarray] = {k: np.array(v, copy=True) for k, v in current.items()}
         self._synchronize = synchronize
         self.refitter = trt.Refitter(handle.engine, handle.logger)
-        self.recorder = compat.make_error_recorder()
+        self.recorder = make_error_recorder()
         self.refitter.error_recorder = self.recorder
+        self.trt_names: List[Optional[str]] = list(self.refitter.get_all_weights())
+        if specs is None:
+            named = [n for n in self.trt_names if n is not None and n in current]
+            specs = {n: WeightSpec(n, tuple(int(d) for d in np.shape(current[n])), str(np.asarray(current[n]).dtype))
+                     for n in named}
+            current = {n: current[n] for n in named}
+        self.specs: Dict[str, WeightSpec] = dict(specs)
+        self.current: Dict[str, np.ndarray] = {k: np.array(v, copy=True) for k, v in current.items()}
         self._pending: Dict[str, np.ndarray] = {}
         self.refit_count = 0
         self.last_refit_seconds: Optional[float] = None
@@ -44,7 +56,9 @@ class EngineRefitter:
 
     # ---- what TensorRT knows -----------------------------------------------------------
     def trt_weight_names(self) -> List[Optional[str]]:
-        return compat.refittable_weight_names(self.refitter)
+        """Every refittable weight as TensorRT lists it (None or "(Unnamed Layer* N) ..." for
+        weights nobody named, depending on the version)."""
+        return list(self.trt_names)
 
     def missing(self) -> List[str]:
         """Weights TensorRT still needs before it will refit (its get_missing_weights)."""
@@ -65,12 +79,11 @@ class EngineRefitter:
             self._pending[name] = arr
 
     def _push(self, name: str, arr: np.ndarray) -> None:
-        trt = compat.import_tensorrt()
         spec = self.specs[name]
         self.recorder.clear()
         mark = self.handle.logger.mark()
         if spec.layer is not None:
-            ok = self.refitter.set_weights(spec.layer, getattr(trt.WeightsRole, spec.role), trt.Weights(arr))
+            ok = compat.set_layer_weights(self.refitter, spec.layer, str(spec.role), arr)
         else:
             ok = compat.set_named_weights(self.refitter, name, arr)
         if not ok:
@@ -85,8 +98,11 @@ class EngineRefitter:
         return seen
 
     # ---- refitting ---------------------------------------------------------------------
-    def refit(self) -> float:
-        """Refit the engine with what was set; returns the seconds refit_cuda_engine took."""
+    def refit(self, stream: Any = None) -> float:
+        """Refit the engine with what was set; returns the seconds the refit took.
+
+        `stream` (a pycuda Stream, TensorRT >= 10.0): refit with refit_cuda_engine_async on
+        it and wait for it."""
         pending = dict(self._pending)
         groups = incomplete_groups(self.specs, pending)
         if groups:
@@ -98,12 +114,13 @@ class EngineRefitter:
         if missing:
             raise RefitError(f"refit refused: TensorRT still needs {', '.join(repr(m) for m in missing)}",
                              missing=missing)
-        if self._synchronize is not None:
-            self._synchronize()  # no inference may be reading the weights while they change
+        self.synchronize()  # no inference may be reading the weights while they change
         self.recorder.clear()
         mark = self.handle.logger.mark()
         start = time.perf_counter()
-        ok = compat.refit_engine(self.refitter)
+        ok = compat.refit_engine(self.refitter, None if stream is None else stream.handle)
+        if ok and stream is not None:
+            stream.synchronize()
         seconds = time.perf_counter() - start
         if not ok:
             messages = self._trt_messages(mark)
@@ -137,13 +154,21 @@ class EngineRefitter:
             self.discard()
             raise
 
+    def synchronize(self) -> None:
+        """Wait for in-flight work on the engine's CUDA context (no-op without a synchronizer)."""
+        if self._synchronize is not None:
+            self._synchronize()
+
     def discard(self) -> None:
-        """Forget weights set but not refitted: hand TensorRT the current values again."""
+        """Forget weights set but not refitted, so the next refit starts clean: TensorRT
+        unsets them where it can (compat.unset_named_weights), otherwise the current values
+        are handed back, also for what TensorRT now reports missing because of them."""
         names = list(self._pending)
         self._pending.clear()
-        # TensorRT 8.x has no unset: re-supply current values for what was set and for what
-        # TensorRT now reports missing because of it, so the next refit starts clean.
         for name in names + [m for m in self.missing() if m not in names]:
+            spec = self.specs.get(name)
+            if spec is not None and spec.layer is None and compat.unset_named_weights(self.refitter, name):
+                continue
             if name in self.current:
                 self._push(name, self.current[name])
 

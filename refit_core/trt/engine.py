@@ -24,9 +24,14 @@ class BuildOptions:
     tf32: bool = False  # off: TensorRT is compared with FP32 references
     workspace_bytes: int = 1 << 30
     tactics: str = field(default_factory=compat.tactic_setting)
+    #: more BuilderFlag names to set (e.g. "STRIP_PLAN", "REFIT_IDENTICAL" where the version has them)
+    extra_flags: Tuple[str, ...] = ()
 
     def key_parts(self) -> Dict[str, Any]:
-        return asdict(self)
+        parts = asdict(self)
+        if not self.extra_flags:
+            del parts["extra_flags"]  # keys of plans cached before the field existed stay valid
+        return parts
 
 
 @dataclass
@@ -38,22 +43,25 @@ class BuildResult:
 
 
 def _use_timing_cache(config: Any, blob: Optional[bytes], logger: Any) -> Optional[bool]:
-    """Install a timing cache; report whether TensorRT took it (8.5 can reject one with
-    "The timing cache will not be used!" and build as if cold)."""
+    """Install a timing cache; report whether TensorRT took it (None: built with an empty one)."""
     mark = logger.mark()
-    compat.create_timing_cache(config, blob or b"")
+    cache = config.create_timing_cache(blob or b"")
+    config.set_timing_cache(cache, False)
     if not blob:
         return None
-    return not any("timing cache will not be used" in m.lower() for m in logger.errors_since(mark))
+    return not compat.timing_cache_rejected(logger.errors_since(mark))
 
 
 def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> Any:
+    trt = compat.import_tensorrt()
     config = builder.create_builder_config()
-    compat.set_workspace(config, options.workspace_bytes)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_bytes))
     if options.refit:
-        compat.set_refit_flag(config)
+        config.set_flag(trt.BuilderFlag.REFIT)
     if not options.tf32:
         compat.clear_tf32(config)
+    for flag in options.extra_flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     compat.apply_tactic_sources(config, options.tactics)
     for prof in profiles:
         p = builder.create_optimization_profile()
@@ -61,6 +69,21 @@ def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> 
             p.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(p)
     return config
+
+
+def _build(builder: Any, network: Any, options: BuildOptions, profiles: List[Profile], logger: Any,
+           timing_cache: Optional[bytes]) -> BuildResult:
+    config = _configure(builder, options, profiles)
+    accepted = _use_timing_cache(config, timing_cache, logger)
+    mark = logger.mark()
+    start = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if plan is None:
+        said = " | ".join(logger.errors_since(mark)) or "no message"
+        raise RuntimeError(f"TensorRT could not build the engine ({said})")
+    cache_blob = bytes(config.get_timing_cache().serialize())
+    return BuildResult(bytes(plan), seconds, cache_blob, accepted)
 
 
 def build_plan(populate: Callable[[Any], Any], options: BuildOptions, profiles: List[Profile],
@@ -73,36 +96,34 @@ def build_plan(populate: Callable[[Any], Any], options: BuildOptions, profiles: 
     builder = trt_builder(logger)
     network = compat.create_network(builder)
     keep_alive = populate(network)
-    config = _configure(builder, options, profiles)
-    accepted = _use_timing_cache(config, timing_cache, logger)
-    start = time.perf_counter()
-    plan = compat.build_serialized(builder, network, config)
-    seconds = time.perf_counter() - start
-    cache_blob = bytes(config.get_timing_cache().serialize())
-    del keep_alive, config, network, builder
-    return BuildResult(plan, seconds, cache_blob, accepted)
+    result = _build(builder, network, options, profiles, logger, timing_cache)
+    del keep_alive, network, builder
+    return result
 
 
 def build_plan_from_onnx(onnx_path: Path, options: BuildOptions, profiles: List[Profile],
                          logger: Any, timing_cache: Optional[bytes] = None) -> BuildResult:
     builder = trt_builder(logger)
     network = compat.create_network(builder)
-    parser = compat.create_onnx_parser(network, logger)
+    parser = compat.import_tensorrt().OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: " + " | ".join(errors))
-    config = _configure(builder, options, profiles)
-    accepted = _use_timing_cache(config, timing_cache, logger)
-    start = time.perf_counter()
-    plan = compat.build_serialized(builder, network, config)
-    seconds = time.perf_counter() - start
-    cache_blob = bytes(config.get_timing_cache().serialize())
-    del parser, config, network, builder
-    return BuildResult(plan, seconds, cache_blob, accepted)
+    result = _build(builder, network, options, profiles, logger, timing_cache)
+    del parser, network, builder
+    return result
 
 
 def trt_builder(logger: Any) -> Any:
     return compat.import_tensorrt().Builder(logger)
+
+
+@dataclass(frozen=True)
+class IOTensor:
+    name: str
+    is_input: bool
+    dtype: Any  # numpy dtype
+    shape: Tuple[int, ...]  # -1 for dynamic dimensions
 
 
 class EngineHandle:
@@ -128,10 +149,21 @@ class EngineHandle:
 
     @property
     def refittable(self) -> bool:
-        return compat.engine_is_refittable(self.engine)
+        return bool(getattr(self.engine, "refittable", False))
 
-    def io(self) -> List[compat.IOTensor]:
-        return compat.io_tensors(self.engine)
+    def io(self) -> List[IOTensor]:
+        trt = compat.import_tensorrt()
+        out = []
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            out.append(IOTensor(name, self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                                compat.numpy_dtype(self.engine.get_tensor_dtype(name)),
+                                tuple(self.engine.get_tensor_shape(name))))
+        return out
+
+    def profile_shapes(self, name: str, profile: int = 0) -> Tuple[Tuple[int, ...], ...]:
+        """(min, opt, max) of an input in one optimization profile."""
+        return tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(name, profile))
 
     def close(self) -> None:
         for child in reversed(self._children):

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from ..errors import RefitCoreError
-from . import compat, cuda
+from . import cuda
 from .engine import EngineHandle
 
 
@@ -38,7 +38,7 @@ class TrtRunner:
         if self.context is None:
             raise RuntimeError("TensorRT could not create an execution context")
         self.stream = cuda.new_stream()
-        self.profile = profile
+        self.profile_index = profile
         if handle.engine.num_optimization_profiles > 0 and self.context.active_optimization_profile != profile:
             if not self.context.set_optimization_profile_async(profile, self.stream.handle):
                 raise RuntimeError(f"TensorRT refused optimization profile {profile} for a new context "
@@ -48,42 +48,19 @@ class TrtRunner:
         self.inputs = [t for t in self.tensors.values() if t.is_input]
         self.outputs = [t for t in self.tensors.values() if not t.is_input]
         self._buffers: Dict[str, cuda.DeviceBuffer] = {n: cuda.DeviceBuffer() for n in self.tensors}
-        self._profiles = {t.name: compat.profile_shapes(handle.engine, t.name, profile)
+        self._profiles = {t.name: handle.profile_shapes(t.name, profile)
                           for t in self.inputs if -1 in t.shape}
         handle.adopt(self)
 
-    def profile(self, name: str) -> Optional[tuple]:
+    def input_profile(self, name: str) -> Optional[tuple]:
+        """(min, opt, max) shapes of a dynamic input in this context's profile (None if static)."""
         return self._profiles.get(name)
 
     def _check_shape(self, name: str, shape: tuple) -> None:
-        want = self.tensors[name].shape
-        if len(shape) != len(want):
-            raise InputShapeError(f"input {name!r} has rank {len(shape)} (shape {shape}); the engine expects "
-                                  f"rank {len(want)} {want}")
-        prof = self._profiles.get(name)
-        for axis, (got, fixed) in enumerate(zip(shape, want)):
-            if fixed != -1 and got != fixed:
-                raise InputShapeError(f"input {name!r} dimension {axis} is {got}; the engine fixes it to {fixed}")
-            if fixed == -1 and prof is not None:
-                lo, hi = prof[0][axis], prof[2][axis]
-                if not lo <= got <= hi:
-                    raise InputShapeError(
-                        f"input {name!r} dimension {axis} is {got}, outside the engine's optimization "
-                        f"profile [{lo}, {hi}]")
+        check_input_shape(name, shape, self.tensors[name].shape, self._profiles.get(name))
 
     def _as_engine_dtype(self, name: str, array: np.ndarray) -> np.ndarray:
-        want = np.dtype(self.tensors[name].dtype)
-        arr = np.asarray(array)
-        if arr.dtype == want:
-            return np.ascontiguousarray(arr)
-        if arr.dtype.kind in "iu" and want.kind in "iu":
-            info = np.iinfo(want)
-            if arr.size and (arr.min() < info.min or arr.max() > info.max):
-                raise ValueError(f"input {name!r} holds values outside {want} range")
-            return np.ascontiguousarray(arr.astype(want))
-        if arr.dtype.kind == "f" and want.kind == "f":
-            return np.ascontiguousarray(arr.astype(want))
-        raise TypeError(f"input {name!r} is {arr.dtype}; the engine takes {want}")
+        return as_input_dtype(name, array, self.tensors[name].dtype)
 
     def launch(self, feeds: Mapping[str, np.ndarray], stream: Any = None) -> PendingInference:
         """Queue one inference on `stream` (default: the runner's) and return without waiting."""
@@ -130,3 +107,36 @@ class TrtRunner:
         for buf in self._buffers.values():
             buf.free()
         self.context = None
+
+
+def check_input_shape(name: str, shape: tuple, want: tuple, profile: Optional[tuple]) -> None:
+    """Raise InputShapeError unless `shape` fits the engine's shape `want` (-1: dynamic) and,
+    for dynamic dimensions, the optimization profile (min, opt, max)."""
+    if len(shape) != len(want):
+        raise InputShapeError(f"input {name!r} has rank {len(shape)} (shape {shape}); the engine expects "
+                              f"rank {len(want)} {want}")
+    for axis, (got, fixed) in enumerate(zip(shape, want)):
+        if fixed != -1 and got != fixed:
+            raise InputShapeError(f"input {name!r} dimension {axis} is {got}; the engine fixes it to {fixed}")
+        if fixed == -1 and profile is not None:
+            lo, hi = profile[0][axis], profile[2][axis]
+            if not lo <= got <= hi:
+                raise InputShapeError(
+                    f"input {name!r} dimension {axis} is {got}, outside the engine's optimization "
+                    f"profile [{lo}, {hi}]")
+
+
+def as_input_dtype(name: str, array: np.ndarray, dtype: Any) -> np.ndarray:
+    """`array` as the engine input's dtype: same kind only (ints in range, floats), C-contiguous."""
+    want = np.dtype(dtype)
+    arr = np.asarray(array)
+    if arr.dtype == want:
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind in "iu" and want.kind in "iu":
+        info = np.iinfo(want)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise ValueError(f"input {name!r} holds values outside {want} range")
+        return np.ascontiguousarray(arr.astype(want))
+    if arr.dtype.kind == "f" and want.kind == "f":
+        return np.ascontiguousarray(arr.astype(want))
+    raise TypeError(f"input {name!r} is {arr.dtype}; the engine takes {want}")
