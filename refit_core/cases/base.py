@@ -1,0 +1,151 @@
+"""The case interface: what the generic refit checks need to know about one model.
+
+A `RefitCase` says how to get a REFIT engine of a model, which weights it is built with and
+which different weights the checks refit it to, the probe inputs, a reference that computes
+the outputs for any weights (numpy float64 for LeNet, ONNX Runtime for ONNX models), and
+how two sets of outputs compare (`OutputTolerance`). The generic checks in
+`tests/cases/` are written once against `CaseEngine` and parametrized over the registry
+(`refit_core.cases.registry`); adding a model is adding one case module and registering it.
+
+Everything here imports without TensorRT: cases load TensorRT, pycuda, onnx and onnxruntime
+only inside `open()`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+Weights = Dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class OutputTolerance:
+    """How a case's probe outputs (rows x columns, float64) are compared.
+
+    Float outputs (`exact_rows=False`): row i agrees when
+    max|got_i - ref_i| <= atol + rtol * max|ref_i| (each row's own scale, so one large row
+    cannot hide another row's error). Integer outputs such as arg-max spans
+    (`exact_rows=True`): a row agrees when it is equal; `min_agreement` of the rows must
+    agree (near-ties in pointer logits may flip under another summation order).
+    """
+
+    atol: float = 0.0
+    rtol: float = 0.0
+    exact_rows: bool = False
+    min_agreement: float = 1.0
+
+    def describe(self) -> str:
+        if self.exact_rows:
+            return f">= {self.min_agreement:.0%} of rows identical"
+        return f"per row max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref row|"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of comparing probe outputs; `ok` says whether it is within tolerance."""
+
+    ok: bool
+    rows: int
+    rows_agreeing: int
+    max_abs: float
+    max_rel: float
+
+    def summary(self) -> Dict[str, Any]:
+        return {"rows": self.rows, "rows_agreeing": self.rows_agreeing, "max_abs": self.max_abs,
+                "max_rel": self.max_rel}
+
+
+def compare_outputs(got: np.ndarray, ref: np.ndarray, tol: OutputTolerance) -> Comparison:
+    """Compare two rows x columns output arrays under `tol` (shapes must match)."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape or got.ndim != 2:
+        raise ValueError(f"outputs to compare must be 2-D and of one shape: {got.shape} vs {ref.shape}")
+    diff = np.abs(got - ref)
+    diff[np.isnan(diff)] = np.inf  # a NaN never agrees
+    row_abs = diff.max(axis=1) if diff.size else np.zeros(len(got))
+    row_scale = np.abs(ref).max(axis=1) if ref.size else np.zeros(len(ref))
+    row_rel = row_abs / np.maximum(row_scale, 1e-30)
+    if tol.exact_rows:
+        agree = row_abs == 0
+        ok = bool(agree.mean() >= tol.min_agreement) if len(agree) else True
+    else:
+        agree = row_abs <= tol.atol + tol.rtol * row_scale
+        ok = bool(agree.all())
+    finite_rel = row_rel[np.isfinite(row_rel)]
+    return Comparison(ok=ok, rows=int(len(agree)), rows_agreeing=int(agree.sum()),
+                      max_abs=float(row_abs.max()) if len(row_abs) else 0.0,
+                      max_rel=float(finite_rel.max()) if len(finite_rel) else (0.0 if not len(row_rel) else float("inf")))
+
+
+@dataclass
+class CaseResources:
+    """What cases may need from the session: the data directory, a cache root, a temp dir."""
+
+    data_dir: Optional[Path]
+    cache_root: Path
+    tmp_dir: Path
+
+
+class CaseEngine(ABC):
+    """A case's REFIT engine on the GPU, with a runner and a refitter (`EngineRefitter`).
+
+    `build_weights` are the values the engine was built with, `target_weights` the different
+    values the checks refit it to (both keyed by refit name; only the names that differ
+    need to be in `target_weights`). `probe()` runs the probe inputs and returns a
+    rows x columns float64 array; `reference(weights)` computes the same from the
+    weights alone; `fresh_probe(weights)` builds a new engine with `weights` (no plan
+    cache) and probes it.
+    """
+
+    case: "RefitCase"
+    handle: Any
+    refitter: Any
+    build_seconds: Optional[float] = None
+    build_weights: Weights
+    target_weights: Weights
+    built_outputs: np.ndarray  # probe() right after the build, before any refit
+
+    @abstractmethod
+    def probe(self) -> np.ndarray: ...
+
+    @abstractmethod
+    def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+    @abstractmethod
+    def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+    def refit_to(self, weights: Mapping[str, np.ndarray]) -> float:
+        """Refit to `weights`; weights TensorRT refits together with them keep their values."""
+        return self.refitter.refit_with(weights, fill_missing=True)
+
+    def all_build_weights(self) -> Weights:
+        """The build values of every weight in `target_weights` (to refit back)."""
+        return {n: self.build_weights[n] for n in self.target_weights}
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class RefitCase(ABC):
+    """One registered model. `name` is the test id; `marks` are pytest mark names to add."""
+
+    name: str = ""
+    description: str = ""
+    tolerance: OutputTolerance = OutputTolerance()
+    marks: Tuple[str, ...] = ()
+
+    def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
+        """None when the case can run, else why not (the tests skip with it)."""
+        return None
+
+    @abstractmethod
+    def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> CaseEngine:
+        """Build (or load) the engine with the build weights and return it ready to refit."""
+
+    def __str__(self) -> str:
+        return self.name

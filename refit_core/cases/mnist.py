@@ -1,0 +1,105 @@
+"""The MNIST case: the sample's LeNet, built through the network API with conv1 zeroed.
+
+Build weights: the trained net with conv1 kernel and bias zero (the sample's start).
+Target weights: the trained conv1. Reference: float64-accumulated numpy LeNet. Probes: the
+first 256 test images (one row of 10 logits each).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from ..interfaces import LENET_SHAPES, MNIST_REFIT_TARGETS
+from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase
+
+PROBE_IMAGES = 256
+
+
+class LenetEngine(CaseEngine):
+    """The shared zero-conv1 LeNet engine with one runner and one refitter.
+
+    Tests that refit put the weights they need in place first, so test order does not
+    matter; `fresh_logits` are the outputs of all test images before any refit.
+    """
+
+    def __init__(self, case: "MnistCase", session: Any, logger: Any, trained: Mapping[str, np.ndarray],
+                 images: np.ndarray) -> None:
+        from ..flows import mnist as flow
+        from ..refit.refitter import EngineRefitter
+        from ..trt.engine import BuildOptions
+        from ..trt.runner import TrtRunner
+        self.case = case
+        self.flow = flow
+        self.session = session
+        self.logger = logger
+        self.images = images
+        self.probe_images = np.ascontiguousarray(images[:PROBE_IMAGES])
+        self.trained = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in trained.items()}
+        self.start_weights = flow.dummy_conv1(self.trained)
+        self.build_weights = dict(self.start_weights)
+        self.target_weights = {k: self.trained[k] for k in MNIST_REFIT_TARGETS}
+        self.options = BuildOptions()
+        # built, not read from the plan cache: this engine measures a real build
+        self.handle, built = flow.build_lenet_engine(self.start_weights, self.options, logger, None,
+                                                     session.gpu_name)
+        self.build_seconds = built.seconds if built else None
+        session.on_close(self.handle.close)
+        self.runner = TrtRunner(self.handle)
+        self.refitter = EngineRefitter(self.handle, flow.weight_specs(), self.start_weights, session.synchronize)
+        self.fresh_logits = flow.run_lenet(self.runner, images)
+        self.built_outputs = self.fresh_logits[:PROBE_IMAGES].astype(np.float64)
+
+    # ---- the sample's view ---------------------------------------------------------------
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return self.flow.run_lenet(self.runner, images)
+
+    # ---- the generic view ----------------------------------------------------------------
+    def probe(self) -> np.ndarray:
+        return self.logits(self.probe_images).astype(np.float64)
+
+    def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+        from ..models.lenet_reference import lenet_forward
+        full = dict(self.build_weights)
+        full.update(weights)
+        return lenet_forward(full, self.probe_images)
+
+    def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+        from ..trt.runner import TrtRunner
+        full = dict(self.build_weights)
+        full.update(weights)
+        handle, _ = self.flow.build_lenet_engine(full, self.options, self.logger, None, self.session.gpu_name,
+                                                 progress=lambda s: None)
+        try:
+            return self.flow.run_lenet(TrtRunner(handle), self.probe_images).astype(np.float64)
+        finally:
+            handle.close()
+
+
+class MnistCase(RefitCase):
+    name = "mnist"
+    description = "LeNet (network API), conv1 zero at build, refit with the trained conv1"
+    # TF32 cleared: plain FP32 against a float64-accumulated reference, per image row
+    tolerance = OutputTolerance(atol=1e-3, rtol=1e-5)
+
+    def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
+        if resources.data_dir is None:
+            return "MNIST data not available: pass --data-dir DIR or set REFIT_DATA_DIR"
+        return None
+
+    def load_inputs(self, resources: CaseResources) -> Dict[str, Any]:
+        """Trained weights (cached; PyTorch only to train) and the normalised test set."""
+        from ..data.mnist import load_mnist, normalize_images
+        from ..models.lenet_weights import load_or_train
+        trained = load_or_train(resources.data_dir, progress=True)
+        test = load_mnist(resources.data_dir, "test")
+        return {"trained": trained, "images": normalize_images(test.images),
+                "labels": test.labels.astype(np.int64)}
+
+    def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any,
+             inputs: Optional[Dict[str, Any]] = None) -> LenetEngine:
+        inputs = inputs or self.load_inputs(resources)
+        return LenetEngine(self, session, logger, inputs["trained"].weights, inputs["images"])
+
+
+assert set(MNIST_REFIT_TARGETS) <= set(LENET_SHAPES)

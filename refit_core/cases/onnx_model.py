@@ -1,0 +1,138 @@
+"""A case for any ONNX model with float inputs and outputs: the ONNX parser builds a REFIT
+engine, ONNX Runtime is the reference, seeded random inputs are the probes.
+
+Build weights: the model's own initializers that TensorRT lists as refittable by name.
+Target weights: each of those with seeded multiplicative noise, w * (1 + noise * N(0, 1)).
+Probe rows: each output reshaped to (batch, -1) and concatenated along the columns.
+Dynamic dimensions need fixed `input_shapes` (min = opt = max).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase
+
+Shapes = Mapping[str, Tuple[int, ...]]
+
+
+def with_initializers(model_path: Path, weights: Mapping[str, np.ndarray]) -> bytes:
+    """The model's bytes with the named initializers replaced."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(model_path))
+    for init in model.graph.initializer:
+        if init.name in weights:
+            init.CopyFrom(numpy_helper.from_array(np.asarray(weights[init.name]), init.name))
+    return model.SerializeToString()
+
+
+class OnnxModelEngine(CaseEngine):
+    def __init__(self, case: "OnnxModelCase", model_path: Path, session: Any, logger: Any, plan_cache: Any,
+                 tmp_dir: Path) -> None:
+        from ..flows.bidaf import onnx_float_initializers
+        from ..refit.refitter import EngineRefitter
+        from ..trt.runner import TrtRunner
+        self.case, self.model_path, self.session, self.logger, self.tmp_dir = case, model_path, session, logger, tmp_dir
+        self.handle, built = self._build(model_path, plan_cache)
+        self.build_seconds = built.seconds if built else None
+        session.on_close(self.handle.close)
+        self.runner = TrtRunner(self.handle)
+        self.refitter = EngineRefitter(self.handle, None, onnx_float_initializers(model_path), session.synchronize)
+        self.build_weights = {n: a.copy() for n, a in self.refitter.current.items()}
+        self.target_weights = case.target_weights(self.build_weights)
+        self.feeds = case.probe_feeds()
+        self.built_outputs = self.probe()
+
+    def _build(self, path: Path, plan_cache: Any) -> Tuple[Any, Any]:
+        from ..fileio import sha256_file
+        from ..trt import compat
+        from ..trt.engine import BuildOptions, build_plan_from_onnx, load_or_build
+        options = BuildOptions()
+        key = {"model": self.case.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
+               "tensorrt": compat.trt_version_string(), "gpu": self.session.gpu_name,
+               "shapes": {k: list(v) for k, v in sorted(self.case.input_shapes.items())}}
+        return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.case.profiles(path),
+                                                                           self.logger), self.logger)
+
+    @staticmethod
+    def _rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:
+        parts = [np.asarray(outputs[n], dtype=np.float64) for n in names]
+        return np.concatenate([p.reshape(p.shape[0] if p.ndim else 1, -1) for p in parts], axis=1)
+
+    def probe(self) -> np.ndarray:
+        out = self.runner.infer(self.feeds)
+        return self._rows(out, [t.name for t in self.runner.outputs])
+
+    def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+        from ..onnx_prep.ort_reference import _session
+        session = _session(with_initializers(self.model_path, weights))
+        names = [t.name for t in self.runner.outputs]
+        return self._rows(dict(zip(names, session.run(names, self.feeds))), names)
+
+    def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+        from ..fileio import atomic_write_bytes
+        from ..trt.engine import BuildOptions, EngineHandle, build_plan_from_onnx
+        from ..trt.runner import TrtRunner
+        path = atomic_write_bytes(self.tmp_dir / "fresh-build.onnx", with_initializers(self.model_path, weights))
+        result = build_plan_from_onnx(path, BuildOptions(), self.case.profiles(path), self.logger)
+        handle = EngineHandle(result.plan, self.logger)
+        try:
+            runner = TrtRunner(handle)
+            return self._rows(runner.infer(self.feeds), [t.name for t in runner.outputs])
+        finally:
+            handle.close()
+
+
+class OnnxModelCase(RefitCase):
+    """`make_model(dir) -> path` writes (or finds) the ONNX file; `input_shapes` fixes every input."""
+
+    description = "an ONNX model through the ONNX parser, ONNX Runtime as the reference"
+
+    def __init__(self, name: str, make_model: Callable[[Path], Path], input_shapes: Shapes,
+                 tolerance: OutputTolerance = OutputTolerance(atol=1e-4, rtol=1e-4), noise: float = 0.5,
+                 seed: int = 0) -> None:
+        self.name = name
+        self.make_model = make_model
+        self.input_shapes = {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
+        self.tolerance = tolerance
+        self.noise = noise
+        self.seed = seed
+
+    def target_weights(self, build_weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1))."""
+        rng = np.random.default_rng(self.seed)
+        return {n: np.ascontiguousarray(w * (1.0 + self.noise * rng.standard_normal(w.shape)), dtype=w.dtype)
+                for n, w in sorted(build_weights.items())}
+
+    def probe_feeds(self) -> Dict[str, np.ndarray]:
+        """Seeded standard-normal inputs of the given shapes."""
+        rng = np.random.default_rng(self.seed + 1)
+        return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in sorted(self.input_shapes.items())}
+
+    def profiles(self, model_path: Path) -> list:
+        """One profile fixing every input that has a dynamic dimension (none when all are static)."""
+        import onnx
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+        initializers = {i.name for i in graph.initializer}
+        dynamic = {}
+        for inp in graph.input:
+            if inp.name in initializers:
+                continue
+            dims = inp.type.tensor_type.shape.dim
+            if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+                if inp.name not in self.input_shapes:
+                    raise ValueError(f"case {self.name}: input {inp.name!r} has a dynamic shape; give its shape")
+                shape = self.input_shapes[inp.name]
+                dynamic[inp.name] = (shape, shape, shape)
+        return [dynamic] if dynamic else []
+
+    def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> CaseEngine:
+        tmp = resources.tmp_dir / self.name
+        tmp.mkdir(parents=True, exist_ok=True)
+        return OnnxModelEngine(self, Path(self.make_model(tmp)), session, logger, plan_cache, tmp)
+
+    def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
+        return None

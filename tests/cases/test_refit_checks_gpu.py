@@ -1,0 +1,115 @@
+"""The generic refit checks, written once and run for every registered case (GPU tier).
+
+`case_engine` is parametrized over `refit_core.cases.registry` by the plugin; each case's
+engine is built once per session with the case's build weights. Every check puts the
+weights it needs in place first, so order does not matter.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refit_core.cases.base import compare_outputs
+from refit_core.errors import RefitError, WeightValidationError
+
+pytestmark = pytest.mark.gpu
+
+
+def _first_target(engine):
+    return sorted(engine.target_weights)[0]
+
+
+def test_refittable_weights_cover_the_case_specs(case_engine, results):
+    trt_names = case_engine.refitter.trt_weight_names()
+    named = {str(n) for n in trt_names if n is not None}
+    specs = set(case_engine.refitter.specs)
+    by_layer = {s.name for s in case_engine.refitter.specs.values() if s.layer is not None}
+    assert specs - by_layer <= named, f"specs TensorRT does not list: {sorted(specs - by_layer - named)}"
+    assert set(case_engine.target_weights) <= specs
+    results.record_case_weights(case_engine.case.name, trt_names)
+
+
+def test_refit_to_target_matches_the_reference(case_engine, results):
+    """Refit to the target weights; the engine agrees with the reference for them, and a
+    refit that did nothing would not (the reference outputs differ beyond the tolerance)."""
+    tol = case_engine.case.tolerance
+    case_engine.refit_to(case_engine.all_build_weights())
+    ref_build = case_engine.reference(case_engine.build_weights)
+    ref_target = case_engine.reference(case_engine.target_weights)
+    no_op = compare_outputs(ref_build, ref_target, tol)
+    assert not no_op.ok, f"the target weights do not change the reference beyond the tolerance: {no_op}"
+    case_engine.refit_to(case_engine.target_weights)
+    got = case_engine.probe()
+    cmp = compare_outputs(got, ref_target, tol)
+    print(f"{case_engine.case.name}: refit vs reference {cmp}; tolerance {tol.describe()}")
+    results.record_case_check(case_engine.case.name, "refit_vs_reference", tolerance=tol.describe(),
+                              **cmp.summary())
+    assert cmp.ok, f"refit vs reference outside {tol.describe()}: {cmp}"
+
+
+def test_refit_back_restores_the_built_outputs_bit_exactly(case_engine):
+    case_engine.refit_to(case_engine.target_weights)
+    changed = case_engine.probe()
+    case_engine.refit_to(case_engine.all_build_weights())
+    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+    assert not np.array_equal(changed, case_engine.built_outputs), "the target refit changed nothing"
+
+
+def test_refitting_the_same_weights_twice_is_bit_identical(case_engine):
+    case_engine.refit_to(case_engine.target_weights)
+    once = case_engine.probe()
+    case_engine.refit_to(case_engine.target_weights)
+    np.testing.assert_array_equal(case_engine.probe(), once)
+
+
+def test_refit_equals_a_fresh_build_with_the_same_weights(case_engine, results):
+    tol = case_engine.case.tolerance
+    case_engine.refit_to(case_engine.target_weights)
+    got = case_engine.probe()
+    fresh = case_engine.fresh_probe(case_engine.target_weights)
+    cmp = compare_outputs(got, fresh, tol)
+    print(f"{case_engine.case.name}: refit vs fresh build {cmp}")
+    results.record_case_check(case_engine.case.name, "refit_vs_fresh_build", tolerance=tol.describe(),
+                              **cmp.summary())
+    assert cmp.ok, f"refit vs fresh build outside {tol.describe()}: {cmp}"
+
+
+BAD_KINDS = ("unknown name", "wrong shape", "wrong count", "float64", "NaN", "not contiguous")
+
+
+def _bad(engine, kind):
+    name = _first_target(engine)
+    w = np.array(engine.target_weights[name], dtype=np.float32, copy=True)
+    weights = dict(engine.target_weights)
+    if kind == "unknown name":
+        weights[name + "_typo"] = weights.pop(name)
+        return weights, name + "_typo", "not a refittable weight"
+    if kind == "wrong shape":
+        weights[name] = w.reshape(-1).copy() if w.ndim > 1 else w.reshape(1, -1).copy()
+        return weights, name, "differs from the engine's"
+    if kind == "wrong count":
+        weights[name] = np.concatenate([w.reshape(-1), np.zeros(1, np.float32)]).copy()
+        return weights, name, "elements"
+    if kind == "float64":
+        weights[name] = w.astype(np.float64)
+        return weights, name, "dtype is float64"
+    if kind == "NaN":
+        w.reshape(-1)[0] = np.nan
+        weights[name] = w
+        return weights, name, "1 NaN"
+    if kind == "not contiguous":  # same shape and values, every other element of a doubled array
+        weights[name] = np.repeat(w, 2, axis=-1)[..., ::2]
+        return weights, name, "not C-contiguous"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_bad_weights_are_refused_and_the_engine_keeps_its_outputs(case_engine, kind):
+    case_engine.refit_to(case_engine.all_build_weights())
+    weights, name, fragment = _bad(case_engine, kind)
+    with pytest.raises((WeightValidationError, RefitError)) as info:
+        case_engine.refit_to(weights)
+    assert name in str(info.value) and fragment in str(info.value), str(info.value)
+    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+    case_engine.refit_to(case_engine.target_weights)  # and the next good refit still works
+    assert not np.array_equal(case_engine.probe(), case_engine.built_outputs)

@@ -1,0 +1,102 @@
+"""The case registry and the output comparison the generic checks use (CPU tier)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refit_core.cases import registry
+from refit_core.cases.base import OutputTolerance, RefitCase, compare_outputs
+
+
+def test_builtin_cases_are_registered():
+    assert registry.names()[:3] == ["mnist", "bidaf-standin", "bidaf-original"]
+    assert str(registry.get("mnist")) == "mnist"
+
+
+def test_duplicate_and_bad_names_are_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.get("mnist").__class__())
+
+    class Nameless(RefitCase):
+        def open(self, *a, **k):
+            raise NotImplementedError
+
+    with pytest.raises(ValueError, match="must be non-empty"):
+        registry.register(Nameless())
+
+
+def test_unknown_case_lists_the_registered_ones():
+    with pytest.raises(KeyError, match="registered: mnist, bidaf-standin"):
+        registry.get("resnet")
+
+
+def test_float_rows_are_judged_by_their_own_scale():
+    tol = OutputTolerance(atol=1e-3, rtol=1e-5)
+    ref = np.array([[1e4, 0.0], [1.0, 2.0]])
+    # 0.05 error on a 1e4-scale row is within 1e-3 + 0.1; the same error on the small row is not
+    assert compare_outputs(ref + [[0.05, 0.0], [0.0, 0.0]], ref, tol).ok
+    bad = compare_outputs(ref + [[0.0, 0.0], [0.05, 0.0]], ref, tol)
+    assert not bad.ok and bad.rows_agreeing == 1 and bad.max_abs == pytest.approx(0.05)
+
+
+def test_nan_never_agrees():
+    ref = np.ones((2, 3))
+    got = ref.copy()
+    got[1, 2] = np.nan
+    assert not compare_outputs(got, ref, OutputTolerance(atol=1.0)).ok
+
+
+def test_exact_rows_need_the_stated_share():
+    tol = OutputTolerance(exact_rows=True, min_agreement=0.95)
+    ref = np.arange(40, dtype=float).reshape(20, 2)
+    one_off = ref.copy()
+    one_off[0, 0] += 1
+    two_off = one_off.copy()
+    two_off[1, 1] += 1
+    assert compare_outputs(one_off, ref, tol).ok          # 19/20 = 95%
+    assert not compare_outputs(two_off, ref, tol).ok      # 18/20
+
+
+def test_shapes_must_match():
+    with pytest.raises(ValueError, match="one shape"):
+        compare_outputs(np.zeros((2, 2)), np.zeros((2, 3)), OutputTolerance())
+
+
+def test_bidaf_target_weights_change_the_stand_in_answers():
+    """A refit that did nothing must fail the generic reference check: on ONNX Runtime the
+    target weights change more answers than the tolerance lets through."""
+    pytest.importorskip("onnxruntime")
+    from refit_core.cases.bidaf import BidafCase, ort_spans, probe_pairs, target_weights
+    from refit_core.cases.base import CaseResources
+    from refit_core.flows.bidaf import onnx_float_initializers
+    import tempfile
+    from pathlib import Path
+    tmp = Path(tempfile.mkdtemp())
+    case = BidafCase("standin")
+    prepared = case.prepare(CaseResources(data_dir=None, cache_root=tmp, tmp_dir=tmp))
+    initial = onnx_float_initializers(prepared.model_path)
+    pairs = probe_pairs()
+    built = ort_spans(prepared.model_path, prepared, initial, pairs)
+    target = ort_spans(prepared.model_path, prepared, target_weights(initial), pairs)
+    assert not compare_outputs(built, target, case.tolerance).ok
+    assert compare_outputs(target, target, case.tolerance).ok
+
+
+def test_onnx_model_case_targets_change_the_reference(tmp_path):
+    """The tiny-mlp case's target weights move every probe row beyond its tolerance on ONNX
+    Runtime, so a refit that did nothing fails its generic reference check."""
+    import onnxruntime as ort
+    from refit_core.cases.onnx_model import with_initializers
+    from refit_core.cases.tiny_mlp import TINY_MLP, write_tiny_mlp
+    from refit_core.flows.bidaf import onnx_float_initializers
+    path = write_tiny_mlp(tmp_path)
+    build = onnx_float_initializers(path)
+    feeds = TINY_MLP.probe_feeds()
+
+    def run(weights):
+        sess = ort.InferenceSession(with_initializers(path, weights), providers=["CPUExecutionProvider"])
+        return sess.run(["y"], feeds)[0].astype(np.float64)
+
+    no_op = compare_outputs(run(build), run(TINY_MLP.target_weights(build)), TINY_MLP.tolerance)
+    assert not no_op.ok and no_op.rows_agreeing == 0
+    assert TINY_MLP.profiles(path) == []  # static shapes: no optimization profile
