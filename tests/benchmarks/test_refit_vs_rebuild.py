@@ -21,8 +21,25 @@ MNIST_REBUILD_ROUNDS = 3
 BIDAF_REBUILD_ROUNDS = 2
 
 
-def _record(results, benchmark, name, first_s=None):
-    samples = list(benchmark.stats.stats.data)
+def _timed(fn, samples):
+    """`fn` wrapped to append each call's duration to `samples`: the raw timings go into the
+    results record, measured the same way pytest-benchmark measures its rounds."""
+    def run(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        samples.append(time.perf_counter() - t0)
+        return out
+    return run
+
+
+def _bench(benchmark, fn, rounds, warmup, args=()):
+    """pedantic rounds of `fn`; returns the durations of the measured rounds (warm-ups dropped)."""
+    samples = []
+    benchmark.pedantic(_timed(fn, samples), args=args, rounds=rounds, warmup_rounds=warmup)
+    return samples[warmup:]
+
+
+def _record(results, benchmark, name, samples, first_s=None):
     results.record_timing(name, samples, first_s=first_s)
     if first_s is not None:
         benchmark.extra_info["first_refit_s"] = first_s
@@ -34,7 +51,7 @@ def _note_timing_cache(results, benchmark, name, accepted):
         note = (f"TensorRT {compat.trt_version_string()} rejected the serialized timing cache "
                 "(\"The timing cache will not be used!\"): this rebuild ran without it")
         benchmark.extra_info["timing_cache"] = "rejected"
-        results.set(("notes", name), note)
+        results.record_note(name, note)
         print(f"{name}: {note}")
 
 
@@ -42,7 +59,7 @@ def _ratio(results, model, rebuild, refit):
     timings = results.get(("timings",), {}) or {}
     if rebuild in timings and refit in timings:
         results.record_ratio(model, rebuild, refit)
-        results.set(("ratio_basis", model), [rebuild, refit])
+        results.record_ratio_basis(model, rebuild, refit)
 
 
 # ---- MNIST -----------------------------------------------------------------------------
@@ -69,8 +86,8 @@ def test_mnist_refit(benchmark, bench_lenet, results, which):
         t0 = time.perf_counter()
         refitter.refit_with(weights)
         first = time.perf_counter() - t0
-    benchmark.pedantic(refitter.refit_with, args=(weights,), rounds=REFIT_ROUNDS, warmup_rounds=REFIT_WARMUP)
-    _record(results, benchmark, f"mnist.refit.{which}", first)
+    samples = _bench(benchmark, refitter.refit_with, REFIT_ROUNDS, REFIT_WARMUP, args=(weights,))
+    _record(results, benchmark, f"mnist.refit.{which}", samples, first)
 
 
 def test_mnist_refit_from_device_memory(benchmark, bench_lenet, results):
@@ -83,11 +100,11 @@ def test_mnist_refit_from_device_memory(benchmark, bench_lenet, results):
     def refit_device():
         for n, buf in bufs.items():
             compat.set_named_weights(refitter.refitter, n, None, buf.ptr, trained[n].size)
-        refitter._synchronize()
+        refitter.synchronize()
         assert compat.refit_engine(refitter.refitter)
 
-    benchmark.pedantic(refit_device, rounds=REFIT_ROUNDS, warmup_rounds=REFIT_WARMUP)
-    _record(results, benchmark, "mnist.refit.conv1_device")
+    samples = _bench(benchmark, refit_device, REFIT_ROUNDS, REFIT_WARMUP)
+    _record(results, benchmark, "mnist.refit.conv1_device", samples)
     for buf in bufs.values():
         buf.free()
 
@@ -107,8 +124,8 @@ def test_mnist_rebuild(benchmark, bench_lenet, cuda_session, trt_logger, results
         accepted.append(res.timing_cache_accepted)
         EngineHandle(res.plan, trt_logger).close()
 
-    benchmark.pedantic(rebuild, rounds=MNIST_REBUILD_ROUNDS, warmup_rounds=0)
-    _record(results, benchmark, f"mnist.rebuild.{cache}")
+    samples = _bench(benchmark, rebuild, MNIST_REBUILD_ROUNDS, 0)
+    _record(results, benchmark, f"mnist.rebuild.{cache}", samples)
     _note_timing_cache(results, benchmark, f"mnist.rebuild.{cache}", accepted)
     _ratio(results, "mnist", "mnist.rebuild.cold_cache", "mnist.refit.conv1")
 
@@ -116,8 +133,8 @@ def test_mnist_rebuild(benchmark, bench_lenet, cuda_session, trt_logger, results
 def test_mnist_inference_of_the_test_set(benchmark, mnist_engine, mnist_test_set, results):
     """Next to refit: what serving the 10,000 test images (batches of 1000) costs."""
     images = mnist_test_set["images"]
-    benchmark.pedantic(mnist_engine.logits, args=(images,), rounds=10, warmup_rounds=2)
-    _record(results, benchmark, "mnist.inference.test_set_10000")
+    samples = _bench(benchmark, mnist_engine.logits, 10, 2, args=(images,))
+    _record(results, benchmark, "mnist.inference.test_set_10000", samples)
 
 
 # ---- BiDAF -----------------------------------------------------------------------------
@@ -142,9 +159,8 @@ def test_bidaf_refit(benchmark, bench_bidaf, bidaf_model, results, which):
         t0 = time.perf_counter()
         engine.refitter.refit_with(weights)
         first = time.perf_counter() - t0
-    benchmark.pedantic(engine.refitter.refit_with, args=(weights,), rounds=REFIT_ROUNDS,
-                       warmup_rounds=REFIT_WARMUP)
-    _record(results, benchmark, f"bidaf.{bidaf_model[0]}.refit.{which}", first)
+    samples = _bench(benchmark, engine.refitter.refit_with, REFIT_ROUNDS, REFIT_WARMUP, args=(weights,))
+    _record(results, benchmark, f"bidaf.{bidaf_model[0]}.refit.{which}", samples, first)
 
 
 @pytest.mark.parametrize("cache", ["cold_cache", "warm_cache"])
@@ -162,9 +178,9 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
         accepted.append(res.timing_cache_accepted)
         EngineHandle(res.plan, trt_logger).close()
 
-    benchmark.pedantic(rebuild, rounds=BIDAF_REBUILD_ROUNDS, warmup_rounds=0)
+    samples = _bench(benchmark, rebuild, BIDAF_REBUILD_ROUNDS, 0)
     key = bidaf_model[0]
-    _record(results, benchmark, f"bidaf.{key}.rebuild.{cache}")
+    _record(results, benchmark, f"bidaf.{key}.rebuild.{cache}", samples)
     _note_timing_cache(results, benchmark, f"bidaf.{key}.rebuild.{cache}", accepted)
     _ratio(results, f"bidaf.{key}", f"bidaf.{key}.rebuild.cold_cache", f"bidaf.{key}.refit.sample_weights")
 
@@ -172,5 +188,5 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
 def test_bidaf_inference_of_one_query(benchmark, bench_bidaf, bidaf_model, results):
     from refit_core.data.reading_comprehension import SAMPLE_CONTEXT, SAMPLE_QUERY
     flow, engine, _ = bench_bidaf
-    benchmark.pedantic(engine.answer, args=(SAMPLE_CONTEXT, SAMPLE_QUERY), rounds=50, warmup_rounds=5)
-    _record(results, benchmark, f"bidaf.{bidaf_model[0]}.inference.one_query")
+    samples = _bench(benchmark, engine.answer, 50, 5, args=(SAMPLE_CONTEXT, SAMPLE_QUERY))
+    _record(results, benchmark, f"bidaf.{bidaf_model[0]}.inference.one_query", samples)

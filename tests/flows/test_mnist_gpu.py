@@ -39,7 +39,8 @@ def test_after_refit_accuracy_and_logits_match_reference(mnist_engine, mnist_tes
     assert diff <= REFERENCE_TOLERANCE
     results.record_mnist(accuracy_after=acc, accuracy_reference=ref_acc,
                          logits_fixed_batch=logits[:8], argmax_all=logits.argmax(axis=1))
-    results.set(("mnist", "max_abs_logit_diff_vs_reference"), diff)
+    results.record_case_check("mnist", "test_set_logits_vs_reference", max_abs=diff, tolerance=REFERENCE_TOLERANCE,
+                              images=len(labels))
 
 
 def test_refit_zeros_back_restores_before_outputs_exactly(mnist_engine, mnist_test_set):

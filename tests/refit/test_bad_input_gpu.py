@@ -57,7 +57,7 @@ def test_bad_weights_are_refused_and_the_engine_keeps_its_weights(case, mnist_en
         mnist_engine.refit_to(weights)
     message = str(info.value)
     print(f"{case}: {type(info.value).__name__}: {message}")
-    results.set(("bad_inputs", case), f"{type(info.value).__name__}: {message}")
+    results.record_bad_input(case, f"{type(info.value).__name__}: {message}")
     assert name in message and fragment in message
     np.testing.assert_array_equal(mnist_engine.logits(images), before)
     # and the next good refit still works
@@ -83,7 +83,7 @@ def test_engine_built_without_refit_gets_a_clear_error(cuda_session, trt_logger,
         assert not handle.refittable
         with pytest.raises(RefitError, match="built without BuilderFlag.REFIT") as info:
             EngineRefitter(handle, mnist_engine.flow.weight_specs(), mnist_engine.start_weights)
-        results.set(("bad_inputs", "engine without REFIT"), str(info.value))
+        results.record_bad_input("engine without REFIT", str(info.value))
     finally:
         handle.close()
 
@@ -133,7 +133,7 @@ def test_damaged_plan_in_the_cache_is_rebuilt_with_a_warning(damage, tmp_path, c
     try:
         message = str(caught[0].message)
         print(f"{damage}: {message}")
-        results.set(("bad_inputs", f"plan cache: {damage}"), message)
+        results.record_bad_input(f"plan cache: {damage}", message)
         assert str(plan_path) in message and built is not None and handle.source == "built"
     finally:
         handle.close()
@@ -148,11 +148,11 @@ def test_damaged_plan_in_the_cache_is_rebuilt_with_a_warning(damage, tmp_path, c
 RAW_WRONG_COUNT = textwrap.dedent("""
     import numpy as np, tensorrt as trt
     from refit_core.trt.cuda import CudaSession
-    from refit_core.trt import compat
+    from refit_core.trt.recorders import make_logger
     from refit_core.trt.engine import BuildOptions, EngineHandle
     from refit_core.flows import mnist as flow
     s = CudaSession()
-    logger = compat.make_logger()
+    logger = make_logger()
     w = {k: np.zeros(v, np.float32) for k, v in flow.LENET_SHAPES.items()}
     res = flow.build_lenet_plan(w, BuildOptions(), logger)
     h = EngineHandle(res.plan, logger)
@@ -175,7 +175,7 @@ def test_raw_tensorrt_wrong_count_is_recorded_and_the_wrapper_refuses_it(mnist_e
     outcome = "; ".join(said) + (f"; process exit code {proc.returncode}" if proc.returncode else "")
     print(f"raw TensorRT with 7 of 500 elements for conv1.weight: {outcome}; errors: {errors}; "
           f"stderr tail: {proc.stderr[-300:]!r}")
-    results.set(("bad_inputs", "raw TensorRT, wrong count"), f"{outcome}; {' | '.join(errors)}")
+    results.record_bad_input("raw TensorRT, wrong count", f"{outcome}; {' | '.join(errors)}")
     assert said, f"the subprocess printed nothing (exit {proc.returncode}): {proc.stderr[-500:]}"
     with pytest.raises(WeightValidationError, match="has 7 elements"):
         mnist_engine.refitter.set("conv1.weight", np.zeros(7, np.float32))

@@ -65,7 +65,7 @@ def test_refit_equals_reference_and_fresh_build(plan, mnist_engine, probe_images
         _largest["refit_vs_rebuild"] = max(_largest["refit_vs_rebuild"], d2)
         _largest["refit_vs_rebuild_relative"] = max(_largest["refit_vs_rebuild_relative"], d2 / scale)
         assert d2 <= tolerance(ref), f"refit vs fresh build {d2:.3g} for {plan}"
-    results.set(("property_tests", "mnist"), dict(_largest, fresh_builds=_fresh_builds["count"]))
+    results.record_property_test("mnist", dict(_largest, fresh_builds=_fresh_builds["count"]))
 
 
 @given(plan=weight_perturbations(LENET_NAMES))

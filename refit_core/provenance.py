@@ -1,0 +1,56 @@
+"""What a results record needs to be reproduced: the suite's version, git state and source hash.
+
+Standard library only. The git commit comes from `git` when the suite runs from a checkout;
+where it does not (a copied tree on a GPU machine), from $REFIT_SUITE_GIT_COMMIT and
+$REFIT_SUITE_GIT_DIRTY, else it is unknown (None). The source hash is always computed: it
+identifies the code that ran even without git.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterable, Optional, Tuple
+
+from .fileio import sha256_bytes
+
+COMMIT_ENV = "REFIT_SUITE_GIT_COMMIT"
+DIRTY_ENV = "REFIT_SUITE_GIT_DIRTY"
+#: what counts as the suite's source (relative to the project root)
+SOURCE_GLOBS: Tuple[str, ...] = ("refit_core/**/*.py", "refit_core/assets/*", "tests/**/*.py", "conftest.py",
+                                 "pytest.ini", "requirements*.txt")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def now_iso() -> str:
+    """The current time, ISO 8601 with the UTC offset."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def source_sha256(root: Path = PROJECT_ROOT, globs: Iterable[str] = SOURCE_GLOBS) -> str:
+    """sha256 over (relative path, sha256 of content) of every source file, sorted by path."""
+    files = sorted({p for g in globs for p in root.glob(g) if p.is_file() and "__pycache__" not in p.parts})
+    lines = [f"{p.relative_to(root).as_posix()}\0{sha256_bytes(p.read_bytes())}" for p in files]
+    return sha256_bytes("\n".join(lines).encode())
+
+
+def _git(root: Path, *args: str) -> Optional[str]:
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def git_state(root: Path = PROJECT_ROOT) -> Tuple[Optional[str], Optional[bool]]:
+    """(commit, dirty) of the checkout at `root`; from the environment where there is no git."""
+    commit = _git(root, "rev-parse", "HEAD") if (root / ".git").exists() else None
+    if commit:
+        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        return commit.strip(), (None if status is None else bool(status.strip()))
+    env_commit = os.environ.get(COMMIT_ENV) or None
+    env_dirty = os.environ.get(DIRTY_ENV)
+    dirty = None if env_dirty is None else env_dirty.strip().lower() in ("1", "true", "yes")
+    return env_commit, dirty

@@ -1,0 +1,92 @@
+"""No import runs back up the layers (CPU tier).
+
+refit_core's packages, bottom to top; a module may import from its own layer and below,
+function-level (lazy) imports included.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "refit_core"
+
+LAYERS: Tuple[Tuple[str, ...], ...] = (
+    ("errors", "config", "fileio", "interfaces", "provenance"),
+    ("data", "text"),
+    ("models",),
+    ("onnx_prep",),
+    ("trt",),
+    ("refit",),
+    ("flows",),
+    ("cases",),
+    ("reporting",),
+    ("pytest_plugin", "cli", "__main__", "__init__"),
+)
+RANK: Dict[str, int] = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
+
+
+def room_of(module: str) -> str:
+    """'refit_core.trt.engine' -> 'trt'; 'refit_core' -> '__init__'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> List[Tuple[int, str]]:
+    """(line, absolute module) of every refit_core import in the file, lazy ones included."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "refit_core"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "refit_core":
+                continue
+            if target == "refit_core" or (not node.module and node.level):
+                out += [(node.lineno, f"{target}.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, target))
+    return out
+
+
+def test_every_room_has_a_layer():
+    rooms = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py")}
+    assert rooms <= set(RANK), f"rooms without a layer: {sorted(rooms - set(RANK))}"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_import_runs_up_the_layers(path):
+    here = room_of(module_name(path))
+    upward = []
+    for line, target in imports_of(path):
+        there = room_of(target)
+        if there in RANK and RANK[there] > RANK[here]:
+            upward.append(f"line {line}: {target} ({there} sits above {here})")
+    assert not upward, "; ".join(upward)
+
+
+def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
+    fake_pkg = tmp_path / "refit_core"
+    (fake_pkg / "text").mkdir(parents=True)
+    bad = fake_pkg / "text" / "bad.py"
+    bad.write_text("from ..onnx_prep.bidaf import CategoryMap\n")
+    monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "PACKAGE", fake_pkg)
+    with pytest.raises(AssertionError, match="onnx_prep sits above text"):
+        test_no_import_runs_up_the_layers(bad)

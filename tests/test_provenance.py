@@ -1,0 +1,36 @@
+"""What a results record says about the code that made it (CPU tier)."""
+from __future__ import annotations
+
+import datetime
+
+from refit_core import provenance
+
+
+def test_source_hash_changes_with_any_source_file(tmp_path):
+    (tmp_path / "refit_core").mkdir()
+    (tmp_path / "refit_core" / "a.py").write_text("x = 1\n")
+    (tmp_path / "conftest.py").write_text("")
+    first = provenance.source_sha256(tmp_path)
+    assert provenance.source_sha256(tmp_path) == first
+    (tmp_path / "refit_core" / "a.py").write_text("x = 2\n")
+    assert provenance.source_sha256(tmp_path) != first
+
+
+def test_git_state_falls_back_to_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(provenance.COMMIT_ENV, "abc123")
+    monkeypatch.setenv(provenance.DIRTY_ENV, "false")
+    assert provenance.git_state(tmp_path) == ("abc123", False)
+    monkeypatch.delenv(provenance.COMMIT_ENV)
+    monkeypatch.delenv(provenance.DIRTY_ENV)
+    assert provenance.git_state(tmp_path) == (None, None)
+
+
+def test_this_checkout_reports_its_commit():
+    commit, dirty = provenance.git_state()
+    if (provenance.PROJECT_ROOT / ".git").exists():
+        assert commit and len(commit) == 40 and dirty in (True, False)
+
+
+def test_timestamps_are_iso_8601_with_offset():
+    stamp = provenance.now_iso()
+    assert datetime.datetime.fromisoformat(stamp).utcoffset() == datetime.timedelta(0)

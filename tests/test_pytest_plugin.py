@@ -1,0 +1,134 @@
+"""The pytest plugin, loaded into throwaway projects with pytester (CPU tier).
+
+These check the plugin's own mechanics: markers for any project, stable test ids whatever
+directory pytest starts in, the --refit-baseline forms and the rootdir guard, and that a
+baseline without a GPU run ends with exit 2. No TensorRT is involved or claimed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from refit_core.pytest_plugin import rootdir_hijacked
+
+PROJECT = Path(__file__).resolve().parents[1]
+IDS_CONFTEST = """
+import json
+from refit_core.pytest_plugin import refit_session
+def pytest_sessionfinish(session):
+    ids = sorted(refit_session(session.config).stable_ids.values())
+    print("STABLE_IDS=" + json.dumps(ids))
+"""
+
+
+@pytest.fixture
+def project(pytester, monkeypatch):
+    """A small project that loads the plugin with -p, as an installed entry point would."""
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.delenv("REFIT_DATA_DIR", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeini("[pytest]\ntestpaths = tests\naddopts = --strict-markers -p refit_core.pytest_plugin\n")
+    tests = pytester.mkpydir("tests")
+    (tests / "test_a.py").write_text(
+        "import pytest\n"
+        "def test_cpu():\n    pass\n"
+        "@pytest.mark.gpu\ndef test_on_gpu():\n    pass\n"
+        "@pytest.mark.parametrize('x', ['a/b', 'tests/c'])\ndef test_param(x):\n    pass\n")
+    (pytester.path / "conftest.py").write_text(IDS_CONFTEST)
+    return pytester
+
+
+def _ids(result):
+    line = [l for l in result.outlines if l.startswith("STABLE_IDS=")][-1]
+    return json.loads(line[len("STABLE_IDS="):])
+
+
+def test_markers_are_registered_for_any_project(project):
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(passed=3, skipped=1)
+    assert "not found in `markers`" not in result.stdout.str()
+
+
+def test_gpu_tests_skip_naming_what_is_missing(project):
+    result = project.runpytest_subprocess("-rs")
+    result.stdout.fnmatch_lines(["*SKIPPED*GPU tier: *"])
+
+
+def test_test_ids_do_not_depend_on_where_pytest_starts(project):
+    here = _ids(project.runpytest_subprocess())
+    project.chdir()
+    parent = project.path.parent
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "refit_core.pytest_plugin",
+                           f"--rootdir={parent}", "-c", str(project.path / "tox.ini"),
+                           str(project.path / "tests")], cwd=parent, capture_output=True, text=True,
+                          env=dict(os.environ))
+    there = json.loads([l for l in proc.stdout.splitlines() if l.startswith("STABLE_IDS=")][-1][11:])
+    assert here == there == ["tests/test_a.py::test_cpu", "tests/test_a.py::test_on_gpu",
+                             "tests/test_a.py::test_param[a/b]", "tests/test_a.py::test_param[tests/c]"]
+
+
+def test_baseline_without_a_gpu_run_exits_2_with_one_sentence(project, tmp_path):
+    base = tmp_path / "elsewhere" / "base.json"
+    base.parent.mkdir()
+    base.write_text("{}")
+    result = project.runpytest_subprocess(f"--refit-baseline={base}")
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["*refit_core: --refit-baseline was given, but no GPU test ran (GPU tier: *"])
+
+
+def test_baseline_outside_the_project_as_a_separate_argument_is_refused(project, tmp_path):
+    base = tmp_path / "elsewhere" / "base.json"
+    base.parent.mkdir()
+    base.write_text("{}")
+    result = project.runpytest_subprocess("--refit-baseline", str(base))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*pytest took its rootdir ({base.parent}) from the path {base}*"
+                                 f"--refit-baseline={base}*"])
+
+
+def test_baseline_inside_the_project_works_in_both_forms(project):
+    (project.path / "results").mkdir()
+    (project.path / "results" / "base.json").write_text("{}")
+    for args in (["--refit-baseline", "results/base.json"], ["--refit-baseline=results/base.json"]):
+        result = project.runpytest_subprocess(*args)
+        assert result.ret == 2, result.stdout.str()  # no GPU here: nothing to compare
+        assert _ids(result)[0] == "tests/test_a.py::test_cpu"
+        assert "rootdir: " + str(project.path) in result.stdout.str()
+
+
+@pytest.mark.parametrize("form", ["separate", "equals"])
+def test_this_suite_keeps_its_configuration_or_refuses(tmp_path, form):
+    """Run on refit_core's own tree, as a user would (plugin loaded by conftest.py)."""
+    base = tmp_path / "x" / "base.json"
+    base.parent.mkdir()
+    base.write_text("{}")
+    opt = ["--refit-baseline", str(base)] if form == "separate" else [f"--refit-baseline={base}"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *opt,
+                           "tests/trt/test_compat_cpu.py"], cwd=PROJECT, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    if form == "equals":
+        assert proc.returncode == 0, out
+        assert "tests/trt/test_compat_cpu.py::" in out and "PytestUnknownMarkWarning" not in out
+    else:  # pytest cannot be made to keep its rootdir here: it must refuse, never run
+        assert proc.returncode == pytest.ExitCode.USAGE_ERROR, out
+        assert "collected" not in out
+
+
+@pytest.mark.parametrize("rootpath,inipath,invocation,anchors,values,moved", [
+    ("/tmp/x", None, "/proj", ["/proj"], ["/tmp/x/b.json"], "/tmp/x/b.json"),
+    ("/proj", "/proj/pytest.ini", "/proj", ["/proj/tests"], ["/proj/results/b.json"], None),
+    ("/proj", "/proj/pytest.ini", "/tmp", ["/proj/tests"], ["/proj/results/b.json"], None),
+    ("/work", None, "/work/main", ["/work/main"], ["/work/other/b.json"], "/work/other/b.json"),
+    ("/other", "/other/pytest.ini", "/proj", ["/proj"], ["/other/b.json"], "/other/b.json"),
+    ("/proj", None, "/proj", ["/proj"], ["/proj/results/b.json"], None),
+    ("/proj", "/proj/pytest.ini", "/proj", ["/proj"], [], None),
+])
+def test_rootdir_guard_rule(rootpath, inipath, invocation, anchors, values, moved):
+    got = rootdir_hijacked(Path(rootpath), Path(inipath) if inipath else None, Path(invocation),
+                           [Path(a) for a in anchors], [Path(v) for v in values])
+    assert got == (Path(moved) if moved else None)
