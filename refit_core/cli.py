@@ -64,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", help="question (default: the sample's)")
     p.set_defaults(func=cmd_bidaf)
 
-    from .reporting.gate import add_gate_arguments, run_gate
-    p = sub.add_parser("gate", help="compare two results files; exit 1 on a regression")
+    from .reporting.cli import add_gate_arguments, add_report_arguments, run_gate, run_report
+    p = sub.add_parser("gate", help="compare two results files; exit 0 passed, 1 regression or "
+                       "missing evidence, 2 unusable input")
     add_gate_arguments(p)
     p.set_defaults(func=run_gate)
 
-    from .reporting.report import add_report_arguments, run_report
     p = sub.add_parser("report", help="markdown table and PNG chart across TensorRT versions")
     add_report_arguments(p)
     p.set_defaults(func=run_report)

@@ -6,15 +6,17 @@ plotting function, because the GPU kit has none; without it the markdown is stil
 """
 from __future__ import annotations
 
-import argparse
+import io
 import re
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .results import (REBUILD_KIND, REFIT_KIND, ResultsFileError, count_tests, derive_ratios,
-                      load_results, primary_timing, timing_models)
+from ..fileio import atomic_write_bytes, atomic_write_text
+from .formatting import md, md_cell, one_line, pct as _pct, ratio as _ratio, seconds as _seconds
+from .schema import ResultsFileError, load_results, test_outcomes
+from .timings import REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing, timing_models
 
 REPORT_NAME = "report.md"
 PLOT_NAME = "refit_vs_rebuild.png"
@@ -23,7 +25,7 @@ DEFAULT_OUT = "refit_report"
 #: Exit codes of run_report.
 EXIT_OK = 0
 EXIT_NO_PLOT = 1
-EXIT_UNREADABLE = 2
+EXIT_UNUSABLE = EXIT_UNREADABLE = 2
 
 Record = Tuple[str, Dict[str, Any]]  # (source path, loaded results)
 
@@ -91,37 +93,9 @@ def model_timings(data: Dict[str, Any], model: str) -> Dict[str, Any]:
     return out
 
 
-def _seconds(value: Any) -> str:
-    if value is None:
-        return "-"
-    s = float(value)
-    if s >= 1.0:
-        return f"{s:.3g} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3g} ms"
-    return f"{s * 1e6:.3g} us"
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{float(value) * 100:.2f}%"
-
-
-def _ratio(value: Any) -> str:
-    if value is None:
-        return "-"
-    v = float(value)
-    return f"{v:.0f}x" if v >= 100 else f"{v:.1f}x"
-
-
-def _cell(text: Any) -> str:
-    """Markdown-safe table cell: no pipes or newlines break the row."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or "-"
-
-
 def _tests_line(data: Dict[str, Any]) -> str:
-    counts = data.get("test_counts")
-    if not isinstance(counts, dict):
-        counts = count_tests(data.get("tests") or {})
+    outcomes = [outcome for outcome, _ in test_outcomes(data).values()]
+    counts = {k: outcomes.count(k) for k in ("passed", "failed", "skipped")}
     return (f"{counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "
             f"{counts.get('skipped', 0)} skipped")
 
@@ -152,7 +126,7 @@ def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NA
     lines.append(f"{len(records)} results file(s). Accuracies and exact match are percentages; "
                  "timings are medians unless stated.")
     lines.append("")
-    lines.append("| " + " | ".join(_cell(h) for h in header) + " |")
+    lines.append("| " + " | ".join(md_cell(h) for h in header) + " |")
     lines.append("|" + "|".join(" --- " for _ in header) + "|")
     for _, data in records:
         env = _env(data)
@@ -162,7 +136,7 @@ def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NA
         for key in bidaf_keys:
             entry = (data.get("bidaf") or {}).get(key) or {}
             answer = entry.get("answer_after_refit")
-            row.append(f'"{answer}"' if answer is not None else "-")
+            row.append(f'"{one_line(answer)}"' if answer is not None else "-")
             row.append(f"{_pct(entry.get('heldout_exact_match_trt'))} / "
                        f"{_pct(entry.get('heldout_exact_match_ort'))}" if entry else "-")
         for model in models:
@@ -171,12 +145,12 @@ def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NA
             row += [_seconds(t["refit_median_s"]), _seconds(t["first_refit_s"]),
                     _seconds(t["rebuild_median_s"]),
                     _ratio(ratio)]
-        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
 
     lines += ["", "## Tests", ""]
     for path, data in records:
         gpu = _env(data).get("gpu_name")
-        lines.append(f"- TensorRT {_label(data)}" + (f" ({gpu})" if gpu else "")
+        lines.append(f"- TensorRT {md(_label(data))}" + (f" ({md(gpu)})" if gpu else "")
                      + f": {_tests_line(data)}")
 
     if models:
@@ -187,7 +161,7 @@ def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NA
                 t = model_timings(data, model)
                 used.add((t["refit_name"] or "-", t["rebuild_name"] or "-"))
             for refit_name, rebuild_name in sorted(used):
-                lines.append(f"- {model}: refit `{refit_name}`, rebuild `{rebuild_name}`")
+                lines.append(f"- {md(model)}: refit {md(refit_name)}, rebuild {md(rebuild_name)}")
         if plot_name:
             lines += ["", f"![refit vs rebuild time per TensorRT version]({plot_name})"]
 
@@ -195,9 +169,9 @@ def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NA
     for path, data in records:
         note = data.get("note")
         created = data.get("created")
-        text = f"- `{Path(path).name}`" + (f", created {created}" if created else "")
+        text = f"- {md(Path(path).name)}" + (f", created {md(created)}" if created else "")
         if note:
-            text += f" - note: {note}"
+            text += f" - note: {md(note)}"
         lines.append(text)
     return "\n".join(lines) + "\n"
 
@@ -237,7 +211,8 @@ def _plot(records: Sequence[Record], path: Path) -> Path:
 
     records = sort_records(records)
     models = _models(records)
-    labels = [f"TRT {_label(d)}\n{_env(d).get('gpu_name', '')}".rstrip() for _, d in records]
+    labels = [_plain_label(f"TRT {_label(d)}") + "\n" + _plain_label(_env(d).get("gpu_name", ""))
+              for _, d in records]
     series = [(m, k) for m in models for k in (REFIT_KIND, REBUILD_KIND)]
 
     fig = Figure(figsize=(max(6.0, 1.6 + 1.3 * len(records) * max(1, len(models))), 4.8),
@@ -267,7 +242,7 @@ def _plot(records: Sequence[Record], path: Path) -> Path:
         drawn += len(xs)
         refit = kind == REFIT_KIND
         ax.bar(xs, heights, width=width * 0.95, color=color, alpha=1.0 if refit else 0.45,
-               hatch=None if refit else "//", edgecolor=color, label=f"{model} {kind}",
+               hatch=None if refit else "//", edgecolor=color, label=_plain_label(f"{model} {kind}"),
                yerr=[lows, highs], capsize=2, error_kw={"elinewidth": 0.8})
 
     ax.set_xticks(list(range(len(records))))
@@ -285,62 +260,50 @@ def _plot(records: Sequence[Record], path: Path) -> Path:
         ax.text(0.5, 0.5, "no refit/rebuild timings in these results", ha="center",
                 va="center", transform=ax.transAxes)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
+def _plain_label(text: Any) -> str:
+    """Chart text: one line, and "$" escaped so matplotlib never parses it as mathtext."""
+    return one_line(text).replace("$", r"\$")
+
+
 # --------------------------------------------------------------------------------------
-# Command line
+# Writing (the CLI glue is reporting/cli.py)
 # --------------------------------------------------------------------------------------
 
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `python -m refit_core report RESULTS... --out DIR`."""
-    parser.add_argument("results", nargs="+", metavar="RESULTS",
-                        help="results JSON files, one per TensorRT version / GPU run")
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"directory for {REPORT_NAME} and {PLOT_NAME} (default {DEFAULT_OUT})")
+def write_report(paths: Sequence[str], out_dir: Optional[str] = None) -> int:
+    """Write OUT/report.md (atomically) and OUT/refit_vs_rebuild.png; print their paths.
 
-
-def run_report(args: argparse.Namespace) -> int:
-    """Write DIR/report.md and DIR/refit_vs_rebuild.png and print their paths.
-
-    Exit code 0 when both are written, 1 when the PNG could not be made (no matplotlib;
-    the markdown is still written), 2 when a results file is unreadable.
+    Exit code 0 when both are written, 1 when the PNG could not be made (no matplotlib; the
+    markdown is still written), 2 for an unreadable record or an unwritable OUT (one line).
     """
     records: List[Record] = []
     try:
-        for path in args.results:
+        for path in paths:
             records.append((str(path), load_results(path)))
     except ResultsFileError as exc:
-        print(f"report: {exc}", file=sys.stderr)
+        print(f"report: {one_line(exc)}", file=sys.stderr)
         return EXIT_UNREADABLE
-    out = Path(getattr(args, "out", None) or DEFAULT_OUT)
-    out.mkdir(parents=True, exist_ok=True)
-
-    plot_path: Optional[Path] = out / PLOT_NAME
-    if not _matplotlib_available():
-        plot_path = None
+    out = Path(out_dir or DEFAULT_OUT)
+    plot_path: Optional[Path] = out / PLOT_NAME if _matplotlib_available() else None
     report_path = out / REPORT_NAME
-    report_path.write_text(build_markdown(records, PLOT_NAME if plot_path else None),
-                           encoding="utf-8")
-    print(report_path)
-    if plot_path is None:
-        print(f"report: matplotlib is not installed, {PLOT_NAME} not written "
-              "(pip install matplotlib)", file=sys.stderr)
-        return EXIT_NO_PLOT
-    plot_refit_vs_rebuild(records, plot_path)
+    try:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"{out} exists and is not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(report_path, build_markdown(records, PLOT_NAME if plot_path else None))
+        print(report_path)
+        if plot_path is None:
+            print(f"report: matplotlib is not installed, {PLOT_NAME} not written "
+                  "(pip install matplotlib)", file=sys.stderr)
+            return EXIT_NO_PLOT
+        plot_refit_vs_rebuild(records, plot_path)
+    except OSError as exc:
+        print(f"report: cannot write to {out}: {one_line(exc.strerror or exc)}", file=sys.stderr)
+        return EXIT_UNREADABLE
     print(plot_path)
     return EXIT_OK
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m refit_core.reporting.report`, usable before the package CLI exists."""
-    parser = argparse.ArgumentParser(prog="python -m refit_core.reporting.report",
-                                     description="Markdown report and chart across TensorRT versions.")
-    add_report_arguments(parser)
-    return run_report(parser.parse_args(None if argv is None else list(argv)))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

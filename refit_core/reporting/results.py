@@ -1,10 +1,11 @@
-"""The results record: one JSON file per GPU run, so TensorRT upgrades can be compared later.
+"""The results recorder: one JSON record per GPU run, so TensorRT upgrades can be compared later.
 
-Users run the suite again whenever they upgrade TensorRT; this file is the memory of what
-each version did (accuracies, answers, fingerprints, timings, test outcomes). The schema is
-versioned and documented in docs/results-schema.md. This module uses the standard library
-only: it must run on the GPU kit (CPython 3.9, numpy 1.26, no matplotlib), and numpy values
-are converted by duck typing (``.tolist()`` / ``.item()``) rather than by importing numpy.
+Users run the suite again whenever they upgrade TensorRT; the record is the memory of what each
+version did. The pytest plugin calls the typed ``record_*`` methods below; each value is
+converted and validated when it is recorded (schema.py, docs/results-schema.md), so a bad
+value fails where it is made, not at the end of a long GPU run, and ``to_dict()`` always
+passes ``validate_results``. Standard library only (the GPU kit: CPython 3.9, no matplotlib);
+numpy values are converted by duck typing (``.tolist()`` / ``.item()``).
 """
 from __future__ import annotations
 
@@ -14,83 +15,21 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ..errors import DataError
-
-SCHEMA_VERSION = 1
-
-#: Placeholder that every unnamed refittable weight becomes, whatever TensorRT called it.
-UNNAMED_WEIGHT = "<unnamed>"
-
-#: Test outcomes a record holds; pytest's "error" (setup/teardown) is stored as "failed".
-TEST_OUTCOMES = ("passed", "failed", "skipped")
-
-#: Environment keys the suite fills; others are accepted so later versions can add some.
-ENVIRONMENT_KEYS = (
-    "tensorrt_version", "cuda_driver_version", "cuda_runtime_version", "gpu_name",
-    "python_version", "numpy_version", "tactic_sources",
-)
-
-#: Records are shared between machines and users, so they never name a machine.
-_FORBIDDEN_ENVIRONMENT_KEYS = ("hostname", "host", "node", "nodename", "fqdn", "machine_name")
-
-#: Sections a record may hold; every one is optional.
-SECTIONS = ("environment", "mnist", "bidaf", "timings", "ratios", "tests", "test_counts")
-
-#: "(Unnamed Layer* 42) [Constant] CONSTANT": how TensorRT 8.6 names weights of unnamed layers.
-_UNNAMED_LAYER_RE = re.compile(r"^\s*\(Unnamed Layer\*\s*\d+\)")
-
-#: Timing kinds that pair up into the rebuild/refit ratio.
-REFIT_KIND = "refit"
-REBUILD_KIND = "rebuild"
+from ..fileio import atomic_write_text
+from .schema import (ENVIRONMENT_KEYS, FORBIDDEN_ENVIRONMENT_KEYS, SCHEMA_VERSION,  # noqa: F401
+                     SUPPORTED_VERSIONS, TEST_OUTCOMES, ResultsFileError, SchemaError,
+                     canonical_test_id, check_record, check_section, count_tests, load_results,
+                     merge_outcome, test_outcomes, validate_results)
+from .timings import (REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing,  # noqa: F401
+                      split_timing_name, timing_models)
+from .weights import (UNNAMED_WEIGHT, is_unnamed_weight, normalize_weight_names,  # noqa: F401
+                      unnamed_weight_count)
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class ResultsFileError(DataError):
-    """A results file cannot be used: unreadable, malformed JSON, or a schema this code does not read."""
-
-
-# --------------------------------------------------------------------------------------
-# Weight names
-# --------------------------------------------------------------------------------------
-
-def is_unnamed_weight(name: Optional[str]) -> bool:
-    """True for TensorRT's ways of saying "no name": None (8.5), "" and "(Unnamed Layer* N) ..." (8.6)."""
-    if name is None:
-        return True
-    text = str(name)
-    return text.strip() == "" or text == UNNAMED_WEIGHT or bool(_UNNAMED_LAYER_RE.match(text))
-
-
-def normalize_weight_names(names: Optional[Iterable[Optional[str]]]) -> List[str]:
-    """Make refittable-weight lists comparable across TensorRT versions.
-
-    TensorRT 8.5 reports unnamed refittable weights as None and 8.6 as strings such as
-    "(Unnamed Layer* 42) [Constant] CONSTANT", whose layer number also shifts between
-    versions. Each becomes UNNAMED_WEIGHT; one placeholder per unnamed weight is kept so the
-    count still compares. Named weights are kept as they are. The result is sorted (named
-    first, then the placeholders) and has as many entries as the input.
-    """
-    if names is None:
-        return []
-    named: List[str] = []
-    unnamed = 0
-    for name in names:
-        if is_unnamed_weight(name):
-            unnamed += 1
-        else:
-            named.append(str(name))
-    return sorted(named) + [UNNAMED_WEIGHT] * unnamed
-
-
-def unnamed_weight_count(names: Optional[Iterable[Optional[str]]]) -> int:
-    """How many of the names are unnamed weights (in any TensorRT version's spelling)."""
-    return sum(1 for name in (names or []) if is_unnamed_weight(name))
 
 
 # --------------------------------------------------------------------------------------
@@ -152,296 +91,6 @@ def decode_digits(text: str) -> List[int]:
     return [int(ch) for ch in text]
 
 
-def round_logits(logits: Any, decimals: int) -> List[List[float]]:
-    """Round a batch of logits (2-D: images x classes) to a fixed number of decimals.
-
-    Rounding keeps the file small and the fingerprint stable against the last-bit noise of
-    float printing; the gate's drift tolerance is far above 10**-decimals.
-    """
-    rows = to_jsonable(logits)
-    if not isinstance(rows, list) or any(not isinstance(row, list) for row in rows):
-        raise ValueError("logits_fixed_batch must be 2-D (images x classes)")
-    return [[round(float(v), int(decimals)) for v in row] for row in rows]
-
-
-def _check_fraction(name: str, value: Any) -> Optional[float]:
-    """Accuracies and exact-match scores are fractions in [0, 1]; catch percentages early."""
-    if value is None:
-        return None
-    number = float(to_jsonable(value))
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"{name} must be a fraction in [0, 1] (got {number!r}; "
-                         "percentages are not stored)")
-    return number
-
-
-# --------------------------------------------------------------------------------------
-# Timing names
-# --------------------------------------------------------------------------------------
-
-def split_timing_name(name: str) -> Optional[Tuple[str, str, str]]:
-    """Split "<model>.<kind>[.<detail>]" into (model, kind, detail) for kind refit/rebuild.
-
-    "mnist.refit.conv1" -> ("mnist", "refit", "conv1"); "bidaf.standin.rebuild.cold_cache"
-    -> ("bidaf.standin", "rebuild", "cold_cache"). None when the name has no refit/rebuild part.
-    """
-    parts = name.split(".")
-    for index, part in enumerate(parts):
-        if part in (REFIT_KIND, REBUILD_KIND) and index > 0:
-            return ".".join(parts[:index]), part, ".".join(parts[index + 1:])
-    return None
-
-
-def primary_timing(timings: Dict[str, Any], model: str, kind: str) -> Optional[str]:
-    """The timing that stands for a model's refit (or rebuild) in ratios and reports.
-
-    The exact name "<model>.<kind>" when recorded, else the alphabetically first
-    "<model>.<kind>.<detail>"; None when the model has no such timing.
-    """
-    exact = f"{model}.{kind}"
-    if exact in timings:
-        return exact
-    candidates = sorted(n for n in timings
-                        if (split_timing_name(n) or ("", "", ""))[:2] == (model, kind))
-    return candidates[0] if candidates else None
-
-
-def timing_models(timings: Dict[str, Any]) -> List[str]:
-    """Models named by refit/rebuild timings, "mnist" first then alphabetical."""
-    models = {parts[0] for parts in (split_timing_name(n) for n in timings) if parts}
-    return sorted(models, key=lambda m: (m != "mnist", m))
-
-
-def derive_ratios(timings: Dict[str, Any]) -> Dict[str, float]:
-    """rebuild median / refit median per model, from the primary timings of each kind."""
-    ratios: Dict[str, float] = {}
-    for model in timing_models(timings):
-        refit = primary_timing(timings, model, REFIT_KIND)
-        rebuild = primary_timing(timings, model, REBUILD_KIND)
-        if refit is None or rebuild is None:
-            continue
-        refit_s = timings[refit].get("median_s")
-        rebuild_s = timings[rebuild].get("median_s")
-        if refit_s and rebuild_s is not None:
-            ratios[model] = float(rebuild_s) / float(refit_s)
-    return ratios
-
-
-# --------------------------------------------------------------------------------------
-# The recorder
-# --------------------------------------------------------------------------------------
-
-def _merge_outcome(old: Optional[str], new: str) -> str:
-    """Combine setup/call/teardown reports: failed beats skipped beats passed."""
-    rank = {"passed": 0, "skipped": 1, "failed": 2}
-    if old is None:
-        return new
-    return new if rank[new] > rank[old] else old
-
-
-def _today() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-
-
-class ResultsRecorder:
-    """Collects one run's results while the pytest session goes, then writes one JSON file.
-
-    Every section is optional: a run that skips BiDAF simply has no "bidaf" section. Values
-    are converted to plain JSON as they are recorded, so a bad value fails where it is made,
-    not at the end of a long GPU run.
-    """
-
-    def __init__(self, created: Optional[str] = None, note: Optional[str] = None) -> None:
-        self._data: Dict[str, Any] = {}
-        self.created = created or _today()
-        self.note = note
-        self._tests: Dict[str, str] = {}
-
-    # -- generic -----------------------------------------------------------------------
-    def set(self, path: Sequence[str], value: Any) -> None:
-        """Store a value at a nested key path, e.g. ("mnist", "accuracy_after"); dicts are created."""
-        keys = tuple(path)
-        if not keys:
-            raise ValueError("empty key path")
-        if keys[0] in ("schema_version", "tests", "test_counts"):
-            raise ValueError(f"{keys[0]!r} is maintained by the recorder; use record_test()")
-        node = self._data
-        for key in keys[:-1]:
-            child = node.setdefault(str(key), {})
-            if not isinstance(child, dict):
-                raise ValueError(f"cannot set {keys!r}: {key!r} holds a value, not a section")
-            node = child
-        node[str(keys[-1])] = to_jsonable(value)
-
-    def get(self, path: Sequence[str], default: Any = None) -> Any:
-        """Read back a recorded value (a copy), or default when absent."""
-        node: Any = self._data
-        for key in path:
-            if not isinstance(node, dict) or key not in node:
-                return default
-            node = node[key]
-        return copy.deepcopy(node)
-
-    # -- sections ----------------------------------------------------------------------
-    def record_environment(self, **values: Any) -> None:
-        """Versions and settings of the run (TensorRT, CUDA, GPU, Python, numpy, tactics).
-
-        Hostnames are refused: records get attached to issues and shared between users.
-        """
-        for key, value in values.items():
-            if key.lower() in _FORBIDDEN_ENVIRONMENT_KEYS:
-                raise ValueError(f"environment key {key!r} is not recorded: results files are "
-                                 "shared and must not name the machine")
-            if value is None:
-                continue
-            self.set(("environment", key), value)
-
-    def record_mnist(self, *, accuracy_before: Optional[float] = None,
-                     accuracy_after: Optional[float] = None,
-                     accuracy_reference: Optional[float] = None,
-                     predicted_class_before: Optional[int] = None,
-                     logits_fixed_batch: Any = None, logits_decimals: int = 4,
-                     argmax_all: Any = None,
-                     refittable_weights: Optional[Sequence[Optional[str]]] = None) -> None:
-        """MNIST refit results; only the arguments given are stored (call it as often as needed).
-
-        Accuracies are fractions in [0, 1]. argmax_all is the prediction of every test image
-        (array or digit string); logits_fixed_batch is rounded to logits_decimals decimals.
-        refittable_weights is stored as TensorRT reported it (None stays null); comparisons
-        normalise it with normalize_weight_names.
-        """
-        for key, value in (("accuracy_before", accuracy_before),
-                           ("accuracy_after", accuracy_after),
-                           ("accuracy_reference", accuracy_reference)):
-            if value is not None:
-                self.set(("mnist", key), _check_fraction(key, value))
-        if predicted_class_before is not None:
-            self.set(("mnist", "predicted_class_before"), int(to_jsonable(predicted_class_before)))
-        if logits_fixed_batch is not None:
-            self.set(("mnist", "fingerprint", "logits_fixed_batch"),
-                     round_logits(logits_fixed_batch, logits_decimals))
-            self.set(("mnist", "fingerprint", "logits_decimals"), int(logits_decimals))
-        if argmax_all is not None:
-            self.set(("mnist", "fingerprint", "argmax_all"), encode_digits(argmax_all))
-        if refittable_weights is not None:
-            self.set(("mnist", "refittable_weights"), list(refittable_weights))
-
-    def record_bidaf(self, model_key: str, *, answer_before_refit: Optional[str] = None,
-                     answer_fake: Optional[str] = None,
-                     answer_after_refit: Optional[str] = None,
-                     heldout_exact_match_trt: Optional[float] = None,
-                     heldout_exact_match_ort: Optional[float] = None,
-                     answers: Optional[Dict[str, str]] = None,
-                     refittable_weights: Optional[Sequence[Optional[str]]] = None) -> None:
-        """BiDAF results for one model ("standin", "original"); only given arguments are stored.
-
-        Exact-match scores are fractions in [0, 1]; answers maps held-out example ids to the
-        TensorRT answer after refit.
-        """
-        if not model_key or "." in model_key:
-            raise ValueError(f"BiDAF model key {model_key!r} must be a non-empty name without dots")
-        for key, value in (("answer_before_refit", answer_before_refit),
-                           ("answer_fake", answer_fake),
-                           ("answer_after_refit", answer_after_refit)):
-            if value is not None:
-                self.set(("bidaf", model_key, key), str(value))
-        for key, value in (("heldout_exact_match_trt", heldout_exact_match_trt),
-                           ("heldout_exact_match_ort", heldout_exact_match_ort)):
-            if value is not None:
-                self.set(("bidaf", model_key, key), _check_fraction(key, value))
-        if answers is not None:
-            self.set(("bidaf", model_key, "answers"),
-                     {str(k): str(v) for k, v in answers.items()})
-        if refittable_weights is not None:
-            self.set(("bidaf", model_key, "refittable_weights"), list(refittable_weights))
-
-    def record_timing(self, name: str, samples_s: Sequence[float],
-                      first_s: Optional[float] = None) -> None:
-        """Summarise repeated timings (seconds) as median/min/max; first_s is the cold first call.
-
-        The first refit is kept apart because it includes one-time costs (refitter creation,
-        lazy loading) that the median of the warm rounds should not hide or absorb.
-        """
-        samples = [float(to_jsonable(s)) for s in samples_s]
-        if not samples:
-            raise ValueError(f"timing {name!r}: no samples")
-        if any(not math.isfinite(s) or s < 0 for s in samples):
-            raise ValueError(f"timing {name!r}: samples must be finite and >= 0")
-        entry: Dict[str, Any] = {
-            "median_s": statistics.median(samples),
-            "min_s": min(samples),
-            "max_s": max(samples),
-            "rounds": len(samples),
-        }
-        if first_s is not None:
-            entry["first_s"] = float(to_jsonable(first_s))
-        self.set(("timings", name), entry)
-
-    def record_ratio(self, model: str, rebuild_name: Optional[str] = None,
-                     refit_name: Optional[str] = None) -> float:
-        """Store rebuild median / refit median for a model, from two recorded timings.
-
-        Without names the primary timings are used (see primary_timing). Ratios not recorded
-        explicitly are derived the same way when the record is written.
-        """
-        timings = self._data.get("timings", {})
-        rebuild_name = rebuild_name or primary_timing(timings, model, REBUILD_KIND)
-        refit_name = refit_name or primary_timing(timings, model, REFIT_KIND)
-        for name in (rebuild_name, refit_name):
-            if name is None or name not in timings:
-                raise ValueError(f"ratio for {model!r}: timing {name!r} has not been recorded")
-        refit_s = float(timings[refit_name]["median_s"])
-        if refit_s <= 0:
-            raise ValueError(f"ratio for {model!r}: refit median of {refit_name!r} is zero")
-        ratio = float(timings[rebuild_name]["median_s"]) / refit_s
-        self.set(("ratios", model), ratio)
-        return ratio
-
-    def record_test(self, nodeid: str, outcome: str) -> None:
-        """Record a pytest outcome; several reports for one test (setup/call/teardown) merge."""
-        value = "failed" if outcome == "error" else outcome
-        if value not in TEST_OUTCOMES:
-            raise ValueError(f"test outcome {outcome!r} is not one of {TEST_OUTCOMES + ('error',)}")
-        self._tests[nodeid] = _merge_outcome(self._tests.get(nodeid), value)
-
-    # -- output ------------------------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
-        """The record as it will be written (a deep copy; sections present only when filled)."""
-        out: Dict[str, Any] = {"schema_version": SCHEMA_VERSION, "created": self.created}
-        if self.note:
-            out["note"] = self.note
-        for section in ("environment", "mnist", "bidaf", "timings"):
-            if self._data.get(section):
-                out[section] = copy.deepcopy(self._data[section])
-        ratios = derive_ratios(self._data.get("timings", {}))
-        ratios.update(self._data.get("ratios", {}))
-        if ratios:
-            out["ratios"] = ratios
-        for key, value in self._data.items():  # anything set() added under a new top-level key
-            if key not in out and key not in SECTIONS:
-                out[key] = copy.deepcopy(value)
-        if self._tests:
-            out["tests"] = dict(sorted(self._tests.items()))
-            out["test_counts"] = count_tests(self._tests)
-        return out
-
-    def write(self, path: PathLike) -> Path:
-        """Write the record atomically (temp file + rename) so a killed run leaves no half file."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = dumps_results(self.to_dict())
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            if tmp.exists():
-                tmp.unlink()
-            raise
-        return target
-
-
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
@@ -478,14 +127,6 @@ def dumps_results(data: Dict[str, Any]) -> str:
     return "".join(out) + "\n"
 
 
-def count_tests(tests: Dict[str, str]) -> Dict[str, int]:
-    """{"passed": n, "failed": n, "skipped": n} from a nodeid -> outcome map."""
-    counts = {outcome: 0 for outcome in TEST_OUTCOMES}
-    for outcome in tests.values():
-        if outcome in counts:
-            counts[outcome] += 1
-    return counts
-
 
 def basic_environment() -> Dict[str, str]:
     """The environment fields that need no GPU: Python and (if importable) numpy versions."""
@@ -498,55 +139,282 @@ def basic_environment() -> Dict[str, str]:
     return env
 
 
-# --------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------
+def round_logits(logits: Any, decimals: int) -> List[List[float]]:
+    """Round a batch of logits (2-D: images x classes) to a fixed number of decimals."""
+    rows = to_jsonable(logits)
+    if not isinstance(rows, list) or any(not isinstance(row, list) for row in rows):
+        raise ValueError("logits_fixed_batch must be 2-D (images x classes)")
+    return [[round(float(v), int(decimals)) for v in row] for row in rows]
 
-def validate_results(data: Any, source: str = "<results>") -> Dict[str, Any]:
-    """Check the schema version and the section types; return data unchanged.
 
-    Raises ResultsFileError naming `source` so the user knows which file to regenerate.
+def _today() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string (got {value!r})")
+    return value
+
+
+class ResultsRecorder:
+    """Collects one run's results while the pytest session goes, then writes one JSON file.
+
+    Every section is optional: a run that skips BiDAF simply has no "bidaf" section.
+    Every write goes through `set`, which validates the section it changed (and undoes
+    the change when it is invalid, raising ValueError naming the field).
     """
-    if not isinstance(data, dict):
-        raise ResultsFileError(f"{source}: a results file holds a JSON object, "
-                               f"found {type(data).__name__}")
-    if "schema_version" not in data:
-        raise ResultsFileError(f"{source}: no 'schema_version' field; is it a refit_core "
-                               f"results file? (this refit_core writes schema {SCHEMA_VERSION})")
-    version = data["schema_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ResultsFileError(f"{source}: schema_version must be an integer, got {version!r}")
-    if version != SCHEMA_VERSION:
-        hint = ("written by a newer refit_core; upgrade it" if version > SCHEMA_VERSION
-                else "written by an older refit_core; re-run the suite to regenerate it")
-        raise ResultsFileError(f"{source}: schema_version {version} is not supported "
-                               f"(this refit_core reads {SCHEMA_VERSION}): {hint}")
-    for section in ("environment", "mnist", "bidaf", "timings", "ratios", "tests", "test_counts"):
-        if section in data and not isinstance(data[section], dict):
-            raise ResultsFileError(f"{source}: section {section!r} must be a JSON object, "
-                                   f"found {type(data[section]).__name__}")
-    for name, entry in data.get("timings", {}).items():
-        if not isinstance(entry, dict) or "median_s" not in entry:
-            raise ResultsFileError(f"{source}: timing {name!r} has no median_s")
-    for model, entry in data.get("bidaf", {}).items():
-        if not isinstance(entry, dict):
-            raise ResultsFileError(f"{source}: bidaf model {model!r} must be a JSON object")
-    return data
+
+    def __init__(self, created: Optional[str] = None, note: Optional[str] = None) -> None:
+        self._data: Dict[str, Any] = {}
+        self.created = created or _today()
+        self.note = note
+        self._tests: Dict[str, Tuple[str, Optional[str]]] = {}
+
+    # -- generic -----------------------------------------------------------------------
+    def set(self, path: Sequence[str], value: Any) -> None:
+        """Store a value at a nested key path, e.g. ("mnist", "accuracy_after"), validated.
+
+        Kept for compatibility; every section has a typed method, prefer those.
+        """
+        keys = tuple(str(k) for k in path)
+        if not keys:
+            raise ValueError("empty key path")
+        if keys[0] in ("schema_version", "created", "note", "tests", "test_counts"):
+            raise ValueError(f"{keys[0]!r} is maintained by the recorder; use record_test()")
+        section = keys[0]
+        before = copy.deepcopy(self._data.get(section))
+        converted = to_jsonable(value)
+        if len(keys) == 1:
+            self._data[section] = converted
+        else:
+            node = self._data.setdefault(section, {})
+            for key in keys[1:-1]:
+                if not isinstance(node, dict):
+                    break
+                node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                self._restore(section, before)
+                raise ValueError(f"cannot set {keys!r}: a value is in the way, not a section")
+            node[keys[-1]] = converted
+        try:
+            check_section(section, self._data[section])
+        except SchemaError as exc:
+            self._restore(section, before)
+            raise ValueError(f"cannot record {'.'.join(keys)}: {exc}") from None
+
+    def _restore(self, section: str, before: Any) -> None:
+        if before is None:
+            self._data.pop(section, None)
+        else:
+            self._data[section] = before
+
+    def get(self, path: Sequence[str], default: Any = None) -> Any:
+        """Read back a recorded value (a copy), or default when absent."""
+        node: Any = self.to_dict() if tuple(path)[:1] in (("tests",), ("test_counts",)) \
+            else self._data
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return copy.deepcopy(node)
+
+    # -- environment and provenance ----------------------------------------------------
+    def record_environment(self, **values: Any) -> None:
+        """Versions and settings of the run (TensorRT, CUDA, GPU, Python, numpy, tactics).
+
+        Hostnames are refused: records get attached to issues and shared between users.
+        """
+        for key, value in values.items():
+            if key.lower() in FORBIDDEN_ENVIRONMENT_KEYS:
+                raise ValueError(f"environment key {key!r} is not recorded: results files are "
+                                 "shared and must not name the machine")
+            if value is None:
+                continue
+            if key in ENVIRONMENT_KEYS and not isinstance(value, (list, tuple)):
+                value = str(value)
+            self.set(("environment", key), value)
+
+    def record_provenance(self, suite_version: str, git_commit: Optional[str],
+                          git_dirty: Optional[bool], source_sha256: str,
+                          command_line: Sequence[str], hypothesis_profile: str,
+                          tensorrt_build: Dict[str, Any], tactic_setting: str, started: str,
+                          finished: Optional[str] = None) -> None:
+        """Where the run came from; call again (e.g. with finished) to update it."""
+        values = {"suite_version": suite_version, "git_commit": git_commit,
+                  "git_dirty": git_dirty, "source_sha256": source_sha256,
+                  "command_line": [str(a) for a in command_line],
+                  "hypothesis_profile": hypothesis_profile,
+                  "tensorrt_build": {str(k): str(v) for k, v in dict(tensorrt_build).items()},
+                  "tactic_setting": tactic_setting, "started": started, "finished": finished}
+        examples = self._data.get("provenance", {}).get("hypothesis_examples")
+        if examples is not None:
+            values["hypothesis_examples"] = examples
+        self.set(("provenance",), values)
+
+    def record_hypothesis_examples(self, test_id: str, examples: int) -> None:
+        """How many Hypothesis examples a property test ran (provenance.hypothesis_examples)."""
+        self.set(("provenance", "hypothesis_examples", canonical_test_id(_name(test_id, "test id"))),
+                 examples)
+
+    # -- results of the flows ----------------------------------------------------------
+    def record_mnist(self, *, accuracy_before: Optional[float] = None,
+                     accuracy_after: Optional[float] = None,
+                     accuracy_reference: Optional[float] = None,
+                     predicted_class_before: Optional[int] = None,
+                     logits_fixed_batch: Any = None, logits_decimals: int = 4,
+                     argmax_all: Any = None,
+                     refittable_weights: Optional[Sequence[Optional[str]]] = None,
+                     max_abs_logit_diff_vs_reference: Optional[float] = None) -> None:
+        """MNIST refit results; only the arguments given are stored (call it as often as needed).
+
+        Accuracies are fractions in [0, 1]; argmax_all is every test image's prediction (array
+        or digit string); logits_fixed_batch is rounded to logits_decimals decimals;
+        refittable_weights is stored as TensorRT reported it (None stays null).
+        """
+        for key, value in (("accuracy_before", accuracy_before),
+                           ("accuracy_after", accuracy_after),
+                           ("accuracy_reference", accuracy_reference),
+                           ("max_abs_logit_diff_vs_reference", max_abs_logit_diff_vs_reference)):
+            if value is not None:
+                self.set(("mnist", key), float(to_jsonable(value)))
+        if predicted_class_before is not None:
+            self.set(("mnist", "predicted_class_before"), int(to_jsonable(predicted_class_before)))
+        if logits_fixed_batch is not None:
+            self.set(("mnist", "fingerprint", "logits_fixed_batch"),
+                     round_logits(logits_fixed_batch, logits_decimals))
+            self.set(("mnist", "fingerprint", "logits_decimals"), int(logits_decimals))
+        if argmax_all is not None:
+            self.set(("mnist", "fingerprint", "argmax_all"), encode_digits(argmax_all))
+        if refittable_weights is not None:
+            self.set(("mnist", "refittable_weights"), list(refittable_weights))
+
+    def record_bidaf(self, model_key: str, *, answer_before_refit: Optional[str] = None,
+                     answer_fake: Optional[str] = None,
+                     answer_after_refit: Optional[str] = None,
+                     heldout_exact_match_trt: Optional[float] = None,
+                     heldout_exact_match_ort: Optional[float] = None,
+                     answers: Optional[Dict[str, str]] = None,
+                     refittable_weights: Optional[Sequence[Optional[str]]] = None) -> None:
+        """BiDAF results for one model ("standin", "original"); only given arguments are stored."""
+        if not model_key or "." in model_key:
+            raise ValueError(f"BiDAF model key {model_key!r} must be a non-empty name without dots")
+        for key, value in (("answer_before_refit", answer_before_refit),
+                           ("answer_fake", answer_fake),
+                           ("answer_after_refit", answer_after_refit)):
+            if value is not None:
+                self.set(("bidaf", model_key, key), str(value))
+        for key, value in (("heldout_exact_match_trt", heldout_exact_match_trt),
+                           ("heldout_exact_match_ort", heldout_exact_match_ort)):
+            if value is not None:
+                self.set(("bidaf", model_key, key), float(to_jsonable(value)))
+        if answers is not None:
+            self.set(("bidaf", model_key, "answers"), {str(k): str(v) for k, v in answers.items()})
+        if refittable_weights is not None:
+            self.set(("bidaf", model_key, "refittable_weights"), list(refittable_weights))
+
+    def record_case_check(self, case: str, check: str, **values: Any) -> None:
+        """cases.<case>.<check> = {name: finite number | str | bool | list of those}."""
+        if _name(check, "check name") == "refittable_weights":
+            raise ValueError("'refittable_weights' is recorded with record_case_weights()")
+        self.set(("cases", _name(case, "case name"), check), values)
+
+    def record_case_weights(self, case: str, names: Sequence[Optional[str]]) -> None:
+        """TensorRT's refittable weight list of a case (None entries allowed), as reported."""
+        self.set(("cases", _name(case, "case name"), "refittable_weights"), list(names))
+
+    def record_property_test(self, name: str, stats: Dict[str, Any]) -> None:
+        """property_tests.<name> = {stat: finite number | int | bool | str}."""
+        self.set(("property_tests", _name(name, "property test name")), dict(stats))
+
+    def record_bad_input(self, case: str, message: str) -> None:
+        """bad_inputs.<case> = the error text the bad input produced in this run."""
+        self.set(("bad_inputs", _name(case, "bad-input case")), str(message))
+
+    def record_note(self, key: str, text: str) -> None:
+        """notes.<key> = a sentence (e.g. why a timing is what it is)."""
+        self.set(("notes", _name(key, "note key")), str(text))
+
+    # -- timings -----------------------------------------------------------------------
+    def record_timing(self, name: str, samples_s: Sequence[float],
+                      first_s: Optional[float] = None) -> None:
+        """Keep the raw samples (seconds, each > 0) and their median/min/max/rounds.
+
+        first_s is the cold first call, kept apart because it includes one-time costs.
+        """
+        samples = [float(to_jsonable(s)) for s in samples_s]
+        if not samples:
+            raise ValueError(f"timing {name!r}: no samples")
+        if any(not math.isfinite(s) or s <= 0 for s in samples):
+            raise ValueError(f"timing {name!r}: samples must be finite and > 0 seconds")
+        entry: Dict[str, Any] = {"median_s": statistics.median(samples), "min_s": min(samples),
+                                 "max_s": max(samples), "rounds": len(samples),
+                                 "samples_s": samples}
+        if first_s is not None:
+            entry["first_s"] = float(to_jsonable(first_s))
+        self.set(("timings", _name(name, "timing name")), entry)
+
+    def record_ratio(self, model: str, rebuild_name: Optional[str] = None,
+                     refit_name: Optional[str] = None) -> float:
+        """Store rebuild median / refit median for a model, from two recorded timings."""
+        timings = self._data.get("timings", {})
+        rebuild_name = rebuild_name or primary_timing(timings, model, REBUILD_KIND)
+        refit_name = refit_name or primary_timing(timings, model, REFIT_KIND)
+        for name in (rebuild_name, refit_name):
+            if name is None or name not in timings:
+                raise ValueError(f"ratio for {model!r}: timing {name!r} has not been recorded")
+        ratio = float(timings[rebuild_name]["median_s"]) / float(timings[refit_name]["median_s"])
+        self.set(("ratios", model), ratio)
+        return ratio
+
+    def record_ratio_basis(self, model: str, rebuild_name: str, refit_name: str) -> None:
+        """Name the timings a model's ratio is taken from (the report shows them beside it)."""
+        self.set(("ratio_basis", _name(model, "model")),
+                 [_name(rebuild_name, "rebuild timing name"), _name(refit_name, "refit timing name")])
+
+    # -- tests -------------------------------------------------------------------------
+    def record_test(self, test_id: str, outcome: str, reason: Optional[str] = None) -> None:
+        """Record a pytest outcome under canonical_test_id(test_id); setup/call/teardown merge.
+
+        "error" is stored as "failed"; failed beats skipped beats passed, and the reason
+        (skip reason, failure summary) of the outcome kept is kept with it.
+        """
+        value = "failed" if outcome == "error" else outcome
+        if value not in TEST_OUTCOMES:
+            raise ValueError(f"test outcome {outcome!r} is not one of {TEST_OUTCOMES + ('error',)}")
+        if reason is not None and not isinstance(reason, str):
+            reason = str(reason)
+        key = canonical_test_id(_name(test_id, "test id"))
+        self._tests[key] = merge_outcome(self._tests.get(key), (value, reason))
+
+    # -- output ------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as it will be written (a deep copy, valid for validate_results)."""
+        out: Dict[str, Any] = {"schema_version": SCHEMA_VERSION, "created": self.created}
+        if self.note:
+            out["note"] = str(self.note)
+        for section, value in self._data.items():
+            if section != "ratios" and value not in (None, {}, []):
+                out[section] = copy.deepcopy(value)
+        ratios = derive_ratios(self._data.get("timings", {}))
+        ratios.update(self._data.get("ratios", {}))
+        if ratios:
+            out["ratios"] = ratios
+        if self._tests:
+            tests: Dict[str, Any] = {}
+            for key, (outcome, reason) in sorted(self._tests.items()):
+                tests[key] = {"outcome": outcome}
+                if reason:
+                    tests[key]["reason"] = reason
+            out["tests"] = tests
+            out["test_counts"] = count_tests(tests)
+        check_record(out)
+        return out
+
+    def write(self, path: PathLike) -> Path:
+        """Write the record atomically (refit_core.fileio): a killed run leaves no half file."""
+        target = Path(path)
+        atomic_write_text(target, dumps_results(self.to_dict()))
+        return target
 
 
-def load_results(path: PathLike) -> Dict[str, Any]:
-    """Read and validate a results file; every failure is a ResultsFileError naming the file."""
-    source = os.fspath(path)
-    try:
-        with open(source, "r", encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ResultsFileError(f"{source}: cannot read results file: "
-                               f"{exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ResultsFileError(f"{source}: not a text (UTF-8) file: {exc}") from exc
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ResultsFileError(f"{source}: malformed JSON: {exc}") from exc
-    return validate_results(data, source)

@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
-from refit_core.reporting.report import (PLOT_NAME, REPORT_NAME, add_report_arguments,
-                                         build_markdown, run_report, version_key)
+from refit_core.reporting.cli import add_report_arguments, run_report
+from refit_core.reporting.report import PLOT_NAME, REPORT_NAME, build_markdown, version_key
 
 from .conftest import SAMPLE_85, SAMPLE_86
 
@@ -135,3 +135,33 @@ def test_ratio_basis_picks_the_timings_shown_beside_the_ratio():
     assert t["refit_name"] == "m.refit.conv1" and t["refit_median_s"] == 0.005 and t["first_refit_s"] == 0.006
     del data["ratio_basis"]
     assert model_timings(data, "m")["refit_name"] == "m.refit.all"  # alphabetical primary without a basis
+
+
+def test_report_escapes_what_it_prints(baseline: Dict[str, Any]) -> None:
+    evil = "H100\n# Injected heading\n<script>alert(1)</script> `code` | cell *bold*"
+    baseline["environment"]["gpu_name"] = evil
+    baseline["note"] = "note\n## also injected <b>x</b>"
+    markdown = build_markdown([("x.json", baseline)])
+    lines = markdown.splitlines()
+    assert not any(line.startswith("# Injected") or line.startswith("## also") for line in lines)
+    assert "<script>" not in markdown and "<b>" not in markdown
+    assert "`code`" not in markdown
+    row = _table_rows(markdown)[0]
+    header = next(line for line in lines if line.startswith("| TensorRT"))
+    assert row.count(" | ") == header.count(" | ")
+    assert "&lt;script&gt;" in row and "\\|" in row
+
+
+def test_report_over_three_versions(baseline: Dict[str, Any], write_json: Callable[[str, Any], Path],
+                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    older = dict(baseline, environment=dict(baseline["environment"], tensorrt_version="8.5.2.2"))
+    v2 = Path(__file__).parent / "data" / "results_v2_sample.json"
+    code, _, _ = _report([v2, write_json("r8522.json", older), SAMPLE_85], tmp_path / "out", capsys)
+    assert code in (0, 1)
+    markdown = (tmp_path / "out" / REPORT_NAME).read_text(encoding="utf-8")
+    rows = _table_rows(markdown)
+    assert [row.split("|")[1].strip() for row in rows] == ["8.5.2.2", "8.5.3.1", "8.6.0"]
+    assert "- TensorRT 8.6.0 (NVIDIA H100 80GB HBM3): 9 passed, 0 failed, 0 skipped" in markdown
+    if code == 0:
+        assert (tmp_path / "out" / PLOT_NAME).read_bytes()[:8] == PNG_SIGNATURE
+        assert not list((tmp_path / "out").glob(".*tmp"))

@@ -65,11 +65,11 @@ def test_recorder_round_trip(tmp_path: Path) -> None:
     assert loaded["bidaf"]["standin"]["answers"] == {"q1": "savanna", "q2": "1879"}
     timing = loaded["timings"]["mnist.refit.conv1"]
     assert timing == {"median_s": 0.002, "min_s": 0.001, "max_s": 0.003, "rounds": 3,
-                      "first_s": 0.02}
+                      "first_s": 0.02, "samples_s": [0.003, 0.001, 0.002]}
     assert "first_s" not in loaded["timings"]["mnist.rebuild.cold_cache"]
     assert loaded["ratios"]["mnist"] == pytest.approx(2.2 / 0.002)
-    assert loaded["tests"]["tests/a.py::test_fail"] == "failed"
-    assert loaded["tests"]["tests/a.py::test_error"] == "failed"
+    assert loaded["tests"]["tests/a.py::test_fail"] == {"outcome": "failed"}
+    assert loaded["tests"]["tests/a.py::test_error"] == {"outcome": "failed"}
     assert loaded["test_counts"] == {"passed": 1, "failed": 2, "skipped": 1}
     assert not list(path.parent.glob("*.tmp")), "temporary file left behind"
 
@@ -166,12 +166,12 @@ def test_digit_fingerprint_round_trip() -> None:
 # -- schema version and malformed files -------------------------------------------------
 
 @pytest.mark.parametrize("content, message", [
-    ({"created": "2024-06-03"}, "no 'schema_version'"),
-    ({"schema_version": 2}, "schema_version 2 is not supported"),
+    ({"created": "2024-06-03"}, "schema_version: is missing"),
+    ({"schema_version": 3}, "schema_version 3 is not supported"),
     ({"schema_version": 0}, "schema_version 0 is not supported"),
     ({"schema_version": "1"}, "must be an integer"),
     ([1, 2, 3], "JSON object"),
-    ({"schema_version": 1, "mnist": []}, "section 'mnist'"),
+    ({"schema_version": 1, "mnist": []}, "mnist: must be a JSON object"),
     ({"schema_version": 1, "timings": {"mnist.refit": {"min_s": 1}}}, "median_s"),
 ])
 def test_load_results_rejects_wrong_schema(tmp_path: Path, content: object, message: str) -> None:
@@ -227,3 +227,66 @@ def test_sample_files_load_and_their_weight_sets_match_after_normalisation() -> 
     assert old["mnist"]["refittable_weights"] != new["mnist"]["refittable_weights"]
     assert (normalize_weight_names(old["mnist"]["refittable_weights"])
             == normalize_weight_names(new["mnist"]["refittable_weights"]))
+
+
+def test_recorder_v2_api_round_trips_and_validates(tmp_path: Path) -> None:
+    from refit_core.reporting.results import validate_results
+    rec = _full_recorder()
+    rec.record_provenance(suite_version="0.1.0", git_commit=None, git_dirty=None,
+                          source_sha256="0" * 64, command_line=["pytest", "-m", "gpu"],
+                          hypothesis_profile="ci", tensorrt_build={"version": "8.6.0"},
+                          tactic_setting="default", started="2024-06-03T10:00:00+00:00")
+    rec.record_hypothesis_examples("proj/tests/refit/test_p.py::test_q", 8)
+    rec.record_provenance(suite_version="0.1.0", git_commit=None, git_dirty=None,
+                          source_sha256="0" * 64, command_line=["pytest"], hypothesis_profile="ci",
+                          tensorrt_build={}, tactic_setting="default",
+                          started="2024-06-03T10:00:00+00:00", finished="2024-06-03T10:30:00Z")
+    rec.record_test("proj/tests/a.py::test_skip2", "skipped", reason="no GPU")
+    rec.record_ratio_basis("mnist", "mnist.rebuild.cold_cache", "mnist.refit.conv1")
+    rec.record_note("mnist.rebuild.warm_cache", "cache rejected")
+    rec.record_bad_input("wrong count", "WeightValidationError: ...")
+    rec.record_property_test("mnist", {"examples": 8, "max_abs_diff": 1e-6, "ok": True})
+    rec.record_case_check("mnist", "refit_vs_reference", max_abs=1e-5, tolerance=1e-3, examples=8)
+    rec.record_case_weights("mnist", ["conv1.weight", None])
+    data = rec.to_dict()
+    assert validate_results(data) is data and data["schema_version"] == 2
+    assert data["provenance"]["hypothesis_examples"] == {"tests/refit/test_p.py::test_q": 8}
+    assert data["provenance"]["finished"] == "2024-06-03T10:30:00Z"
+    assert data["tests"]["tests/a.py::test_skip2"] == {"outcome": "skipped", "reason": "no GPU"}
+    assert data["cases"]["mnist"]["refittable_weights"] == ["conv1.weight", None]
+    assert load_results(rec.write(tmp_path / "v2.json")) == data
+
+
+@pytest.mark.parametrize("call", [
+    lambda r: r.record_timing("mnist.refit.conv1", [0.0]),
+    lambda r: r.record_case_check("mnist", "x", value=float("nan")),
+    lambda r: r.record_case_check("mnist", "x", value={"nested": 1}),
+    lambda r: r.record_property_test("mnist", {"examples": [1, 2]}),
+    lambda r: r.record_provenance("0.1", None, None, "not-hex", [], "ci", {}, "d", "yesterday"),
+    lambda r: r.set(("surprise", "x"), 1),
+    lambda r: r.set(("mnist", "accuracy_after"), 99.29),
+])
+def test_recorder_refuses_invalid_values_where_they_are_made(call) -> None:
+    rec = ResultsRecorder()
+    with pytest.raises(ValueError):
+        call(rec)
+    assert rec.to_dict() == {"schema_version": 2, "created": rec.created}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestDeprecationWarning")
+def test_tolerance_options_for_argparse_and_pytest() -> None:
+    import argparse
+    from _pytest.config.argparsing import Parser
+    from refit_core.reporting.tolerances import (Tolerances, add_tolerance_options,
+                                                 tolerances_from_options)
+    parser = argparse.ArgumentParser()
+    add_tolerance_options(parser.add_argument, prefix="refit-gate-")
+    args = parser.parse_args(["--refit-gate-max-changed-predictions", "7"])
+    tol = tolerances_from_options(lambda n: getattr(args, n, None), prefix="refit-gate-")
+    assert tol == Tolerances(max_changed_predictions=7)
+    pytest_parser = Parser()
+    add_tolerance_options(pytest_parser.getgroup("refit_core").addoption, prefix="refit-gate-")
+    ns = pytest_parser.parse_known_args(["--refit-gate-accuracy-drop", "0.5"])
+    assert tolerances_from_options(lambda n: getattr(ns, n), "refit-gate-").accuracy_drop_pp == 0.5
+    with pytest.raises(ValueError, match="whole number"):
+        Tolerances(max_changed_predictions=1.5)

@@ -1,0 +1,383 @@
+"""The gate's comparison rules: two results records -> rows with verdicts.
+
+Missing evidence fails: a metric, section or test the baseline has and the candidate lacks
+is MISSING (fails) unless allowed by name (`allow_missing`, fnmatch on the metric). Timings
+and ratios are compared only between the same GPU model and CUDA driver major version.
+Standard library only (runs on the GPU kit).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .formatting import ABSENT, pct, plain, quote, ratio, seconds
+from .schema import ENVIRONMENT_KEYS, test_outcomes
+from .timings import REFIT_KIND, split_timing_name
+from .tolerances import Tolerances
+from .verdicts import (ALLOWED_MISSING, CHANGED, FAILING, INFO, MISSING, OK,  # noqa: F401
+                       REGRESSION, VERDICTS, GateResult, GateRow, apply_allow_missing)
+from .weights import UNNAMED_WEIGHT, normalize_weight_names
+
+_EPS = 1e-9  # float slack so that "exactly at the tolerance" passes
+Show = Callable[[Any], str]
+
+
+def _section(data: Dict[str, Any], name: str) -> Dict[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _absent(metric: str, b: Any, c: Any, show: Show = plain) -> Optional[GateRow]:
+    """The row for a value absent from one side (None when both sides have it)."""
+    if c is None:
+        return GateRow(metric, show(b), ABSENT, "present in candidate", MISSING)
+    if b is None:
+        return GateRow(metric, ABSENT, show(c), "new in candidate", INFO)
+    return None
+
+
+def _drop_row(metric: str, b: Any, c: Any, allowed_pp: float) -> Optional[GateRow]:
+    """A fraction (accuracy, exact match) that may drop by at most allowed_pp points."""
+    if b is None and c is None:
+        return None
+    row = _absent(metric, b, c, pct)
+    if row:
+        return row
+    drop_pp = (float(b) - float(c)) * 100.0
+    verdict = REGRESSION if drop_pp > allowed_pp + _EPS else OK
+    return GateRow(metric, pct(b), f"{pct(c)} ({-drop_pp:+.2f} pp)", f"drop <= {allowed_pp:g} pp",
+                   verdict)
+
+
+def _equal_row(metric: str, b: Any, c: Any, show: Show, if_different: str) -> Optional[GateRow]:
+    if b is None and c is None:
+        return None
+    row = _absent(metric, b, c, show)
+    if row:
+        return row
+    return GateRow(metric, show(b), show(c),
+                   "unchanged" if if_different == REGRESSION else "info",
+                   OK if b == c else if_different)
+
+
+def _describe_weights(names: List[str]) -> str:
+    unnamed = names.count(UNNAMED_WEIGHT)
+    return f"{len(names) - unnamed} named + {unnamed} unnamed"
+
+
+def _weights_row(metric: str, b: Any, c: Any) -> Optional[GateRow]:
+    """Refittable-weight sets: compared after normalisation; differences are reported only."""
+    if b is None and c is None:
+        return None
+    nb = normalize_weight_names(b) if b is not None else None
+    nc = normalize_weight_names(c) if c is not None else None
+    row = _absent(metric, nb, nc, _describe_weights)
+    if row:
+        return row
+    if nb == nc:
+        return GateRow(metric, _describe_weights(nb), _describe_weights(nc), "info (normalised)", OK)
+    diff = [f"-{n}" + (f" x{k}" if k > 1 else "") for n, k in sorted((Counter(nb) - Counter(nc)).items())]
+    diff += [f"+{n}" + (f" x{k}" if k > 1 else "") for n, k in sorted((Counter(nc) - Counter(nb)).items())]
+    return GateRow(metric, _describe_weights(nb), f"{_describe_weights(nc)}: {' '.join(diff)}",
+                   "info (normalised)", CHANGED)
+
+
+def _info_row(metric: str, b: Any, c: Any, show: Show = plain,
+              missing_fails: bool = True, if_different: str = INFO) -> Optional[GateRow]:
+    """Values shown, not judged; absent from the candidate is MISSING when missing_fails."""
+    if b is None and c is None:
+        return None
+    if c is None and not missing_fails:
+        return GateRow(metric, show(b), ABSENT, "info", if_different)
+    row = _absent(metric, b, c, show)
+    if row:
+        return row
+    return GateRow(metric, show(b), show(c), "info", OK if b == c else if_different)
+
+
+# --------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------
+
+def _environment_rows(b: Dict[str, Any], c: Dict[str, Any]) -> List[GateRow]:
+    keys = [k for k in ENVIRONMENT_KEYS if k in b or k in c]
+    keys += sorted(k for k in set(b) | set(c) if k not in ENVIRONMENT_KEYS)
+    rows = [_equal_row(f"environment.{k}", b.get(k), c.get(k), plain, CHANGED) for k in keys]
+    return [r for r in rows if r is not None]
+
+
+def _provenance_summary(key: str, value: Any) -> str:
+    if key == "hypothesis_examples" and isinstance(value, dict):
+        return f"{len(value)} tests, {sum(value.values())} examples"
+    if key == "command_line" and isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    return plain(value)
+
+
+def _provenance_rows(b: Dict[str, Any], c: Dict[str, Any]) -> List[GateRow]:
+    rows = []
+    for key in sorted(set(b) | set(c)):
+        show = (lambda v, k=key: _provenance_summary(k, v))
+        rows.append(GateRow(f"provenance.{key}", show(b[key]) if key in b else ABSENT,
+                            show(c[key]) if key in c else ABSENT, "info", INFO))
+    return rows
+
+
+def _argmax_row(b: Any, c: Any, tol: Tolerances) -> Optional[GateRow]:
+    metric = "mnist.argmax_all"
+    if b is None and c is None:
+        return None
+    row = _absent(metric, b, c, lambda s: f"{len(s)} predictions")
+    if row:
+        return row
+    allowed = f"<= {tol.max_changed_predictions} changed"
+    if len(b) != len(c):
+        return GateRow(metric, f"{len(b)} predictions", f"{len(c)} predictions (other test set?)",
+                       allowed, REGRESSION)
+    changed = sum(1 for x, y in zip(b, c) if x != y)
+    return GateRow(metric, f"{len(b)} predictions", f"{changed} changed", allowed,
+                   REGRESSION if changed > tol.max_changed_predictions else OK)
+
+
+def _shape(rows: Any) -> str:
+    if not isinstance(rows, list) or not rows:
+        return "empty"
+    return f"{len(rows)}x{len(rows[0]) if isinstance(rows[0], list) else 0}"
+
+
+def _logits_row(b_fp: Dict[str, Any], c_fp: Dict[str, Any], tol: Tolerances) -> Optional[GateRow]:
+    metric = "mnist.logits_fixed_batch"
+    b, c = b_fp.get("logits_fixed_batch"), c_fp.get("logits_fixed_batch")
+    if b is None and c is None:
+        return None
+    row = _absent(metric, b, c, _shape)
+    if row:
+        return row
+    allowed = f"max |diff| <= {tol.max_logit_drift:g} (incl. TF32/tactics)"
+    width = len(b[0]) if b and isinstance(b[0], list) else -1
+    if not (width >= 0 and len(b) == len(c) and all(len(r) == width for r in b + c)):
+        return GateRow(metric, _shape(b), f"{_shape(c)} (shape differs)", allowed, REGRESSION)
+    drift = max((abs(float(x) - float(y)) for rb, rc in zip(b, c) for x, y in zip(rb, rc)),
+                default=0.0)
+    decimals = b_fp.get("logits_decimals")
+    base = _shape(b) + (f" ({decimals} dp)" if decimals is not None else "")
+    verdict = REGRESSION if (math.isnan(drift) or drift > tol.max_logit_drift + _EPS) else OK
+    return GateRow(metric, base, f"max |diff| {drift:.2e}", allowed, verdict)
+
+
+def _mnist_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Tolerances) -> List[GateRow]:
+    rows: List[Optional[GateRow]] = []
+    for key in ("accuracy_reference", "accuracy_before", "accuracy_after"):
+        rows.append(_drop_row(f"mnist.{key}", b.get(key), c.get(key), tol.accuracy_drop_pp))
+    rows.append(_equal_row("mnist.predicted_class_before", b.get("predicted_class_before"),
+                           c.get("predicted_class_before"), plain, REGRESSION))
+    b_fp, c_fp = _section(b, "fingerprint"), _section(c, "fingerprint")
+    rows.append(_argmax_row(b_fp.get("argmax_all"), c_fp.get("argmax_all"), tol))
+    rows.append(_logits_row(b_fp, c_fp, tol))
+    rows.append(_weights_row("mnist.refittable_weights", b.get("refittable_weights"),
+                             c.get("refittable_weights")))
+    rows.append(_info_row("mnist.max_abs_logit_diff_vs_reference",
+                          b.get("max_abs_logit_diff_vs_reference"),
+                          c.get("max_abs_logit_diff_vs_reference"), lambda v: f"{v:.2e}"))
+    return [row for row in rows if row is not None]
+
+
+def _answers_row(metric: str, b: Any, c: Any, tol: Tolerances) -> Optional[GateRow]:
+    if b is None and c is None:
+        return None
+    row = _absent(metric, b, c, lambda d: f"{len(d)} answers")
+    if row:
+        return row
+    changed = sorted(k for k in b if c.get(k) != b[k])
+    text = f"{len(changed)} changed" + (": " + ", ".join(changed) if changed else "")
+    return GateRow(metric, f"{len(b)} answers", text, f"<= {tol.max_changed_answers} changed",
+                   REGRESSION if len(changed) > tol.max_changed_answers else OK)
+
+
+def _bidaf_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Tolerances) -> List[GateRow]:
+    rows: List[Optional[GateRow]] = []
+    for key in sorted(set(b) | set(c), key=lambda k: (k != "standin", k)):
+        prefix, mb, mc = f"bidaf.{key}", _section(b, key), _section(c, key)
+        for name in ("answer_before_refit", "answer_fake", "answer_after_refit"):
+            rows.append(_equal_row(f"{prefix}.{name}", mb.get(name), mc.get(name), quote, REGRESSION))
+        for name in ("heldout_exact_match_trt", "heldout_exact_match_ort"):
+            rows.append(_drop_row(f"{prefix}.{name}", mb.get(name), mc.get(name),
+                                  tol.exact_match_drop_pp))
+        rows.append(_answers_row(f"{prefix}.answers", mb.get("answers"), mc.get("answers"), tol))
+        rows.append(_weights_row(f"{prefix}.refittable_weights", mb.get("refittable_weights"),
+                                 mc.get("refittable_weights")))
+    return [row for row in rows if row is not None]
+
+
+def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any]) -> List[GateRow]:
+    """cases, property_tests, bad_inputs (required when in the baseline) and notes (info)."""
+    rows: List[Optional[GateRow]] = []
+    cb, cc = _section(b, "cases"), _section(c, "cases")
+    for case in sorted(set(cb) | set(cc)):
+        checks_b, checks_c = _section(cb, case), _section(cc, case)
+        for check in sorted(set(checks_b) | set(checks_c)):
+            metric = f"cases.{case}.{check}"
+            if check == "refittable_weights":
+                rows.append(_weights_row(metric, checks_b.get(check), checks_c.get(check)))
+            else:
+                rows.append(_info_row(metric, checks_b.get(check), checks_c.get(check)))
+    pb, pc = _section(b, "property_tests"), _section(c, "property_tests")
+    for name in sorted(set(pb) | set(pc)):
+        rows.append(_info_row(f"property_tests.{name}", pb.get(name), pc.get(name)))
+    bb, bc = _section(b, "bad_inputs"), _section(c, "bad_inputs")
+    for case in sorted(set(bb) | set(bc)):
+        rows.append(_info_row(f"bad_inputs.{case}", bb.get(case), bc.get(case), quote,
+                              if_different=CHANGED))
+    nb, nc = _section(b, "notes"), _section(c, "notes")
+    for key in sorted(set(nb) | set(nc)):
+        rows.append(_info_row(f"notes.{key}", nb.get(key), nc.get(key), quote,
+                              missing_fails=False, if_different=CHANGED))
+    return [row for row in rows if row is not None]
+
+
+# --------------------------------------------------------------------------------------
+# Timings (comparable only on the same GPU model and CUDA driver major version)
+# --------------------------------------------------------------------------------------
+
+def timings_incomparable(b_env: Dict[str, Any], c_env: Dict[str, Any]) -> Optional[str]:
+    """Why timings of the two records cannot be compared, or None when they can."""
+    gb, gc = b_env.get("gpu_name"), c_env.get("gpu_name")
+    if not gb or not gc:
+        return "GPU not recorded in both"
+    if gb != gc:
+        return f"other GPU ({gb} vs {gc})"
+    db, dc = (str(e.get("cuda_driver_version") or "").split(".")[0] for e in (b_env, c_env))
+    if not db or not dc:
+        return "CUDA driver version not recorded in both"
+    if db != dc:
+        return f"other CUDA driver major ({db} vs {dc})"
+    return None
+
+
+def _timing_order(name: str) -> Any:
+    parts = split_timing_name(name)
+    model = parts[0] if parts else name
+    return (model != "mnist", model, name)
+
+
+def _timing_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Tolerances,
+                 incomparable: Optional[str]) -> List[GateRow]:
+    rows: List[GateRow] = []
+    for name in sorted(set(b) | set(c), key=_timing_order):
+        metric = f"timing.{name}"
+        tb, tc = b.get(name), c.get(name)
+        row = _absent(metric, tb and tb["median_s"], tc and tc["median_s"],
+                      lambda v: f"median {seconds(v)}")
+        if row:
+            rows.append(row)
+            continue
+        mb, mc = float(tb["median_s"]), float(tc["median_s"])
+        factor = mc / mb
+        parts = split_timing_name(name)
+        if incomparable:
+            allowed, verdict = f"not compared: {incomparable}", INFO
+        elif parts is not None and parts[1] == REFIT_KIND:
+            allowed = f"median <= x{tol.max_refit_slowdown:g} baseline"
+            verdict = REGRESSION if factor > tol.max_refit_slowdown + _EPS else OK
+        else:
+            allowed, verdict = "info (not gated)", OK
+        rows.append(GateRow(metric, f"median {seconds(mb)}", f"median {seconds(mc)} (x{factor:.2f})",
+                            allowed, verdict))
+        if tb.get("first_s") is not None and tc.get("first_s") is not None:
+            rows.append(GateRow(f"{metric}.first", seconds(tb["first_s"]), seconds(tc["first_s"]),
+                                "info (not gated)", INFO if incomparable else OK))
+    return rows
+
+
+def _ratio_rows(b: Dict[str, Any], c: Dict[str, Any], b_basis: Dict[str, Any],
+                c_basis: Dict[str, Any], incomparable: Optional[str]) -> List[GateRow]:
+    rows: List[Optional[GateRow]] = []
+    for model in sorted(set(b) | set(c), key=lambda m: (m != "mnist", m)):
+        metric = f"ratio.{model}.rebuild/refit"
+        row = _absent(metric, b.get(model), c.get(model), ratio)
+        if row is None:
+            row = GateRow(metric, ratio(b[model]), ratio(c[model]),
+                          f"not compared: {incomparable}" if incomparable else "info (not gated)",
+                          INFO if incomparable else OK)
+        rows.append(row)
+    for model in sorted(set(b_basis) | set(c_basis)):
+        rows.append(_info_row(f"ratio_basis.{model}", b_basis.get(model), c_basis.get(model),
+                              missing_fails=False, if_different=CHANGED))
+    return [row for row in rows if row is not None]
+
+
+# --------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------
+
+def _outcome_text(entry: Any) -> str:
+    if entry is None:
+        return ABSENT
+    outcome, reason = entry
+    return f"{outcome}: {reason}" if reason and outcome != "passed" else outcome
+
+
+def _test_rows(b_data: Dict[str, Any], c_data: Dict[str, Any]) -> List[GateRow]:
+    b, c = test_outcomes(b_data), test_outcomes(c_data)
+
+    def counts(tests: Dict[str, Any]) -> str:
+        n = Counter(outcome for outcome, _ in tests.values())
+        return f"{n['passed']}/{n['failed']}/{n['skipped']}"
+
+    rows = [GateRow("tests passed/failed/skipped", counts(b), counts(c), "info",
+                    OK if counts(b) == counts(c) else CHANGED)]
+    passed = sum(1 for outcome, _ in c.values() if outcome == "passed")
+    if not passed:
+        rows.append(GateRow("tests.passed", str(sum(1 for o, _ in b.values() if o == "passed")),
+                            "no tests recorded" if not c else "no test passed",
+                            ">= 1 passed", REGRESSION))
+    for test_id in sorted(set(b) | set(c)):
+        ob, oc = b.get(test_id), c.get(test_id)
+        was, now = ob and ob[0], oc and oc[0]
+        if was == now:
+            continue
+        metric = f"test {test_id}"
+        if now == "failed":
+            rows.append(GateRow(metric, _outcome_text(ob), _outcome_text(oc),
+                                "still passes" if was == "passed" else "does not fail", REGRESSION))
+        elif was == "passed":  # skipped or absent now
+            rows.append(GateRow(metric, _outcome_text(ob), _outcome_text(oc), "passes", MISSING))
+        elif was is not None and now is not None:
+            rows.append(GateRow(metric, _outcome_text(ob), _outcome_text(oc), "info", CHANGED))
+        elif was is not None:  # skipped or failed in the baseline, absent now
+            rows.append(GateRow(metric, _outcome_text(ob), ABSENT, "info", INFO))
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# The comparison
+# --------------------------------------------------------------------------------------
+
+def compare(baseline: Dict[str, Any], candidate: Dict[str, Any],
+            tolerances: Optional[Tolerances] = None, allow_missing: Sequence[str] = (),
+            compare_timings_across_gpus: bool = False) -> GateResult:
+    """Compare two validated records (as load_results returns them) under the tolerances.
+
+    Anything the baseline has and the candidate lacks is MISSING (fails) unless a pattern of
+    allow_missing matches its metric name; an empty or all-skipped candidate always fails.
+    """
+    tol = tolerances or Tolerances()
+    b_env, c_env = _section(baseline, "environment"), _section(candidate, "environment")
+    incomparable = None if compare_timings_across_gpus else timings_incomparable(b_env, c_env)
+    rows: List[GateRow] = []
+    rows += _environment_rows(b_env, c_env)
+    rows += _provenance_rows(_section(baseline, "provenance"), _section(candidate, "provenance"))
+    rows += _mnist_rows(_section(baseline, "mnist"), _section(candidate, "mnist"), tol)
+    rows += _bidaf_rows(_section(baseline, "bidaf"), _section(candidate, "bidaf"), tol)
+    rows += _evidence_rows(baseline, candidate)
+    rows += _timing_rows(_section(baseline, "timings"), _section(candidate, "timings"), tol,
+                         incomparable)
+    rows += _ratio_rows(_section(baseline, "ratios"), _section(candidate, "ratios"),
+                        _section(baseline, "ratio_basis"), _section(candidate, "ratio_basis"),
+                        incomparable)
+    rows += _test_rows(baseline, candidate)
+    apply_allow_missing(rows, list(allow_missing))
+    return GateResult(rows=rows)
