@@ -48,7 +48,7 @@ def in_ci() -> bool:
 # Options and configuration
 # --------------------------------------------------------------------------------------
 def pytest_addoption(parser: Any) -> None:
-    from .reporting.rules import add_tolerance_options
+    from .reporting.tolerances import add_tolerance_options
     group = parser.getgroup("refit_core", "refit_core (TensorRT refit verification)")
     group.addoption("--data-dir", default=None,
                     help=f"directory with the MNIST IDX files (or an mnist/ folder); default ${DATA_DIR_ENV}")
@@ -57,11 +57,11 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--refit-baseline", default=None, metavar="FILE",
                     help="compare this run's results with FILE at the end; exit 1 on a regression, 2 when "
                          "there is nothing to compare. Write --refit-baseline=FILE when FILE lies outside the project")
-    group.addoption("--refit-allow-missing", action="append", default=[], metavar="PATTERN",
+    group.addoption("--refit-gate-allow-missing", action="append", default=[], metavar="PATTERN",
                     help="gate: a baseline metric/test matching PATTERN (fnmatch) may be missing (repeatable)")
-    group.addoption("--refit-compare-timings-across-gpus", action="store_true", default=False,
+    group.addoption("--refit-gate-compare-timings-across-gpus", action="store_true", default=False,
                     help="gate: compare timings even when the two runs used different GPU models or drivers")
-    add_tolerance_options(group.addoption, prefix="refit-")
+    add_tolerance_options(group.addoption, prefix="refit-gate-")
 
 
 def _separate_form_values(config: Any) -> List[Path]:
@@ -251,17 +251,18 @@ def _results_path(config: Any, env: Dict[str, Any]) -> Path:
 def _run_gate(state: RefitSession, baseline: str, candidate: Dict[str, Any]) -> int:
     from .reporting.formatting import format_table
     from .reporting.results import load_results
-    from .reporting.rules import compare, tolerances_from_options
+    from .reporting.rules import compare
+    from .reporting.tolerances import tolerances_from_options
     try:
         base = load_results(baseline)
     except RefitCoreError as exc:
         state.problem = f"cannot compare with --refit-baseline: {exc}"
         return 2
     config = state.config
-    tolerances = tolerances_from_options(lambda name: config.getoption(name), prefix="refit-")
+    tolerances = tolerances_from_options(config.getoption, prefix="refit-gate-")
     result = compare(base, candidate, tolerances,
-                     allow_missing=config.getoption("--refit-allow-missing") or (),
-                     compare_timings_across_gpus=bool(config.getoption("--refit-compare-timings-across-gpus")))
+                     allow_missing=config.getoption("--refit-gate-allow-missing") or (),
+                     compare_timings_across_gpus=bool(config.getoption("--refit-gate-compare-timings-across-gpus")))
     state.gate_lines = [format_table(result), result.verdict_line()]
     return 0 if result.passed else 1
 

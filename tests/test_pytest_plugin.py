@@ -43,9 +43,14 @@ def project(pytester, monkeypatch):
     return pytester
 
 
+def _ids_in(lines):
+    found = [line.split("STABLE_IDS=", 1)[1] for line in lines if "STABLE_IDS=" in line]
+    assert found, "\n".join(lines[-30:])
+    return json.loads(found[-1])
+
+
 def _ids(result):
-    line = [l for l in result.outlines if l.startswith("STABLE_IDS=")][-1]
-    return json.loads(line[len("STABLE_IDS="):])
+    return _ids_in(result.outlines)
 
 
 def test_markers_are_registered_for_any_project(project):
@@ -61,13 +66,12 @@ def test_gpu_tests_skip_naming_what_is_missing(project):
 
 def test_test_ids_do_not_depend_on_where_pytest_starts(project):
     here = _ids(project.runpytest_subprocess())
-    project.chdir()
     parent = project.path.parent
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "refit_core.pytest_plugin",
                            f"--rootdir={parent}", "-c", str(project.path / "tox.ini"),
                            str(project.path / "tests")], cwd=parent, capture_output=True, text=True,
                           env=dict(os.environ))
-    there = json.loads([l for l in proc.stdout.splitlines() if l.startswith("STABLE_IDS=")][-1][11:])
+    there = _ids_in(proc.stdout.splitlines() + proc.stderr.splitlines())
     assert here == there == ["tests/test_a.py::test_cpu", "tests/test_a.py::test_on_gpu",
                              "tests/test_a.py::test_param[a/b]", "tests/test_a.py::test_param[tests/c]"]
 
@@ -78,17 +82,21 @@ def test_baseline_without_a_gpu_run_exits_2_with_one_sentence(project, tmp_path)
     base.write_text("{}")
     result = project.runpytest_subprocess(f"--refit-baseline={base}")
     assert result.ret == 2
-    result.stdout.fnmatch_lines(["*refit_core: --refit-baseline was given, but no GPU test ran (GPU tier: *"])
+    result.stdout.fnmatch_lines(["refit_core: --refit-baseline was given, but no GPU test ran (TensorRT is not "
+                                 "importable*): there is no evidence to compare with the baseline"])
 
 
 def test_baseline_outside_the_project_as_a_separate_argument_is_refused(project, tmp_path):
     base = tmp_path / "elsewhere" / "base.json"
     base.parent.mkdir()
     base.write_text("{}")
-    result = project.runpytest_subprocess("--refit-baseline", str(base))
+    # -p on the command line loads the plugin before pytest's final parse, as an installed entry point does
+    result = project.runpytest_subprocess("-p", "refit_core.pytest_plugin", "--refit-baseline", str(base))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*pytest took its rootdir ({base.parent}) from the path {base}*"
-                                 f"--refit-baseline={base}*"])
+    result.stderr.fnmatch_lines([f"*refit_core: pytest took its rootdir (*) from the path {base} given after "
+                                 f"--refit-baseline/--refit-results, so the project's configuration was not read; "
+                                 f"write the option as --refit-baseline={base} (with '=')*"])
+    assert "passed" not in result.stdout.str()
 
 
 def test_baseline_inside_the_project_works_in_both_forms(project):
@@ -101,22 +109,29 @@ def test_baseline_inside_the_project_works_in_both_forms(project):
         assert "rootdir: " + str(project.path) in result.stdout.str()
 
 
-@pytest.mark.parametrize("form", ["separate", "equals"])
-def test_this_suite_keeps_its_configuration_or_refuses(tmp_path, form):
-    """Run on refit_core's own tree, as a user would (plugin loaded by conftest.py)."""
+@pytest.mark.parametrize("form,test_path", [("equals", True), ("separate", True), ("equals", False),
+                                            ("separate", False)])
+def test_this_suite_keeps_its_configuration_or_refuses(tmp_path, form, test_path):
+    """Run on refit_core's own tree as a user would (plugin loaded by conftest.py), with a
+    baseline outside the project. Whenever it runs, the rootdir, pytest.ini and the ids are
+    the project's; the one form pytest cannot be kept from misreading (a separate argument
+    and no test path) must refuse to run."""
     base = tmp_path / "x" / "base.json"
     base.parent.mkdir()
     base.write_text("{}")
     opt = ["--refit-baseline", str(base)] if form == "separate" else [f"--refit-baseline={base}"]
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *opt,
-                           "tests/trt/test_compat_cpu.py"], cwd=PROJECT, capture_output=True, text=True)
+    paths = ["tests/trt/test_compat_cpu.py"] if test_path else []
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *opt,
+                           *paths], cwd=PROJECT, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
-    if form == "equals":
-        assert proc.returncode == 0, out
-        assert "tests/trt/test_compat_cpu.py::" in out and "PytestUnknownMarkWarning" not in out
-    else:  # pytest cannot be made to keep its rootdir here: it must refuse, never run
+    if form == "separate" and not test_path:
         assert proc.returncode == pytest.ExitCode.USAGE_ERROR, out
-        assert "collected" not in out
+        assert "rootdir: " + str(base.parent) in out or "rootdir: " + str(tmp_path) in out, out
+        assert "tests collected" not in out
+    else:  # configuration intact; no GPU here, so the baseline has nothing to be compared with: exit 2
+        assert proc.returncode == 2, out
+        assert "no GPU test ran" in out
+        assert "tests/trt/test_compat_cpu.py::" in out and "PytestUnknownMarkWarning" not in out
 
 
 @pytest.mark.parametrize("rootpath,inipath,invocation,anchors,values,moved", [

@@ -1,26 +1,22 @@
 """Refittable-weight names made comparable across TensorRT versions (standard library only).
 
-This is the one home of `is_unnamed_weight`: `refit_core.trt.compat` should import it from
-here (reporting must not import compat, which imports numpy at module top).
+How each TensorRT version spells "no name" is version knowledge and lives in the version
+seam (`refit_core.trt.compat.is_unnamed_weight`, which imports neither numpy nor TensorRT);
+this module adds the placeholder records use for them.
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable, List, Optional
+
+from ..trt import compat
 
 #: Placeholder that every unnamed refittable weight becomes, whatever TensorRT called it.
 UNNAMED_WEIGHT = "<unnamed>"
 
-#: "(Unnamed Layer* 42) [Constant] CONSTANT": how TensorRT 8.6 names weights of unnamed layers.
-_UNNAMED_LAYER_RE = re.compile(r"^\s*\(Unnamed Layer\*\s*\d+\)")
-
 
 def is_unnamed_weight(name: Optional[str]) -> bool:
-    """True for TensorRT's ways of saying "no name": None (8.5), "" and "(Unnamed Layer* N) ..." (8.6)."""
-    if name is None:
-        return True
-    text = str(name)
-    return text.strip() == "" or text == UNNAMED_WEIGHT or bool(_UNNAMED_LAYER_RE.match(text))
+    """TensorRT's ways of saying "no name", or the placeholder a record already holds."""
+    return name == UNNAMED_WEIGHT or compat.is_unnamed_weight(name)
 
 
 def normalize_weight_names(names: Optional[Iterable[Optional[str]]]) -> List[str]:

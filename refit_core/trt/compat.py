@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import numpy as np
-
 from ..config import TACTICS_ENV
 from ..errors import FeatureUnavailable, TensorRTUnavailable
 
@@ -194,15 +192,20 @@ _NUMPY_OF_TRT = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32":
 def numpy_dtype(trt_dtype: Any) -> Any:
     """numpy dtype of a TensorRT DataType, by name. trt.nptype cannot be used: TensorRT 8.5's
     evaluates `np.bool`, which numpy >= 1.24 removed (AttributeError for every dtype)."""
+    import numpy as np  # here, not at the top: reporting imports this module and needs no numpy
     name = str(trt_dtype).split(".")[-1]
     if _NUMPY_OF_TRT.get(name) is None:
         raise TypeError(f"TensorRT data type {name} has no numpy equivalent here")
     return np.dtype(_NUMPY_OF_TRT[name])
 
 
+_UNNAMED_LAYER_RE = re.compile(r"^\s*\(Unnamed Layer\*\s*\d+\)")
+
+
 def is_unnamed_weight(name: Optional[str]) -> bool:
-    """8.5 lists weights nobody named as None, 8.6+ as "(Unnamed Layer* N) ..."."""
-    return name is None or str(name).startswith("(Unnamed Layer")
+    """8.5 lists weights nobody named as None, 8.6+ as "(Unnamed Layer* N) ..." (the number
+    shifts between versions); an empty name is no name either."""
+    return name is None or str(name).strip() == "" or bool(_UNNAMED_LAYER_RE.match(str(name)))
 
 
 def set_named_weights(refitter: Any, name: str, array: Any, on_device_ptr: Optional[int] = None,
