@@ -439,10 +439,15 @@ def case_resources(pytestconfig: Any, tmp_path_factory: Any) -> Any:
 
 
 def pytest_generate_tests(metafunc: Any) -> None:
-    """Every test that asks for `case_engine` (or `refit_case`) runs once per registered case."""
+    """Every test that asks for `case_engine` (or `refit_case`) runs once per registered case;
+    every test that uses a BiDAF fixture once per BiDAF case (the registry is read here, not
+    when the plugin is imported)."""
     for name in ("case_engine", "refit_case"):
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, _case_names(), indirect=True, scope="session")
+    if "bidaf_model" in metafunc.fixturenames:
+        keys = [n[len("bidaf-"):] for n in _case_names() if n.startswith("bidaf-")]
+        metafunc.parametrize("bidaf_model", keys, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -475,15 +480,11 @@ def mnist_engine(pytestconfig: Any, case_resources: Any, cuda_session: Any, trt_
         inputs={"trained": trained_lenet, "images": mnist_test_set["images"]})
 
 
-def _bidaf_case_names() -> List[str]:
-    return [n for n in _case_names() if n.startswith("bidaf-")]
-
-
-@pytest.fixture(scope="session", params=_bidaf_case_names())
+@pytest.fixture(scope="session")
 def bidaf_model(request: Any, case_resources: Any) -> Any:
     """(key, path) of a BiDAF model; "original" skips saying where it looked."""
     from .cases import registry
-    case = registry.get(request.param)
+    case = registry.get(f"bidaf-{request.param}")
     reason = case.unavailable_reason(case_resources)
     if reason is not None:
         pytest.skip(reason)

@@ -55,8 +55,11 @@ class Comparison:
     max_rel: float
 
     def summary(self) -> Dict[str, Any]:
-        return {"rows": self.rows, "rows_agreeing": self.rows_agreeing, "max_abs": self.max_abs,
-                "max_rel": self.max_rel}
+        """For a results record: non-finite differences (NaN outputs) are written as text."""
+        def num(x: float) -> Any:
+            return x if np.isfinite(x) else str(x)
+        return {"rows": self.rows, "rows_agreeing": self.rows_agreeing, "max_abs": num(self.max_abs),
+                "max_rel": num(self.max_rel)}
 
 
 def compare_outputs(got: np.ndarray, ref: np.ndarray, tol: OutputTolerance) -> Comparison:

@@ -118,6 +118,7 @@ class BidafCase(RefitCase):
             raise ValueError(f"BiDAF model key {key!r}: 'standin' or 'original'")
         self.key = key
         self.name = f"bidaf-{key}"
+        self._prepared: Dict[Path, Any] = {}
 
     def model_path(self, resources: CaseResources) -> Optional[Path]:
         if self.key == "standin":
@@ -135,10 +136,13 @@ class BidafCase(RefitCase):
         return f"original bidaf-9 model not found (looked at: {', '.join(looked) or 'no data dir given'})"
 
     def prepare(self, resources: CaseResources) -> Any:
-        """The model after graph surgery (maps, refit weights, modified ONNX), in the temp dir."""
+        """The model after graph surgery (maps, refit weights, modified ONNX), made once per
+        temp dir (that is, once per pytest session)."""
         from ..onnx_prep.bidaf import prepare_bidaf
-        out = resources.tmp_dir / f"prepared-{self.key}"
-        return prepare_bidaf(self.model_path(resources), out)
+        if resources.tmp_dir not in self._prepared:
+            out = resources.tmp_dir / f"prepared-{self.key}"
+            self._prepared[resources.tmp_dir] = prepare_bidaf(self.model_path(resources), out)
+        return self._prepared[resources.tmp_dir]
 
     def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any,
              prepared: Any = None) -> CaseEngine:

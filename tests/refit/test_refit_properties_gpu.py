@@ -36,9 +36,22 @@ def probe_images(mnist_test_set):
     return np.ascontiguousarray(mnist_test_set["images"][:PROBE])
 
 
+_examples = {}
+
+
+@pytest.fixture
+def count_example(request, results):
+    """Call once per Hypothesis example: the record's provenance gets the examples run per test."""
+    def count():
+        _examples[request.node.nodeid] = _examples.get(request.node.nodeid, 0) + 1
+        results.record_hypothesis_examples(request.node.nodeid, _examples[request.node.nodeid])
+    return count
+
+
 @given(plan=weight_perturbations(LENET_NAMES))
 def test_refit_equals_reference_and_fresh_build(plan, mnist_engine, probe_images, cuda_session, trt_logger,
-                                                results):
+                                                results, count_example):
+    count_example()
     from refit_core.models.lenet_reference import lenet_forward
     from refit_core.trt.engine import BuildOptions
     from refit_core.trt.runner import TrtRunner
@@ -69,7 +82,8 @@ def test_refit_equals_reference_and_fresh_build(plan, mnist_engine, probe_images
 
 
 @given(plan=weight_perturbations(LENET_NAMES))
-def test_round_trip_and_idempotence_are_bit_exact(plan, mnist_engine, probe_images):
+def test_round_trip_and_idempotence_are_bit_exact(plan, mnist_engine, probe_images, count_example):
+    count_example()
     original = {k: mnist_engine.trained[k] for k in LENET_NAMES}
     mnist_engine.refit_to(original)
     first = mnist_engine.logits(probe_images)
@@ -83,7 +97,8 @@ def test_round_trip_and_idempotence_are_bit_exact(plan, mnist_engine, probe_imag
 
 
 @given(subset=st.sets(st.sampled_from(LENET_NAMES), min_size=1, max_size=len(LENET_NAMES) - 1))
-def test_partial_refit_reports_exactly_what_tensorrt_misses(subset, mnist_engine, probe_images):
+def test_partial_refit_reports_exactly_what_tensorrt_misses(subset, mnist_engine, probe_images, count_example):
+    count_example()
     r = mnist_engine.refitter
     before = mnist_engine.logits(probe_images)
     for name in sorted(subset):
@@ -119,7 +134,8 @@ def _ort_with(prepared, weights):
 
 @settings(max_examples=BIDAF_EXAMPLES)
 @given(data=st.data())
-def test_bidaf_refit_matches_onnx_runtime(data, bidaf_engine, results):
+def test_bidaf_refit_matches_onnx_runtime(data, bidaf_engine, results, count_example):
+    count_example()
     from refit_core.data.reading_comprehension import heldout_examples
     from refit_core.text.preprocess import encode_text, feeds_for_prepared
     from refit_core.flows import bidaf as flow
