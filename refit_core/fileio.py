@@ -24,6 +24,11 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from .errors import CacheIntegrityError
 
+try:  # POSIX advisory locks; without them callers rely on their own checks alone
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 _CHUNK = 1 << 20
@@ -166,13 +171,53 @@ def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: PathLike) -> Iterator[Path]:
+def file_lock(path: PathLike, exclusive: bool = True) -> Iterator[bool]:
+    """Hold an advisory lock (flock) on the lock file `path` while the block runs.
+
+    Yields True when the lock is held, False when none could be had (no fcntl, a read-only
+    directory without the lock file, or a symlink planted at `path`: it is never followed).
+    Callers must stay correct without the lock (check what they read); the lock only
+    spares them the races it serializes.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        yield False
+        return
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    fd = None
+    for flags in (os.O_RDWR | os.O_CREAT | nofollow, os.O_RDONLY | nofollow):
+        try:
+            fd = os.open(str(path), flags, 0o644)
+            break
+        except OSError:
+            continue
+    if fd is None:
+        yield False
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            yield False
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def lock_path_for(path: PathLike) -> Path:
+    """The lock file that guards `path`: ``.<name>.lock`` beside it (not inside a directory)."""
+    target = Path(path)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def atomic_directory(path: PathLike, lock: bool = False) -> Iterator[Path]:
     """Build a directory in a temp directory beside `path`, then rename it into place.
 
     Yields the temp directory to fill. On success it replaces `path` (an older `path` is
     moved aside and removed); on error the temp directory is removed and `path` is left
     as it was. If another writer put a complete `path` in place meanwhile, that one is
-    replaced by ours: both were built from the same inputs.
+    replaced by ours: both were built from the same inputs. With `lock`, the swap holds
+    :func:`lock_path_for` exclusively, so readers that hold it shared never see the gap.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -180,17 +225,28 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_dir(tmp)
-        try:
-            os.replace(tmp, target)  # works when target is absent (or an empty directory)
-        except OSError:
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=str(target.parent)))
-            os.rmdir(old)
-            try:
-                os.replace(target, old)
-            except FileNotFoundError:
-                pass  # another writer's rename raced ours away
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+        guard = file_lock(lock_path_for(target), exclusive=True) if lock else contextlib.nullcontext()
+        with guard:
+            for attempt in range(20):
+                try:
+                    os.replace(tmp, target)  # works when target is absent (or an empty directory)
+                    break
+                except OSError:
+                    if attempt == 19:
+                        raise
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=str(target.parent)))
+                os.rmdir(old)
+                try:
+                    os.replace(target, old)
+                except FileNotFoundError:
+                    continue  # another writer's rename raced ours away: try again
+                try:
+                    os.replace(tmp, target)
+                    break
+                except OSError:
+                    continue  # another writer got in between: move theirs aside too
+                finally:
+                    shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,25 +1,16 @@
 """Building, caching and deserializing engines, and a handle that releases them in order."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import fileio
-from ..errors import CacheIntegrityError, EngineCacheWarning
+from ..errors import EngineCacheWarning
 from . import compat
-
-try:  # POSIX; without it the plan cache relies on its sha256 check alone
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 Shape = Tuple[int, ...]
 Profile = Dict[str, Tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max)
@@ -153,6 +144,13 @@ class EngineHandle:
 # --------------------------------------------------------------------------------------
 # Plan cache: plans are per GPU, per TensorRT version and per build option.
 # --------------------------------------------------------------------------------------
+# (imported here, not at the top, so this section is self-contained)
+import os  # noqa: E402
+import re  # noqa: E402
+
+from .. import fileio  # noqa: E402
+from ..errors import CacheIntegrityError  # noqa: E402
+
 _KEY_CHARS = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _PLAN_CACHE_FORMAT = 2
 
@@ -199,30 +197,9 @@ class PlanCache:
                              "(letters, digits, '_', '-', '.'; not starting with '.')")
         return self.root / f"{key}.plan", self.root / f"{key}.json"
 
-    @contextlib.contextmanager
-    def _locked(self, key: str, exclusive: bool) -> Iterator[bool]:
-        """Hold ``.<key>.lock`` (flock); yields False when no lock could be had."""
-        if fcntl is None:
-            yield False
-            return
-        lock_path = self.root / f".{key}.lock"
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        fd = None
-        try:
-            fd = os.open(str(lock_path), flags, 0o644)
-        except OSError:
-            try:  # a read-only directory may still hold a lock file we can read
-                fd = os.open(str(lock_path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            except OSError:
-                fd = None
-        if fd is None:
-            yield False
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield True
-        finally:
-            os.close(fd)  # closing releases the lock
+    def _locked(self, key: str, exclusive: bool) -> Any:
+        """Hold ``.<key>.lock`` (fileio.file_lock: flock, never through a symlink)."""
+        return fileio.file_lock(self.root / f".{key}.lock", exclusive=exclusive)
 
     def _problem(self, key: str, plan_path: Path, meta_path: Path) -> Tuple[Optional[bytes], Optional[str]]:
         """(plan, None) for a sound entry, (None, None) when absent, (None, problem) when damaged."""
