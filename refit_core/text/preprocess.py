@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ..errors import DataError
-from ..onnx_prep.bidaf import CategoryMap
+from .category_map import CategoryMap
 from .tokenize import tokenize
 
 __all__ = ["SIDES", "MAX_CHARS", "EncodedText", "encode_text", "word_input", "char_input",
