@@ -21,6 +21,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ..errors import DataError
+from ..interfaces import BIDAF_CHARS_PER_WORD
 from .category_map import CategoryMap
 from .tokenize import tokenize
 
@@ -28,8 +29,8 @@ __all__ = ["SIDES", "MAX_CHARS", "EncodedText", "encode_text", "word_input", "ch
            "feeds_for_prepared", "feeds_for_original", "answer_span"]
 
 SIDES = ("context", "query")
-#: Characters kept per token (the model's fourth char dimension).
-MAX_CHARS = 16
+#: Characters kept per token (the model's fourth char dimension); defined in interfaces.py.
+MAX_CHARS = BIDAF_CHARS_PER_WORD
 
 
 def word_input(side: str) -> str:
