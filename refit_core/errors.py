@@ -55,5 +55,25 @@ class RefitError(RefitCoreError):
         super().__init__(full)
 
 
-class EngineCacheWarning(UserWarning):
-    """A cached plan could not be used (corrupt, truncated, other TensorRT version) and was rebuilt."""
+class CacheIntegrityError(DataError):
+    """A cache entry on disk is damaged, incomplete, foreign or inconsistent (the message names
+    the file or directory and the problem). Callers that own the cache rebuild it."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be used (and was rebuilt) or could not be written (and the work
+    was returned uncached); the message names the file or directory and the problem."""
+
+
+class EngineCacheWarning(CacheWarning):
+    """A cached plan could not be used (corrupt, truncated, other TensorRT version) and was rebuilt,
+    or a built plan could not be stored."""
+
+
+class PreparedModelCacheWarning(CacheWarning):
+    """A prepared-BiDAF directory in the cache was damaged and was prepared again, or could not
+    be written."""
+
+
+class WeightCacheWarning(CacheWarning):
+    """A cached LeNet weight entry was damaged or foreign and was retrained, or could not be written."""

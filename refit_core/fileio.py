@@ -17,9 +17,17 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Optional, Union
+
+from .errors import CacheIntegrityError
+
+try:  # POSIX advisory locks; without them callers rely on their own checks alone
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,13 +39,84 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: PathLike) -> str:
-    """Hex sha256 of a file's content, read in chunks."""
-    digest = hashlib.sha256()
+def hash_file(path: PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest (hashlib `algorithm`) of a file's content, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a file's content, read in chunks."""
+    return hash_file(path, "sha256")
+
+
+def md5_file(path: PathLike) -> str:
+    """Hex MD5 of a file's content (only for checksums others pin, e.g. bidaf-9's download)."""
+    return hash_file(path, "md5")
+
+
+def read_bytes_nofollow(path: PathLike) -> bytes:
+    """A file's bytes; refuses (OSError) when `path` itself is a symlink or not a regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(str(path), flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(f"{path} is not a regular file")
+        chunks = []
+        while True:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_verified(path: PathLike, size: Optional[int], sha256: Optional[str]) -> bytes:
+    """The bytes of `path` if they have exactly `size` bytes and this `sha256`.
+
+    Raises CacheIntegrityError naming the file and the problem (missing, a symlink, another
+    size, another hash); the bytes are read once, so what was checked is what is returned.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or not isinstance(sha256, str):
+        raise CacheIntegrityError(f"{path}: no valid size/sha256 recorded for it "
+                                  f"(size={size!r}, sha256={sha256!r})")
+    if os.path.islink(str(path)):
+        raise CacheIntegrityError(f"{path}: is a symlink; cache files must be regular files")
+    try:
+        data = read_bytes_nofollow(path)
+    except FileNotFoundError as exc:
+        raise CacheIntegrityError(f"{path}: missing") from exc
+    except OSError as exc:
+        raise CacheIntegrityError(f"{path}: unreadable ({exc})") from exc
+    if len(data) != size:
+        raise CacheIntegrityError(f"{path}: {len(data)} bytes, expected {size} (truncated or replaced)")
+    got = sha256_bytes(data)
+    if got != sha256:
+        raise CacheIntegrityError(f"{path}: sha256 {got}, expected {sha256} (corrupt or replaced)")
+    return data
+
+
+def plain_member(directory: PathLike, name: Any) -> Path:
+    """`directory / name` for a plain file name recorded in a manifest.
+
+    Refuses (CacheIntegrityError) anything but a bare name: absolute paths, separators,
+    '.', '..', and a name that is a symlink in `directory` (which could lead out of it).
+    """
+    where = Path(directory)
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+            or "\0" in name or os.path.isabs(name)):
+        raise CacheIntegrityError(f"{where}: manifest names {name!r}, which is not a plain file name "
+                                  "inside the directory")
+    member = where / name
+    if os.path.islink(str(member)):
+        raise CacheIntegrityError(f"{member}: is a symlink; a manifest may only name regular files "
+                                  "inside its directory")
+    return member
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -92,13 +171,53 @@ def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: PathLike) -> Iterator[Path]:
+def file_lock(path: PathLike, exclusive: bool = True) -> Iterator[bool]:
+    """Hold an advisory lock (flock) on the lock file `path` while the block runs.
+
+    Yields True when the lock is held, False when none could be had (no fcntl, a read-only
+    directory without the lock file, or a symlink planted at `path`: it is never followed).
+    Callers must stay correct without the lock (check what they read); the lock only
+    spares them the races it serializes.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        yield False
+        return
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    fd = None
+    for flags in (os.O_RDWR | os.O_CREAT | nofollow, os.O_RDONLY | nofollow):
+        try:
+            fd = os.open(str(path), flags, 0o644)
+            break
+        except OSError:
+            continue
+    if fd is None:
+        yield False
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            yield False
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def lock_path_for(path: PathLike) -> Path:
+    """The lock file that guards `path`: ``.<name>.lock`` beside it (not inside a directory)."""
+    target = Path(path)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def atomic_directory(path: PathLike, lock: bool = False) -> Iterator[Path]:
     """Build a directory in a temp directory beside `path`, then rename it into place.
 
     Yields the temp directory to fill. On success it replaces `path` (an older `path` is
     moved aside and removed); on error the temp directory is removed and `path` is left
     as it was. If another writer put a complete `path` in place meanwhile, that one is
-    replaced by ours: both were built from the same inputs.
+    replaced by ours: both were built from the same inputs. With `lock`, the swap holds
+    :func:`lock_path_for` exclusively, so readers that hold it shared never see the gap.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,17 +225,28 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_dir(tmp)
-        try:
-            os.replace(tmp, target)  # works when target is absent (or an empty directory)
-        except OSError:
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=str(target.parent)))
-            os.rmdir(old)
-            try:
-                os.replace(target, old)
-            except FileNotFoundError:
-                pass  # another writer's rename raced ours away
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+        guard = file_lock(lock_path_for(target), exclusive=True) if lock else contextlib.nullcontext()
+        with guard:
+            for attempt in range(20):
+                try:
+                    os.replace(tmp, target)  # works when target is absent (or an empty directory)
+                    break
+                except OSError:
+                    if attempt == 19:
+                        raise
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=str(target.parent)))
+                os.rmdir(old)
+                try:
+                    os.replace(target, old)
+                except FileNotFoundError:
+                    continue  # another writer's rename raced ours away: try again
+                try:
+                    os.replace(tmp, target)
+                    break
+                except OSError:
+                    continue  # another writer got in between: move theirs aside too
+                finally:
+                    shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -52,10 +52,14 @@ _CHUNK = 1 << 20
 
 @dataclass
 class MnistSplit:
-    """One split of MNIST, exactly as stored: images uint8 [N,28,28], labels uint8 [N]."""
+    """One split of MNIST, exactly as stored: images uint8 [N,28,28], labels uint8 [N].
+
+    ``directory`` is the one directory both files were read from.
+    """
 
     images: np.ndarray
     labels: np.ndarray
+    directory: Optional[Path] = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -81,26 +85,40 @@ def find_mnist_files(data_dir: PathLike, splits: Sequence[str] = SPLITS) -> Dict
 
     Returns {"train_images": Path, "train_labels": ..., "test_images": ..., "test_labels": ...}
     (only the keys of the splits asked for). A raw file is preferred over its .gz twin.
-    Raises DataError naming every missing file and every directory searched.
+    Both files of a split come from one directory: the first searched that holds both.
+    Raises DataError naming every missing file and every directory searched, or, when a
+    split's two files are only found in different directories, naming where each one is.
     """
+    _keys_for(splits)  # validates the split names
     dirs = search_dirs(data_dir)
     found: Dict[str, Path] = {}
     missing: List[str] = []
-    for key in _keys_for(splits):
+
+    def in_dir(directory: Path, key: str) -> Optional[Path]:
         base = MNIST_FILES[key]
-        hit: Optional[Path] = None
+        for name in (base, base + ".gz"):
+            if (directory / name).is_file():
+                return directory / name
+        return None
+
+    for split in splits:
+        keys = (f"{split}_images", f"{split}_labels")
+        chosen = None
         for directory in dirs:
-            for name in (base, base + ".gz"):
-                candidate = directory / name
-                if candidate.is_file():
-                    hit = candidate
-                    break
-            if hit is not None:
+            hits = [in_dir(directory, k) for k in keys]
+            if all(h is not None for h in hits):
+                chosen = hits
                 break
-        if hit is None:
-            missing.append(f"{base}[.gz]")
-        else:
-            found[key] = hit
+        if chosen is not None:
+            found.update(zip(keys, chosen))  # type: ignore[arg-type]
+            continue
+        where = {k: [str(d) for d in dirs if in_dir(d, k) is not None] for k in keys}
+        if all(where.values()):
+            raise DataError(
+                f"MNIST {split} split: {MNIST_FILES[keys[0]]}[.gz] is in {', '.join(where[keys[0]])} but "
+                f"{MNIST_FILES[keys[1]]}[.gz] is in {', '.join(where[keys[1]])}; both files of a split must "
+                "come from the same directory (move them together)")
+        missing += [f"{MNIST_FILES[k]}[.gz]" for k in keys if not where[k]]
     if missing:
         where = ", ".join(str(d) for d in dirs)
         raise DataError(
@@ -137,13 +155,15 @@ def parse_idx(data: bytes, expected_magic: int, source: str = "<bytes>") -> np.n
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{source}: truncated header ({len(data)} bytes, need {header})")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims, dtype=np.int64)) if ndim else 1
+    dims = tuple(int(d) for d in struct.unpack(f">{ndim}I", data[4:header]))
+    expected = 1
+    for d in dims:  # Python ints: a header of 2^31 x 2^31 x 28 must not overflow int64
+        expected *= d
     actual = len(data) - header
     if actual < expected:
         raise DataError(
-            f"{source}: file is truncated: header says shape {tuple(dims)} = {expected} bytes "
-            f"of data, only {actual} present")
+            f"{source}: file is truncated or its header is wrong: header says shape {dims} = "
+            f"{expected} bytes of data, only {actual} present")
     if actual > expected:
         raise DataError(
             f"{source}: {actual - expected} unexpected trailing bytes after the "
@@ -194,9 +214,12 @@ def load_mnist(data_dir: PathLike, split: str) -> MnistSplit:
         raise DataError(
             f"MNIST {split} split: {img_path} holds {images.shape[0]} images but "
             f"{lbl_path} holds {labels.shape[0]} labels")
+    if images.shape[0] == 0:
+        raise DataError(f"MNIST {split} split in {img_path.parent} is empty: {img_path.name} and "
+                        f"{lbl_path.name} declare 0 images")
     if labels.size and int(labels.max()) >= NUM_CLASSES:
         raise DataError(f"{lbl_path}: label {int(labels.max())} out of range 0..9")
-    return MnistSplit(images=images, labels=labels)
+    return MnistSplit(images=images, labels=labels, directory=img_path.parent)
 
 
 def normalize_images(images_uint8: np.ndarray) -> np.ndarray:

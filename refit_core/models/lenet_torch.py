@@ -18,7 +18,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.mnist import load_mnist, normalize_images
-from .lenet_weights import LENET_WEIGHT_SHAPES, TrainConfig, TrainedWeights, check_weight_shapes
+from ..interfaces import LENET_SHAPES
+from .lenet_weights import LenetTrainConfig as TrainConfig
+from .lenet_weights import TrainedWeights, check_weight_shapes
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -32,15 +34,17 @@ class LeNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 20, kernel_size=5)
-        self.conv2 = nn.Conv2d(20, 50, kernel_size=5)
-        self.fc1 = nn.Linear(800, 500)
-        self.fc2 = nn.Linear(500, 10)
+        s = LENET_SHAPES  # the one definition of the layer sizes (interfaces.py)
+        self.conv1 = nn.Conv2d(s["conv1.weight"][1], s["conv1.weight"][0], kernel_size=s["conv1.weight"][2])
+        self.conv2 = nn.Conv2d(s["conv2.weight"][1], s["conv2.weight"][0], kernel_size=s["conv2.weight"][2])
+        self.fc1 = nn.Linear(s["fc1.weight"][1], s["fc1.weight"][0])
+        self.fc2 = nn.Linear(s["fc2.weight"][1], s["fc2.weight"][0])
+        self._flat = s["fc1.weight"][1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(self.conv1(x), kernel_size=2, stride=2)
         x = F.max_pool2d(self.conv2(x), kernel_size=2, stride=2)
-        x = x.reshape(x.shape[0], 800)
+        x = x.reshape(x.shape[0], self._flat)
         x = F.relu(self.fc1(x))
         return self.fc2(x)
 
@@ -176,7 +180,7 @@ def train_lenet(data_dir: PathLike, config: Optional[TrainConfig] = None,
             det_flags.fill_uninitialized_memory = prev_fill
 
     weights = weights_of(model)
-    assert set(weights) == set(LENET_WEIGHT_SHAPES)
+    assert set(weights) == set(LENET_SHAPES)
     meta = {
         "test_accuracy": test_acc,
         "train_images": n_train,

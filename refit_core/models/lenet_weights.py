@@ -3,18 +3,22 @@
 The GPU kit has no PyTorch, so it must be able to read the training configuration and the
 cached weights; training itself lives in lenet_torch and is imported only when needed.
 A cache entry is trusted only if its metadata matches the data checksums and the
-hyper-parameters and its arrays have the right names, shapes and values.
+hyper-parameters, its arrays hash to the sha256 its metadata records, and they have the
+right names, dtype (float32, never cast), shapes and values. Any other entry is named in a
+WeightCacheWarning and retrained (TrainingUnavailable names it when PyTorch is missing).
+Both files are written atomically (fileio) under a lock that readers share.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
 import importlib
+import io
 import json
 import logging
 import os
 import platform
-import tempfile
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,33 +28,32 @@ import numpy as np
 
 from ..config import CACHE_DIR_ENV, cache_dir, resolve_data_dir
 from ..data.mnist import dataset_fingerprint
-from ..errors import DataError, TrainingUnavailable
+from ..errors import DataError, TrainingUnavailable, WeightCacheWarning
+from ..fileio import atomic_write_json, atomic_write_with, file_lock, lock_path_for, read_bytes_nofollow
+from ..interfaces import LENET_SHAPES
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Bump when the file layout or training code changes in a way that makes old caches wrong.
-CACHE_FORMAT = 1
+# 2: the metadata records weights_sha256 (the arrays' content hash), checked on load.
+CACHE_FORMAT = 2
 
-LENET_WEIGHT_SHAPES: Dict[str, Tuple[int, ...]] = {
-    "conv1.weight": (20, 1, 5, 5),
-    "conv1.bias": (20,),
-    "conv2.weight": (50, 20, 5, 5),
-    "conv2.bias": (50,),
-    "fc1.weight": (500, 800),
-    "fc1.bias": (500,),
-    "fc2.weight": (10, 500),
-    "fc2.bias": (10,),
-}
+#: Kept for the modules and tests that import it; the one definition is interfaces.LENET_SHAPES.
+LENET_WEIGHT_SHAPES: Dict[str, Tuple[int, ...]] = LENET_SHAPES
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of one training run; all of them go into the cache key."""
+class LenetTrainConfig:
+    """Hyper-parameters of one LeNet training run; all of them go into the cache key.
+
+    (BiDAF's stand-in has its own, models.bidaf.train.BidafTrainConfig: the two share no
+    field that means the same thing, so they are two classes with two names.)
+    """
 
     seed: int = 1
     epochs: int = 2
@@ -78,6 +81,10 @@ class TrainConfig:
         return asdict(self)
 
 
+#: The old name, kept for the modules that import it.
+TrainConfig = LenetTrainConfig
+
+
 @dataclass
 class TrainedWeights:
     """The eight LeNet tensors (float32, C-contiguous, PyTorch names) plus provenance."""
@@ -86,6 +93,10 @@ class TrainedWeights:
     metadata: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # float16/64 -> float32 is the documented conversion; ints, complex, bool, objects are
+        # refused rather than cast (a cast would hide a wrong file).
+        for name, value in self.weights.items():
+            _check_float_dtype(name, np.asarray(value), "weights")
         self.weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
 
     @property
@@ -95,19 +106,37 @@ class TrainedWeights:
         return None if value is None else float(value)
 
 
+def _check_float_dtype(name: str, arr: np.ndarray, source: str) -> None:
+    if arr.dtype.kind != "f":
+        raise DataError(f"{source}: {name} has dtype {arr.dtype}; LeNet weights are real floating point "
+                        "(no silent casts)")
+
+
 def check_weight_shapes(weights: Mapping[str, np.ndarray], source: str = "weights") -> None:
-    """Raise DataError unless `weights` has exactly the LeNet names, shapes and finite values."""
-    names, expected = set(weights), set(LENET_WEIGHT_SHAPES)
+    """Raise DataError unless `weights` has exactly the LeNet names, shapes, a real floating
+    dtype and finite values."""
+    names, expected = set(weights), set(LENET_SHAPES)
     if names != expected:
         raise DataError(
             f"{source}: weight names differ from LeNet's: missing {sorted(expected - names)}, "
             f"unexpected {sorted(names - expected)}")
-    for name, shape in LENET_WEIGHT_SHAPES.items():
+    for name, shape in LENET_SHAPES.items():
         arr = np.asarray(weights[name])
+        _check_float_dtype(name, arr, source)
         if tuple(arr.shape) != shape:
             raise DataError(f"{source}: {name} has shape {tuple(arr.shape)}, expected {shape}")
         if not np.all(np.isfinite(arr)):
             raise DataError(f"{source}: {name} holds non-finite values")
+
+
+def weights_sha256(weights: Mapping[str, np.ndarray]) -> str:
+    """Content hash of a weight set: names (sorted), dtype, shape and C-order bytes of each."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        arr = np.ascontiguousarray(weights[name])
+        digest.update(json.dumps([name, arr.dtype.str, list(arr.shape)]).encode("utf-8"))
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
 
 
 def cache_key(fingerprint: Mapping[str, Any], config: TrainConfig) -> str:
@@ -132,53 +161,73 @@ def cache_paths(data_dir: Optional[PathLike] = None, config: Optional[TrainConfi
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: no half files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_cache(trained: TrainedWeights, npz_path: Path, json_path: Path) -> None:
-    """Store weights (npz) then metadata (json); the json is written last and marks completion."""
+    """Store weights (npz) then metadata (json, with the weights' sha256), each atomically,
+    under the entry's lock; the json is written last and marks completion."""
     check_weight_shapes(trained.weights, source="weights to cache")
-    _atomic_write(npz_path, lambda fh: np.savez(fh, **trained.weights))
-    text = json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n"
-    _atomic_write(json_path, lambda fh: fh.write(text.encode("utf-8")))
+    meta = dict(trained.metadata)
+    meta["weights_sha256"] = weights_sha256(trained.weights)
+    text_check = json.dumps(meta, allow_nan=False, sort_keys=True)  # fail before touching any file
+    del text_check
+    npz_path, json_path = Path(npz_path), Path(json_path)
+    npz_path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(lock_path_for(npz_path), exclusive=True):
+        atomic_write_with(npz_path, lambda fh: np.savez(fh, **trained.weights))
+        atomic_write_json(json_path, meta, indent=2)
 
 
 def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
                config: TrainConfig) -> TrainedWeights:
-    """Load a cache entry, or raise DataError saying why it cannot be trusted."""
-    if not json_path.is_file() or not npz_path.is_file():
-        raise DataError(f"no cache entry at {npz_path}")
+    """Load a cache entry, or raise DataError naming the file and saying why it cannot be trusted."""
+    npz_path, json_path = Path(npz_path), Path(json_path)
+    with file_lock(lock_path_for(npz_path), exclusive=False):
+        try:
+            meta_bytes = read_bytes_nofollow(json_path)
+        except FileNotFoundError:
+            raise DataError(f"{json_path}: metadata missing") from None
+        except OSError as exc:
+            raise DataError(f"{json_path}: unreadable metadata ({exc})") from exc
+        try:
+            npz_bytes = read_bytes_nofollow(npz_path)
+        except FileNotFoundError:
+            raise DataError(f"{npz_path}: weights file missing") from None
+        except OSError as exc:
+            raise DataError(f"{npz_path}: unreadable weights ({exc})") from exc
     try:
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        meta = json.loads(meta_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{json_path}: unreadable metadata ({exc})") from exc
     if not isinstance(meta, dict):
-        raise DataError(f"{json_path}: metadata is not a JSON object")
+        raise DataError(f"{json_path}: metadata is not a JSON object (a JSON {type(meta).__name__})")
     if meta.get("cache_format") != CACHE_FORMAT:
         raise DataError(f"{json_path}: cache format {meta.get('cache_format')!r}, need {CACHE_FORMAT}")
     if meta.get("data_fingerprint") != json.loads(json.dumps(dict(fingerprint))):
         raise DataError(f"{json_path}: trained on other data (checksums differ)")
     if meta.get("config") != json.loads(json.dumps(config.to_dict())):
         raise DataError(f"{json_path}: trained with other hyper-parameters {meta.get('config')}")
+    expected_hash = meta.get("weights_sha256")
+    if not isinstance(expected_hash, str):
+        raise DataError(f"{json_path}: no weights_sha256 recorded; the weights cannot be checked")
     try:
-        with np.load(npz_path, allow_pickle=False) as npz:
+        loaded = np.load(io.BytesIO(npz_bytes), allow_pickle=False)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{npz_path}: unreadable weights ({exc})") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"{npz_path}: not an npz archive (holds a single {type(loaded).__name__})")
+    try:
+        with loaded as npz:
             weights = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{npz_path}: unreadable weights ({exc})") from exc
+    for name, arr in weights.items():
+        if arr.dtype != np.dtype(np.float32):
+            raise DataError(f"{npz_path}: {name} has dtype {arr.dtype}, the cache holds float32 only "
+                            "(no silent casts)")
     check_weight_shapes(weights, source=str(npz_path))
+    got_hash = weights_sha256(weights)
+    if got_hash != expected_hash:
+        raise DataError(f"{npz_path}: weights sha256 {got_hash} differs from {expected_hash} recorded in "
+                        f"{json_path.name} (replaced or corrupt)")
     return TrainedWeights(weights=weights, metadata=meta)
 
 
@@ -203,19 +252,23 @@ def load_or_train(data_dir: Optional[PathLike] = None, config: Optional[TrainCon
     fp = dataset_fingerprint(data_path)
     stem = lenet_cache_dir(cache_root) / cache_key(fp, config)
     npz_path, json_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
-    if npz_path.exists() or json_path.exists():
+    rejected: Optional[str] = None
+    if os.path.lexists(str(npz_path)) or os.path.lexists(str(json_path)):
         try:
             return read_cache(npz_path, json_path, fp, config)
         except DataError as exc:
-            log.warning("LeNet weight cache rejected, retraining: %s", exc)
+            rejected = str(exc)
+            warnings.warn(f"LeNet weight cache entry {npz_path} is not usable: {exc}; retraining",
+                          WeightCacheWarning, stacklevel=2)
     try:
         trained = _train_weights(data_path, config, progress)
     except ImportError as exc:
         missing = (getattr(exc, "name", None) or "torch").split(".")[0]
         if missing != "torch":  # some other broken import: not ours to reword
             raise
+        why = f" (the cached entry was rejected: {rejected})" if rejected else ""
         raise TrainingUnavailable(
-            f"no usable cached LeNet weights at {npz_path} and PyTorch is not importable "
+            f"no usable cached LeNet weights at {npz_path}{why} and PyTorch is not importable "
             f"({exc}), so make them with `python -m refit_core train-mnist --data-dir "
             f"{data_path}` on a machine with PyTorch and carry its cache folder here, "
             f"pointing {CACHE_DIR_ENV} at it") from exc
@@ -225,11 +278,16 @@ def load_or_train(data_dir: Optional[PathLike] = None, config: Optional[TrainCon
         "cache_key": stem.name,
         "data_fingerprint": fp,
         "config": config.to_dict(),
-        "weight_shapes": {k: list(v) for k, v in LENET_WEIGHT_SHAPES.items()},
+        "weight_shapes": {k: list(v) for k, v in LENET_SHAPES.items()},
+        "weights_sha256": weights_sha256(trained.weights),
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
     trained = TrainedWeights(weights=trained.weights, metadata=meta)
-    save_cache(trained, npz_path, json_path)
+    try:
+        save_cache(trained, npz_path, json_path)
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"trained LeNet weights could not be saved to the cache as {npz_path} "
+                      f"({type(exc).__name__}: {exc}); using them uncached", WeightCacheWarning, stacklevel=2)
     return trained

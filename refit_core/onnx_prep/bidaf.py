@@ -22,11 +22,18 @@ removed CategoryMapper, ``<weight>.npy`` for each refit weight, and ``prepared.j
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
-from dataclasses import dataclass, field
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -35,7 +42,11 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..config import DATA_DIR_ENV
-from ..errors import DataError, ModelPatternError
+from ..errors import CacheIntegrityError, DataError, ModelPatternError, PreparedModelCacheWarning
+from ..fileio import (atomic_directory, file_lock, lock_path_for, md5_file, plain_member,
+                      read_bytes_nofollow, read_verified, sha256_file)
+from ..interfaces import BIDAF_INPUTS, BIDAF_SAMPLE_WEIGHTS
+from ..text.category_map import CategoryMap
 
 __all__ = [
     "BIDAF_INPUT_NAMES",
@@ -50,16 +61,20 @@ __all__ = [
     "load_prepared",
     "find_original_bidaf",
     "original_bidaf_candidates",
-    "file_md5",
+    "prepare_cached",
+    "prepared_cache_dir",
 ]
 
-#: The four string inputs of bidaf-9 (and of the stand-in), in graph order.
-BIDAF_INPUT_NAMES: Tuple[str, ...] = ("context_word", "context_char", "query_word", "query_char")
-#: The initializers the TensorRT sample refits.
-REFIT_WEIGHT_NAMES: Tuple[str, ...] = ("Parameter576_B_0", "W_0")
+#: The four string inputs of bidaf-9 (and of the stand-in), in graph order (interfaces.py).
+BIDAF_INPUT_NAMES: Tuple[str, ...] = BIDAF_INPUTS
+#: The initializers the TensorRT sample refits (interfaces.py).
+REFIT_WEIGHT_NAMES: Tuple[str, ...] = BIDAF_SAMPLE_WEIGHTS
 PREPARED_MODEL_NAME = "bidaf-modified.onnx"
 MANIFEST_NAME = "prepared.json"
-_MANIFEST_FORMAT = 1
+#: 2: the manifest lists every file with its sha256 and size ("files"), checked on load.
+_MANIFEST_FORMAT = 2
+#: prepare_cached's directory for a source model: <cache root>/bidaf-prepared-<sha256[:16]>
+PREPARED_DIR_PREFIX = "bidaf-prepared-"
 
 #: MD5 of bidaf-9.onnx as the TensorRT sample's download.yml pins it.
 ORIGINAL_BIDAF_MD5 = "cf11f1eceb4731f8dd39345467fe94a1"
@@ -75,69 +90,6 @@ _SAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 # --------------------------------------------------------------------------- data classes
-
-@dataclass
-class CategoryMap:
-    """One CategoryMapper's string -> int64 table, so preprocessing can do its lookup.
-
-    ``input_name`` is the original string graph input the node read; ``output_name`` is
-    its int64 output, which is the prepared model's input.
-    """
-
-    cats_strings: List[str]
-    cats_int64s: List[int]
-    default_int64: int
-    node_name: str
-    input_name: Optional[str] = None
-    output_name: Optional[str] = None
-    _table: Dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.cats_strings = [str(s) for s in self.cats_strings]
-        self.cats_int64s = [int(i) for i in self.cats_int64s]
-        self.default_int64 = int(self.default_int64)
-        if len(self.cats_strings) != len(self.cats_int64s):
-            raise DataError(
-                f"CategoryMapper {self.node_name!r}: {len(self.cats_strings)} strings but "
-                f"{len(self.cats_int64s)} ids; the two lists must be of equal length")
-        # first occurrence wins, as in onnxruntime's CategoryMapper
-        table: Dict[str, int] = {}
-        for s, i in zip(self.cats_strings, self.cats_int64s):
-            table.setdefault(s, i)
-        self._table = table
-
-    def lookup(self, strings: np.ndarray) -> np.ndarray:
-        """The int64 ids of ``strings`` (any shape); unknown strings get ``default_int64``."""
-        arr = np.asarray(strings)
-        get = self._table.get
-        default = self.default_int64
-        flat = [get(s.decode("utf-8") if isinstance(s, bytes) else str(s), default)
-                for s in arr.reshape(-1).tolist()]
-        return np.asarray(flat, dtype=np.int64).reshape(arr.shape)
-
-    def to_json(self) -> str:
-        """JSON text holding the table and the names it came from."""
-        return json.dumps({
-            "node_name": self.node_name,
-            "input_name": self.input_name,
-            "output_name": self.output_name,
-            "default_int64": self.default_int64,
-            "cats_strings": self.cats_strings,
-            "cats_int64s": self.cats_int64s,
-        }, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> "CategoryMap":
-        """Read back :meth:`to_json` (also accepts the sample's plain attribute dumps)."""
-        try:
-            obj = json.loads(text)
-            return cls(cats_strings=obj["cats_strings"], cats_int64s=obj["cats_int64s"],
-                       default_int64=obj["default_int64"],
-                       node_name=obj.get("node_name") or "",
-                       input_name=obj.get("input_name"), output_name=obj.get("output_name"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"not a CategoryMapper table: {exc}") from exc
-
 
 @dataclass
 class PreparedBidaf:
@@ -167,23 +119,6 @@ class PreparedBidaf:
 def _file_name(tensor_name: str, suffix: str) -> str:
     """A file name for a tensor: the tensor's own name when it is filesystem-safe."""
     return _SAFE_FILE_CHARS.sub("_", tensor_name) + suffix
-
-
-def file_md5(path: Union[str, Path]) -> str:
-    """MD5 of a file (the checksum the TensorRT sample pins for bidaf-9)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load(model: Union[str, Path, onnx.ModelProto]) -> Tuple[onnx.ModelProto, str]:
@@ -430,18 +365,19 @@ def prepare_bidaf(model: Union[str, Path, onnx.ModelProto], out_dir: Path,
     onnx.checker.check_model(prepared)
     weights = _refit_weights(prepared, refit_weight_names)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / PREPARED_MODEL_NAME
-    onnx.save(prepared, str(model_path))
+    _refuse_foreign_directory(out_dir)
+    files: Dict[str, bytes] = {PREPARED_MODEL_NAME: prepared.SerializeToString()}
     map_files: Dict[str, str] = {}
     for input_name, cmap in maps.items():
         fname = _file_name(input_name, ".json")
-        (out_dir / fname).write_text(cmap.to_json(), encoding="utf-8")
+        files[fname] = cmap.to_json().encode("utf-8")
         map_files[input_name] = fname
     weight_files: Dict[str, str] = {}
     for name, array in weights.items():
         fname = _file_name(name, ".npy")
-        np.save(str(out_dir / fname), array)
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        files[fname] = buf.getvalue()
         weight_files[name] = fname
     manifest = {
         "format": _MANIFEST_FORMAT,
@@ -450,38 +386,164 @@ def prepare_bidaf(model: Union[str, Path, onnx.ModelProto], out_dir: Path,
         "input_names": renamed,
         "maps": map_files,
         "refit_weights": weight_files,
+        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+                  for name, data in files.items()},
     }
-    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return PreparedBidaf(model_path=model_path, maps=maps, refit_weights=weights,
+    # Built in a private temp directory and renamed into place: a reader sees the old
+    # complete directory or the new complete one, never a half-written one.
+    with atomic_directory(out_dir, lock=True) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return PreparedBidaf(model_path=out_dir / PREPARED_MODEL_NAME, maps=maps, refit_weights=weights,
                          input_names=renamed, source_sha256=sha)
 
 
-def load_prepared(out_dir: Path) -> PreparedBidaf:
-    """Read back what :func:`prepare_bidaf` wrote to ``out_dir``."""
-    out_dir = Path(out_dir)
+def _refuse_foreign_directory(out_dir: Path) -> None:
+    """prepare_bidaf replaces ``out_dir`` whole: refuse when it holds anything but a prepared BiDAF."""
+    if os.path.islink(str(out_dir)):
+        raise DataError(f"{str(out_dir)!r} is a symlink; prepare_bidaf writes only real directories")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        raise DataError(f"{str(out_dir)!r} is not empty and is not a prepared BiDAF (no {MANIFEST_NAME}); "
+                        "prepare_bidaf replaces its output directory whole, so give it an empty or new one")
+
+
+def _read_manifest(out_dir: Path) -> Dict[str, Any]:
     manifest_path = out_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise DataError(f"{str(out_dir)!r} holds no prepared BiDAF ({MANIFEST_NAME} missing): "
-                        f"run prepare_bidaf first")
+    if not os.path.lexists(str(manifest_path)):
+        raise CacheIntegrityError(f"{str(out_dir)!r} holds no prepared BiDAF ({MANIFEST_NAME} missing): "
+                                  f"run prepare_bidaf first")
     try:
-        manifest: Dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-        model_path = out_dir / manifest["model"]
-        map_files: Mapping[str, str] = manifest["maps"]
-        weight_files: Mapping[str, str] = manifest["refit_weights"]
-        input_names = dict(manifest["input_names"])
+        manifest = json.loads(read_bytes_nofollow(manifest_path).decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CacheIntegrityError(f"{str(manifest_path)!r} is not a prepared-BiDAF manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise CacheIntegrityError(f"{str(manifest_path)!r} is not a prepared-BiDAF manifest: "
+                                  f"a JSON {type(manifest).__name__}, not an object")
+    if manifest.get("format") != _MANIFEST_FORMAT:
+        raise CacheIntegrityError(f"{str(manifest_path)!r}: manifest format {manifest.get('format')!r}, "
+                                  f"need {_MANIFEST_FORMAT} (with sha256 and size of every file); prepare again")
+    return manifest
+
+
+def _load_once(out_dir: Path) -> PreparedBidaf:
+    manifest = _read_manifest(out_dir)
+    manifest_path = out_dir / MANIFEST_NAME
+    try:
+        model_name = manifest["model"]
+        map_files: Mapping[str, str] = dict(manifest["maps"])
+        weight_files: Mapping[str, str] = dict(manifest["refit_weights"])
+        input_names = {str(k): str(v) for k, v in dict(manifest["input_names"]).items()}
         sha = str(manifest["source_sha256"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{str(manifest_path)!r} is not a prepared-BiDAF manifest: {exc}") from exc
-    wanted = [model_path] + [out_dir / f for f in map_files.values()] + \
-             [out_dir / f for f in weight_files.values()]
-    missing = [str(p) for p in wanted if not p.is_file()]
-    if missing:
-        raise DataError(f"prepared BiDAF in {str(out_dir)!r} is incomplete; missing: {missing}")
-    maps = {name: CategoryMap.from_json((out_dir / f).read_text(encoding="utf-8"))
-            for name, f in map_files.items()}
-    weights = {name: np.load(str(out_dir / f)) for name, f in weight_files.items()}
-    return PreparedBidaf(model_path=model_path, maps=maps, refit_weights=weights,
+        listed: Mapping[str, Any] = dict(manifest["files"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CacheIntegrityError(f"{str(manifest_path)!r} is not a prepared-BiDAF manifest: "
+                                  f"{type(exc).__name__} {exc}") from exc
+    for name in [model_name, *map_files.values(), *weight_files.values()]:
+        plain_member(out_dir, name)
+        if name not in listed:
+            raise CacheIntegrityError(f"{str(out_dir)!r}: {name!r} is used but not listed with a sha256 "
+                                      f"in {MANIFEST_NAME}")
+    blobs: Dict[str, bytes] = {}
+    for name, entry in listed.items():
+        member = plain_member(out_dir, name)
+        if not isinstance(entry, dict):
+            raise CacheIntegrityError(f"{str(manifest_path)!r}: entry for {name!r} is not an object")
+        try:
+            blobs[name] = read_verified(member, entry.get("size"), entry.get("sha256"))
+        except CacheIntegrityError as exc:
+            raise CacheIntegrityError(f"prepared BiDAF in {str(out_dir)!r} is damaged: {exc}") from None
+    try:
+        maps = {name: CategoryMap.from_json(blobs[f].decode("utf-8")) for name, f in map_files.items()}
+        weights = {name: np.load(io.BytesIO(blobs[f]), allow_pickle=False) for name, f in weight_files.items()}
+    except (DataError, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise CacheIntegrityError(f"prepared BiDAF in {str(out_dir)!r} holds an unreadable table or "
+                                  f"weight: {exc}") from exc
+    return PreparedBidaf(model_path=out_dir / model_name, maps=maps, refit_weights=weights,
                          input_names=input_names, source_sha256=sha)
+
+
+def load_prepared(out_dir: Path) -> PreparedBidaf:
+    """Read back what :func:`prepare_bidaf` wrote to ``out_dir``, checking every file.
+
+    Every file the manifest lists must be a regular file directly in ``out_dir`` with the
+    recorded size and sha256. Raises CacheIntegrityError (a DataError) naming the directory,
+    the file and the problem. Reads hold ``.<dir>.lock`` shared, so a concurrent
+    prepare_bidaf's swap is never seen half-done; without the lock (read-only cache), a
+    failed check is retried a few times before it is believed.
+    """
+    out_dir = Path(out_dir)
+    attempts = 4
+    for attempt in range(attempts):
+        with file_lock(lock_path_for(out_dir), exclusive=False) as locked:
+            try:
+                return _load_once(out_dir)
+            except CacheIntegrityError:
+                if locked or attempt == attempts - 1:
+                    raise
+        time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def prepared_cache_dir(model_path: Union[str, Path], cache_root: Union[str, Path]) -> Path:
+    """The directory prepare_cached uses for this source model (by its sha256)."""
+    return Path(cache_root) / f"{PREPARED_DIR_PREFIX}{sha256_file(model_path)[:16]}"
+
+
+_SCRATCH: List[str] = []
+
+
+def _remove_scratch() -> None:
+    for path in _SCRATCH:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def prepare_cached(model_path: Union[str, Path], cache_root: Union[str, Path]) -> PreparedBidaf:
+    """Prepare ``model_path`` once per content: ``<cache_root>/bidaf-prepared-<sha256[:16]>``.
+
+    A sound entry for this very model is loaded. A damaged, incomplete or foreign one (any
+    CacheIntegrityError, or a manifest naming another source model) is named in a
+    PreparedModelCacheWarning and prepared again. Any other error (a bug, a bad source
+    model) propagates. When the cache cannot be written, the model is prepared in a private
+    temp directory (removed at exit) with a warning.
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise DataError(f"ONNX model {str(model_path)!r} does not exist")
+    sha = sha256_file(model_path)
+    out_dir = Path(cache_root) / f"{PREPARED_DIR_PREFIX}{sha[:16]}"
+    if os.path.lexists(str(out_dir)):
+        problem = None
+        try:
+            prepared = load_prepared(out_dir)
+            if prepared.source_sha256 == sha:
+                return prepared
+            problem = (f"it was prepared from another model (source sha256 {prepared.source_sha256}, "
+                       f"this model is {sha})")
+        except CacheIntegrityError as exc:
+            problem = str(exc)
+        warnings.warn(f"prepared BiDAF cache {out_dir} is not usable: {problem}; preparing it again",
+                      PreparedModelCacheWarning, stacklevel=2)
+        if os.path.islink(str(out_dir)) or not (out_dir / MANIFEST_NAME).is_file():
+            with contextlib.suppress(OSError):  # a symlink, a file or an unmarked dir: move it out of the way
+                _remove_entry(out_dir)
+    try:
+        return prepare_bidaf(model_path, out_dir)
+    except OSError as exc:
+        scratch = tempfile.mkdtemp(prefix="refit-bidaf-prepared-")
+        if not _SCRATCH:
+            atexit.register(_remove_scratch)
+        _SCRATCH.append(scratch)
+        warnings.warn(f"prepared BiDAF cache {out_dir} cannot be written ({exc}); prepared in {scratch} "
+                      "instead (removed at exit)", PreparedModelCacheWarning, stacklevel=2)
+        return prepare_bidaf(model_path, Path(scratch) / out_dir.name)
+
+
+def _remove_entry(path: Path) -> None:
+    if os.path.islink(str(path)) or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 # --------------------------------------------------------------------------- the original
@@ -506,7 +568,7 @@ def find_original_bidaf(data_dir: Optional[Union[str, Path]] = None,
     for path in original_bidaf_candidates(data_dir):
         if path.is_file():
             if check_md5:
-                got = file_md5(path)
+                got = md5_file(path)
                 if got != ORIGINAL_BIDAF_MD5:
                     raise DataError(
                         f"{str(path)!r} is not the original bidaf-9.onnx: MD5 {got}, expected "

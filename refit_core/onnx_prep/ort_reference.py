@@ -14,14 +14,15 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import DataError
+from ..interfaces import BIDAF_OUTPUTS
+from ..models.ort_session import ort_session
 from ..text.preprocess import (EncodedText, answer_span, encode_text, feeds_for_original,
                                feeds_for_prepared)
 from .bidaf import PreparedBidaf
 
 __all__ = ["Answer", "OrtBidaf", "OrtPreparedBidaf", "OUTPUT_NAMES"]
 
-OUTPUT_NAMES: Tuple[str, str] = ("start_pos", "end_pos")
-_PROVIDERS = ["CPUExecutionProvider"]
+OUTPUT_NAMES: Tuple[str, str] = BIDAF_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,8 @@ class Answer:
 
 
 def _session(model: Union[str, Path, bytes]) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # warnings about unused initializers etc. are noise here
-    if isinstance(model, bytes):
-        return ort.InferenceSession(model, sess_options=opts, providers=_PROVIDERS)
-    path = Path(model)
-    if not path.is_file():
-        raise DataError(f"ONNX model {str(path)!r} does not exist")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=_PROVIDERS)
+    """A fresh CPU session (models.ort_session is the one place sessions are made)."""
+    return ort_session(model, reuse=False)
 
 
 def _output_names(session: ort.InferenceSession) -> List[str]:

@@ -68,6 +68,12 @@ def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
         raise WeightValidationError(name, "got None instead of an array")
     if not isinstance(array, np.ndarray):
         raise WeightValidationError(name, f"expected a numpy.ndarray, got {type(array).__name__}")
+    if isinstance(array, np.ma.MaskedArray):
+        # TensorRT reads the raw buffer, masked-out values included (a NaN under the mask
+        # would pass any check made through the mask): refuse rather than guess a fill value.
+        raise WeightValidationError(
+            name, "is a numpy masked array; TensorRT would read the raw values under the mask too: "
+                  "pass a plain array with the values you mean (e.g. w.filled(0.0))")
     want = np.dtype(spec.dtype)
     if array.dtype != want:
         raise WeightValidationError(
@@ -86,6 +92,10 @@ def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
         raise WeightValidationError(
             name, "is not C-contiguous (a transposed or strided view); TensorRT reads raw memory in "
                   "row-major order: pass np.ascontiguousarray(w)")
+    if not array.flags.aligned:
+        raise WeightValidationError(
+            name, f"is not aligned (its buffer does not start on a {array.dtype.itemsize}-byte boundary for "
+                  f"{array.dtype}); TensorRT reads it as typed memory: pass an aligned copy (w.copy())")
     if not array.flags.writeable:
         raise WeightValidationError(
             name, "is read-only; TensorRT reads the buffer after the call returns, and refit_core takes "

@@ -21,15 +21,16 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ..errors import DataError
-from ..onnx_prep.bidaf import CategoryMap
+from ..interfaces import BIDAF_CHARS_PER_WORD
+from .category_map import CategoryMap
 from .tokenize import tokenize
 
 __all__ = ["SIDES", "MAX_CHARS", "EncodedText", "encode_text", "word_input", "char_input",
            "feeds_for_prepared", "feeds_for_original", "answer_span"]
 
 SIDES = ("context", "query")
-#: Characters kept per token (the model's fourth char dimension).
-MAX_CHARS = 16
+#: Characters kept per token (the model's fourth char dimension); defined in interfaces.py.
+MAX_CHARS = BIDAF_CHARS_PER_WORD
 
 
 def word_input(side: str) -> str:

@@ -176,41 +176,95 @@ class EngineHandle:
 # --------------------------------------------------------------------------------------
 # Plan cache: plans are per GPU, per TensorRT version and per build option.
 # --------------------------------------------------------------------------------------
+# (imported here, not at the top, so this section is self-contained)
+import os  # noqa: E402
+import re  # noqa: E402
+
+from .. import fileio  # noqa: E402
+from ..errors import CacheIntegrityError  # noqa: E402
+
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_PLAN_CACHE_FORMAT = 2
+
+
 def plan_cache_key(parts: Dict[str, Any]) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
 class PlanCache:
-    """Plans on disk with a JSON sidecar (TensorRT version, sha256, size).
+    """Plans on disk (``<key>.plan``) with a JSON sidecar (``<key>.json``: TensorRT version,
+    key, size and sha256 of the plan).
 
-    A plan is handed to TensorRT only after its sidecar matches: a truncated or corrupt file,
-    or one from another TensorRT version, is rebuilt with an EngineCacheWarning naming it,
-    rather than risking a deserializer that aborts on bad bytes.
+    A plan is handed to TensorRT only after its bytes match the sidecar: a truncated, corrupt,
+    swapped or foreign file, a symlink, or one from another TensorRT version is refused with
+    an EngineCacheWarning naming it (the caller rebuilds), never loaded and never a crash.
+    Both files are written atomically (fileio: unique temp names, O_EXCL, rename), and
+    writers and readers of one key take a lock (``.<key>.lock``, flock) so that a reader
+    never pairs one writer's plan with another's sidecar; where the lock cannot be had (a
+    read-only cache, a planted symlink) the sha256 check alone still refuses any mismatch.
+
+    ``trt_version`` None asks refit_core.trt.compat (TensorRT) lazily, on first use; tests
+    pass a version string and run without TensorRT.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, trt_version: Optional[str] = None) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._trt_version = trt_version
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only parent: every store warns, every load misses
+            warnings.warn(f"plan cache directory {self.root} cannot be created ({exc}); "
+                          "plans will not be cached", EngineCacheWarning, stacklevel=2)
+
+    @property
+    def trt_version(self) -> str:
+        if self._trt_version is None:
+            self._trt_version = compat.trt_version_string()
+        return self._trt_version
 
     def paths(self, key: str) -> Tuple[Path, Path]:
+        if not isinstance(key, str) or not _KEY_CHARS.fullmatch(key):
+            raise ValueError(f"plan-cache key {key!r} is not a plain file-name stem "
+                             "(letters, digits, '_', '-', '.'; not starting with '.')")
         return self.root / f"{key}.plan", self.root / f"{key}.json"
 
-    def load(self, key: str) -> Optional[bytes]:
-        plan_path, meta_path = self.paths(key)
-        if not plan_path.exists():
-            return None
-        problem = None
+    def _locked(self, key: str, exclusive: bool) -> Any:
+        """Hold ``.<key>.lock`` (fileio.file_lock: flock, never through a symlink)."""
+        return fileio.file_lock(self.root / f".{key}.lock", exclusive=exclusive)
+
+    def _problem(self, key: str, plan_path: Path, meta_path: Path) -> Tuple[Optional[bytes], Optional[str]]:
+        """(plan, None) for a sound entry, (None, None) when absent, (None, problem) when damaged."""
+        plan_exists = os.path.lexists(str(plan_path))
+        meta_exists = os.path.lexists(str(meta_path))
+        if not plan_exists and not meta_exists:
+            return None, None
+        if not meta_exists:
+            return None, f"its metadata {meta_path.name} is missing"
         try:
-            meta = json.loads(meta_path.read_text())
-            data = plan_path.read_bytes()
-            if meta.get("tensorrt_version") != compat.trt_version_string():
-                problem = (f"it was built by TensorRT {meta.get('tensorrt_version')}, "
-                           f"this is {compat.trt_version_string()}")
-            elif len(data) != meta.get("size") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-                problem = f"it is corrupt or truncated ({len(data)} bytes, expected {meta.get('size')})"
+            meta = json.loads(fileio.read_bytes_nofollow(meta_path).decode("utf-8"))
         except (OSError, ValueError) as exc:
-            problem = f"its metadata {meta_path.name} is unreadable ({exc})"
+            return None, f"its metadata {meta_path.name} is unreadable ({exc})"
+        if not isinstance(meta, dict):
+            return None, f"its metadata {meta_path.name} is not a JSON object"
+        if meta.get("tensorrt_version") != self.trt_version:
+            return None, (f"it was built by TensorRT {meta.get('tensorrt_version')}, "
+                          f"this is {self.trt_version}")
+        if meta.get("key", key) != key:
+            return None, f"its metadata belongs to another entry (key {meta.get('key')!r}, not {key!r})"
+        if not plan_exists:
+            return None, "the plan file is missing (its metadata is there)"
+        try:
+            data = fileio.read_verified(plan_path, meta.get("size"), meta.get("sha256"))
+        except CacheIntegrityError as exc:
+            return None, str(exc)
+        return data, None
+
+    def load(self, key: str) -> Optional[bytes]:
+        """The cached plan for ``key``, or None (absent: silently; damaged: with a warning)."""
+        plan_path, meta_path = self.paths(key)
+        with self._locked(key, exclusive=False):
+            data, problem = self._problem(key, plan_path, meta_path)
         if problem:
             warnings.warn(f"cached TensorRT plan {plan_path} is not usable: {problem}; rebuilding",
                           EngineCacheWarning, stacklevel=2)
@@ -218,14 +272,20 @@ class PlanCache:
         return data
 
     def store(self, key: str, plan: bytes, extra: Optional[Dict[str, Any]] = None) -> Path:
+        """Write plan and sidecar atomically; raises OSError/ValueError/TypeError when it cannot
+        (load_or_build turns that into an EngineCacheWarning and keeps the built plan)."""
         plan_path, meta_path = self.paths(key)
-        tmp = plan_path.with_suffix(".plan.tmp")
-        tmp.write_bytes(plan)
-        tmp.replace(plan_path)
-        meta = {"tensorrt_version": compat.trt_version_string(), "size": len(plan),
-                "sha256": hashlib.sha256(plan).hexdigest(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        meta = {"tensorrt_version": self.trt_version, "size": len(plan), "key": key,
+                "sha256": fileio.sha256_bytes(plan), "format": _PLAN_CACHE_FORMAT,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         meta.update(extra or {})
-        meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        # Serialize first: a sidecar that cannot be written must not leave a new plan
+        # beside an old sidecar.
+        meta_text = json.dumps(meta, indent=1, sort_keys=True, default=str, allow_nan=False) + "\n"
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked(key, exclusive=True):
+            fileio.atomic_write_bytes(plan_path, bytes(plan))
+            fileio.atomic_write_text(meta_path, meta_text)
         return plan_path
 
 
@@ -233,7 +293,8 @@ def load_or_build(cache: Optional[PlanCache], key_parts: Dict[str, Any], build: 
                   logger: Any, progress: Callable[[str], None] = print) -> Tuple[EngineHandle, Optional[BuildResult]]:
     """The sample's "Reading engine from file" path: use the cached plan when it is sound,
     otherwise build (and cache) a new one. Returns the handle and the build result (None when
-    the plan came from the cache)."""
+    the plan came from the cache). A plan that cannot be stored is returned all the same,
+    with an EngineCacheWarning."""
     key = plan_cache_key(key_parts)
     if cache is not None:
         plan = cache.load(key)
@@ -248,5 +309,10 @@ def load_or_build(cache: Optional[PlanCache], key_parts: Dict[str, Any], build: 
     result = build()
     progress(f"Completed creating engine in {result.seconds:.1f} s")
     if cache is not None:
-        cache.store(key, result.plan, {"key_parts": key_parts})
+        try:
+            cache.store(key, result.plan, {"key_parts": key_parts})
+        except (OSError, ValueError, TypeError) as exc:
+            warnings.warn(f"built TensorRT plan could not be stored in the cache as {cache.paths(key)[0]} "
+                          f"({type(exc).__name__}: {exc}); using it uncached",
+                          EngineCacheWarning, stacklevel=2)
     return EngineHandle(result.plan, logger, source="built"), result

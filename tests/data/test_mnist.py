@@ -264,3 +264,50 @@ def test_real_data_shapes_and_label_counts(mnist_dir: Path) -> None:
 def test_real_data_checksums_match_readme(mnist_dir: Path) -> None:
     fp = dataset_fingerprint(mnist_dir)
     assert {k: v["md5"] for k, v in fp.items()} == README_MD5
+
+
+# ---- sizes from Python ints, empty splits, one directory per split -------------------------
+
+def _idx_header(magic: int, dims) -> bytes:
+    import struct
+    return struct.pack(">i", magic) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def test_a_header_claiming_2_31_squared_images_is_a_data_error_naming_the_sizes(tmp_path: Path) -> None:
+    from refit_core.data.mnist import read_idx
+    path = tmp_path / "huge-idx3-ubyte"
+    path.write_bytes(_idx_header(IMAGES_MAGIC, (2 ** 31, 2 ** 31, 28)) + bytes(28 * 28 * 3))
+    with pytest.raises(DataError) as info:
+        read_idx(path, IMAGES_MAGIC)
+    message = str(info.value)
+    print(message)
+    assert str(path) in message and "(2147483648, 2147483648, 28)" in message
+    assert str(2 ** 31 * 2 ** 31 * 28) in message and str(28 * 28 * 3) in message
+
+
+def test_an_empty_split_is_refused(tmp_path: Path) -> None:
+    from refit_core.data.mnist import load_mnist
+    write_idx(tmp_path / MNIST_FILES["test_images"], np.zeros((0, 28, 28), np.uint8))
+    write_idx(tmp_path / MNIST_FILES["test_labels"], np.zeros((0,), np.uint8))
+    with pytest.raises(DataError, match="empty") as info:
+        load_mnist(tmp_path, "test")
+    print(info.value)
+    assert MNIST_FILES["test_images"] in str(info.value)
+
+
+def test_both_files_of_a_split_come_from_one_directory(tmp_path: Path) -> None:
+    from refit_core.data.mnist import find_mnist_files, load_mnist
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(8, 28, 28), dtype=np.uint8)
+    # root: images only; root/mnist: labels only -> no directory holds the whole split
+    write_idx(tmp_path / MNIST_FILES["test_images"], imgs)
+    write_idx(tmp_path / "mnist" / MNIST_FILES["test_labels"], np.zeros(8, np.uint8))
+    with pytest.raises(DataError, match="same directory") as info:
+        find_mnist_files(tmp_path, ("test",))
+    print(info.value)
+    # once root/mnist holds both, it is used for both, and the split says so
+    write_idx(tmp_path / "mnist" / MNIST_FILES["test_images"], imgs)
+    files = find_mnist_files(tmp_path, ("test",))
+    assert files["test_images"].parent == files["test_labels"].parent == tmp_path / "mnist"
+    split = load_mnist(tmp_path, "test")
+    assert split.directory == tmp_path / "mnist" and len(split) == 8

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from refit_core.models.lenet_reference import _conv_nhwc, _maxpool2_nhwc, accuracy, lenet_forward
-from refit_core.models.lenet_weights import LENET_WEIGHT_SHAPES
+from refit_core.interfaces import LENET_SHAPES as LENET_WEIGHT_SHAPES
 
 
 def random_weights(seed: int = 0) -> dict:

@@ -60,7 +60,7 @@ def test_tiny_prepared_matches_original(make_tiny_bidaf: Callable, tmp_path: Pat
 
 
 def test_answer_fields(tiny_bidaf, tiny_bidaf_path: Path, tmp_path: Path) -> None:
-    answer = OrtPreparedBidaf(prepare_bidaf(tiny_bidaf_path, tmp_path)).answer(
+    answer = OrtPreparedBidaf(prepare_bidaf(tiny_bidaf_path, tmp_path / "prepared")).answer(
         "A quick brown fox jumps over the lazy dog.", "What color is the fox?")
     assert isinstance(answer, Answer)
     assert answer.tokens == ("A", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", ".")

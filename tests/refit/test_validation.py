@@ -97,3 +97,27 @@ def test_a_mismatch_is_never_accepted(array):
     else:
         with pytest.raises(WeightValidationError):
             validate_weight(specs, "w", array)
+
+
+# ---- masked and unaligned arrays (TensorRT reads the raw, aligned buffer) -------------------
+
+def test_a_masked_array_is_refused_even_with_nan_under_the_mask():
+    data = good("conv1.bias")
+    data[3] = np.nan
+    masked = np.ma.MaskedArray(data, mask=np.isnan(data))
+    assert np.isfinite(masked).all()  # what a check through the mask would see
+    with pytest.raises(WeightValidationError, match="'conv1.bias'.*masked array") as info:
+        validate_weight(SPECS, "conv1.bias", masked)
+    print(info.value)
+    clean = np.ma.MaskedArray(good("conv1.bias"), mask=False)
+    with pytest.raises(WeightValidationError, match="masked array"):
+        validate_weight(SPECS, "conv1.bias", clean)
+
+
+def test_an_unaligned_array_is_refused_with_its_name():
+    raw = bytearray(20 * 4 + 1)
+    unaligned = np.frombuffer(raw, dtype=np.float32, count=20, offset=1)
+    assert not unaligned.flags.aligned and unaligned.flags.writeable and unaligned.flags.c_contiguous
+    with pytest.raises(WeightValidationError, match="'conv1.bias'.*not aligned") as info:
+        validate_weight(SPECS, "conv1.bias", unaligned)
+    print(info.value)

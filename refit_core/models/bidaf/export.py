@@ -31,15 +31,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .vocab import CHAR_UNK_ID, CHARS_PER_WORD, WORD_UNK_ID, Vocab
+from ...interfaces import BIDAF_CHARS_PER_WORD as CHARS_PER_WORD
+from ...interfaces import BIDAF_INPUTS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS
+from .vocab import CHAR_UNK_ID, WORD_UNK_ID, Vocab
 
 OPSET = 13
 ML_OPSET = 1
 IR_VERSION = 7           # what opset 13 shipped with; TensorRT 8.5's parser reads it
-REFIT_WEIGHT_NAME = "W_0"
-REFIT_BIAS_NAME = "Parameter576_B_0"
-INPUT_NAMES = ("context_word", "context_char", "query_word", "query_char")
-OUTPUT_NAMES = ("start_pos", "end_pos")
+REFIT_BIAS_NAME, REFIT_WEIGHT_NAME = BIDAF_SAMPLE_WEIGHTS  # "Parameter576_B_0", "W_0"
+INPUT_NAMES = BIDAF_INPUTS
+OUTPUT_NAMES = BIDAF_OUTPUTS
 CATEGORY_MAPPER_NAMES = {"context_word": "CategoryMapper_4", "context_char": "CategoryMapper_5",
                          "query_word": "CategoryMapper_6", "query_char": "CategoryMapper_7"}
 PRODUCER = "refit_core.models.bidaf (BiDAF stand-in)"

@@ -60,7 +60,7 @@ def _sample_answer(session) -> str:
 def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict[str, object]:
     """Build the stand-in into ``out`` (+ ``out``.json); returns the metadata written."""
     from .model import BidafConfig
-    from .train import TrainConfig, exact_match, predict_spans, train_model, vocab_from_examples
+    from .train import BidafTrainConfig, exact_match, predict_spans, train_model, vocab_from_examples
     import torch
 
     out = Path(out)
@@ -73,7 +73,7 @@ def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict
         f"{len(rc.TEMPLATES)} templates; vocabulary {vocab.n_words} words, {vocab.n_chars} chars")
 
     config = BidafConfig()
-    train_config = TrainConfig()
+    train_config = BidafTrainConfig()
     model, stats = train_model(train, vocab, config, train_config, progress=progress, log=log)
     log(f"trained in {stats['train_seconds']:.1f} s (final loss {stats['final_loss']:.4f})")
     torch_spans = predict_spans(model, heldout, vocab)

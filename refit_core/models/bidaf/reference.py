@@ -11,10 +11,12 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from ...interfaces import BIDAF_CHARS_PER_WORD, BIDAF_OUTPUTS
+from ..ort_session import ort_session
 from . import STANDIN_ONNX
 
 STANDIN_PATH = STANDIN_ONNX
-CHARS_PER_WORD = 16
+CHARS_PER_WORD = BIDAF_CHARS_PER_WORD  # kept for importers; the one definition is interfaces.py
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -55,30 +57,8 @@ def make_feeds(context: str, query: str) -> Dict[str, np.ndarray]:
     return {"context_word": cw, "context_char": cc, "query_word": qw, "query_char": qc}
 
 
-_SESSIONS: Dict[Tuple[str, float, int], object] = {}
-
-
-def ort_session(model: Union[PathLike, bytes]):
-    """A CPU ONNX Runtime session; sessions of unchanged files are reused."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    if isinstance(model, (bytes, bytearray)):
-        return ort.InferenceSession(bytes(model), opts, providers=["CPUExecutionProvider"])
-    path = Path(model)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime, st.st_size)
-    sess = _SESSIONS.get(key)
-    if sess is None:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        _SESSIONS[key] = sess
-    return sess
-
-
 def run_session(session, context: str, query: str) -> Tuple[int, int]:
-    start, end = session.run(["start_pos", "end_pos"], make_feeds(context, query))
+    start, end = session.run(list(BIDAF_OUTPUTS), make_feeds(context, query))
     return int(np.asarray(start).reshape(-1)[0]), int(np.asarray(end).reshape(-1)[0])
 
 

@@ -16,7 +16,9 @@ from .vocab import CHARS_PER_WORD, WORD_PAD_ID, CHAR_PAD_ID, Vocab, build_vocab
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class BidafTrainConfig:
+    """Hyper-parameters of the stand-in's training (LeNet's are lenet_weights.LenetTrainConfig)."""
+
     seed: int = 1611
     epochs: int = 6
     batch_size: int = 64
@@ -62,7 +64,7 @@ def encode_batch(examples: Sequence[Example], vocab: Vocab) -> Batch:
 
 
 def train_model(examples: Sequence[Example], vocab: Vocab,
-                config: BidafConfig = BidafConfig(), train_config: TrainConfig = TrainConfig(),
+                config: BidafConfig = BidafConfig(), train_config: BidafTrainConfig = BidafTrainConfig(),
                 progress: bool = True, log=print) -> Tuple[BidafStandin, Dict[str, float]]:
     """Train from scratch; same inputs, same CPU, same thread count -> same weights."""
     torch.manual_seed(train_config.seed)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
+from ...interfaces import BIDAF_CHARS_PER_WORD
+
 # As in bidaf-9.onnx, the maps hold real words / single characters only; everything else
 # (unknown words, unknown characters, the '' that pads a word's chars to 16) maps to the
 # CategoryMapper's default_int64.
@@ -16,7 +18,7 @@ WORD_UNK_ID = 0      # default_int64 of the word maps; also the padding id in tr
 CHAR_UNK_ID = 0      # default_int64 of the char maps: '' padding and unknown characters
 WORD_PAD_ID = WORD_UNK_ID
 CHAR_PAD_ID = CHAR_UNK_ID
-CHARS_PER_WORD = 16
+CHARS_PER_WORD = BIDAF_CHARS_PER_WORD  # the one definition is interfaces.py
 CHAR_PAD = ""
 _FIRST_ID = 1
 
