@@ -132,6 +132,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def atomic_write_with(path: PathLike, write: Callable[[Any], None], binary: bool = True) -> Path:
     """Write `path` atomically: `write(handle)` fills a fresh temp file beside it, which then
     replaces `path`. On any error the temp file is removed and `path` is left as it was."""
@@ -142,6 +148,7 @@ def atomic_write_with(path: PathLike, write: Callable[[Any], None], binary: bool
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets the usual mode
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             write(handle)
             handle.flush()

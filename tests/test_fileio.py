@@ -68,3 +68,14 @@ def test_tokenizing_does_not_import_graph_surgery() -> None:
     code = ("import sys, refit_core.text.preprocess, refit_core.text.category_map; "
             "assert 'onnx_graphsurgeon' not in sys.modules and 'refit_core.onnx_prep' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(__file__).resolve().parents[1]))
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+    from refit_core.fileio import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644

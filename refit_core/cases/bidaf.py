@@ -42,13 +42,13 @@ def ort_spans(model_path: Path, prepared: Any, weights: Mapping[str, np.ndarray]
     """(start, end) per pair from ONNX Runtime on the prepared model with `weights` swapped in."""
     import onnx
     from onnx import numpy_helper
-    from ..onnx_prep.ort_reference import _session
+    from ..models.ort_session import ort_session
     from ..text.preprocess import encode_text, feeds_for_prepared
     model = onnx.load(str(model_path))
     for init in model.graph.initializer:
         if init.name in weights:
             init.CopyFrom(numpy_helper.from_array(np.asarray(weights[init.name]), init.name))
-    session = _session(model.SerializeToString())
+    session = ort_session(model.SerializeToString())
     rows = []
     for context, query in pairs:
         ctx = encode_text(context, prepared.maps, "context")

@@ -67,8 +67,8 @@ class OnnxModelEngine(CaseEngine):
         return self._rows(out, [t.name for t in self.runner.outputs])
 
     def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
-        from ..onnx_prep.ort_reference import _session
-        session = _session(with_initializers(self.model_path, weights))
+        from ..models.ort_session import ort_session
+        session = ort_session(with_initializers(self.model_path, weights))
         names = [t.name for t in self.runner.outputs]
         return self._rows(dict(zip(names, session.run(names, self.feeds))), names)
 

@@ -99,18 +99,6 @@ def default_model_path() -> Path:
     return Path(STANDIN_PATH)
 
 
-def prepare_cached(model_path: Path, root: Path) -> Any:
-    """Prepare a model once per content hash (the maps, weights and modified ONNX on disk)."""
-    from ..onnx_prep.bidaf import load_prepared, prepare_bidaf
-    out_dir = root / f"bidaf-prepared-{sha256_file(model_path)[:16]}"
-    if (out_dir / "prepared.json").exists():
-        try:
-            return load_prepared(out_dir)
-        except Exception:
-            pass
-    return prepare_bidaf(model_path, out_dir)
-
-
 def run_bidaf_flow(model_path: Optional[str] = None, context: Optional[str] = None, query: Optional[str] = None,
                    progress: Callable[[str], None] = print) -> bool:
     """The sample end to end, as the CLI runs it; True when the refitted engine answers right."""
@@ -121,6 +109,7 @@ def run_bidaf_flow(model_path: Optional[str] = None, context: Optional[str] = No
     path = Path(model_path) if model_path else default_model_path()
     context = context or SAMPLE_CONTEXT
     query = query or SAMPLE_QUERY
+    from ..onnx_prep.bidaf import prepare_cached
     prepared = prepare_cached(path, cache_dir())
     session = CudaSession()
     try:

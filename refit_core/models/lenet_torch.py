@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..data.mnist import load_mnist, normalize_images
 from ..interfaces import LENET_SHAPES
-from .lenet_weights import LenetTrainConfig as TrainConfig
+from .lenet_weights import LenetTrainConfig as LenetTrainConfig
 from .lenet_weights import TrainedWeights, check_weight_shapes
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -101,14 +101,14 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return correct / int(x.shape[0])
 
 
-def _learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+def _learning_rate(config: LenetTrainConfig, step: int, total_steps: int) -> float:
     """Learning rate for optimiser step `step` (0-based) of `total_steps`."""
     if config.lr_schedule == "cosine":
         return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
     return config.learning_rate
 
 
-def train_lenet(data_dir: PathLike, config: Optional[TrainConfig] = None,
+def train_lenet(data_dir: PathLike, config: Optional[LenetTrainConfig] = None,
                 progress: bool = True) -> TrainedWeights:
     """Train the sample's LeNet on MNIST; same config and machine -> bit-identical weights.
 
@@ -116,7 +116,7 @@ def train_lenet(data_dir: PathLike, config: Optional[TrainConfig] = None,
     thread count (restoring the global torch settings afterwards). Metadata records the
     test accuracy (fraction), timings and versions; lenet_weights adds cache provenance.
     """
-    config = config if config is not None else TrainConfig()
+    config = config if config is not None else LenetTrainConfig()
     train = load_mnist(data_dir, "train")
     test = load_mnist(data_dir, "test")
     n_train = len(train) if config.limit is None else min(config.limit, len(train))

@@ -40,9 +40,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 # 2: the metadata records weights_sha256 (the arrays' content hash), checked on load.
 CACHE_FORMAT = 2
 
-#: Kept for the modules and tests that import it; the one definition is interfaces.LENET_SHAPES.
-LENET_WEIGHT_SHAPES: Dict[str, Tuple[int, ...]] = LENET_SHAPES
-
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
 
@@ -80,9 +77,6 @@ class LenetTrainConfig:
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
-
-#: The old name, kept for the modules that import it.
-TrainConfig = LenetTrainConfig
 
 
 @dataclass
@@ -139,7 +133,7 @@ def weights_sha256(weights: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def cache_key(fingerprint: Mapping[str, Any], config: TrainConfig) -> str:
+def cache_key(fingerprint: Mapping[str, Any], config: LenetTrainConfig) -> str:
     """Hash of (data checksums, hyper-parameters, cache format): the cache file's stem."""
     blob = json.dumps({"format": CACHE_FORMAT, "data": fingerprint, "config": config.to_dict()},
                       sort_keys=True)
@@ -152,10 +146,10 @@ def lenet_cache_dir(cache_root: Optional[PathLike] = None) -> Path:
     return root / "lenet"
 
 
-def cache_paths(data_dir: Optional[PathLike] = None, config: Optional[TrainConfig] = None,
+def cache_paths(data_dir: Optional[PathLike] = None, config: Optional[LenetTrainConfig] = None,
                 cache_root: Optional[PathLike] = None) -> Tuple[Path, Path]:
     """(npz path, json path) of the cache entry for this data and configuration."""
-    config = config if config is not None else TrainConfig()
+    config = config if config is not None else LenetTrainConfig()
     fp = dataset_fingerprint(resolve_data_dir(data_dir))
     stem = lenet_cache_dir(cache_root) / cache_key(fp, config)
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
@@ -177,7 +171,7 @@ def save_cache(trained: TrainedWeights, npz_path: Path, json_path: Path) -> None
 
 
 def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
-               config: TrainConfig) -> TrainedWeights:
+               config: LenetTrainConfig) -> TrainedWeights:
     """Load a cache entry, or raise DataError naming the file and saying why it cannot be trusted."""
     npz_path, json_path = Path(npz_path), Path(json_path)
     with file_lock(lock_path_for(npz_path), exclusive=False):
@@ -231,7 +225,7 @@ def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
     return TrainedWeights(weights=weights, metadata=meta)
 
 
-def _train_weights(data_dir: Path, config: TrainConfig, progress: bool) -> TrainedWeights:
+def _train_weights(data_dir: Path, config: LenetTrainConfig, progress: bool) -> TrainedWeights:
     """Train with PyTorch (imported only here). Raises ImportError when torch is missing."""
     # import_module (not `from . import`) so a torch made unimportable is noticed even
     # after lenet_torch was imported once in this process.
@@ -239,7 +233,7 @@ def _train_weights(data_dir: Path, config: TrainConfig, progress: bool) -> Train
     return lenet_torch.train_lenet(data_dir, config, progress=progress)
 
 
-def load_or_train(data_dir: Optional[PathLike] = None, config: Optional[TrainConfig] = None,
+def load_or_train(data_dir: Optional[PathLike] = None, config: Optional[LenetTrainConfig] = None,
                   cache_root: Optional[PathLike] = None, progress: bool = True) -> TrainedWeights:
     """Cached trained weights for (data, config), training and caching them when needed.
 
@@ -247,7 +241,7 @@ def load_or_train(data_dir: Optional[PathLike] = None, config: Optional[TrainCon
     hyper-parameters, or whose arrays are unreadable or misshapen, is retrained, never used.
     Raises TrainingUnavailable when training is needed and PyTorch is not installed.
     """
-    config = config if config is not None else TrainConfig()
+    config = config if config is not None else LenetTrainConfig()
     data_path = resolve_data_dir(data_dir)
     fp = dataset_fingerprint(data_path)
     stem = lenet_cache_dir(cache_root) / cache_key(fp, config)

@@ -19,7 +19,7 @@ from refit_core.interfaces import LENET_SHAPES
 from refit_core.models import lenet_weights
 from refit_core.models.lenet_weights import TrainedWeights, cache_paths, load_or_train, read_cache, save_cache
 
-QUICK = lenet_weights.TrainConfig(seed=3, epochs=1, batch_size=32, limit=64)
+QUICK = lenet_weights.LenetTrainConfig(seed=3, epochs=1, batch_size=32, limit=64)
 
 
 def fake_weights(value: float) -> Dict[str, np.ndarray]:

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 from refit_core.models.lenet_reference import _conv_nhwc, _maxpool2_nhwc, accuracy, lenet_forward
-from refit_core.interfaces import LENET_SHAPES as LENET_WEIGHT_SHAPES
+from refit_core.interfaces import LENET_SHAPES
 
 
 def random_weights(seed: int = 0) -> dict:
     """Weights of a plausible scale (like PyTorch's default init), float32."""
     rng = np.random.default_rng(seed)
     out = {}
-    for name, shape in LENET_WEIGHT_SHAPES.items():
-        fan_in = int(np.prod(LENET_WEIGHT_SHAPES[name.replace("bias", "weight")][1:]))
+    for name, shape in LENET_SHAPES.items():
+        fan_in = int(np.prod(LENET_SHAPES[name.replace("bias", "weight")][1:]))
         bound = 1.0 / np.sqrt(fan_in)
         out[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
     return out

@@ -8,15 +8,16 @@ torch = pytest.importorskip("torch")
 
 from refit_core.models.lenet_reference import accuracy  # noqa: E402
 from refit_core.models.lenet_torch import LeNet, train_lenet, weights_of  # noqa: E402
-from refit_core.models.lenet_weights import LENET_WEIGHT_SHAPES, TrainConfig  # noqa: E402
+from refit_core.interfaces import LENET_SHAPES  # noqa: E402
+from refit_core.models.lenet_weights import LenetTrainConfig  # noqa: E402
 
-SHORT = TrainConfig(seed=7, epochs=1, batch_size=64, limit=512)
+SHORT = LenetTrainConfig(seed=7, epochs=1, batch_size=64, limit=512)
 
 
 def test_parameter_names_and_shapes() -> None:
     shapes = {k: tuple(v.shape) for k, v in LeNet().state_dict().items()}
-    assert shapes == LENET_WEIGHT_SHAPES
-    assert list(shapes) == list(LENET_WEIGHT_SHAPES)
+    assert shapes == LENET_SHAPES
+    assert list(shapes) == list(LENET_SHAPES)
 
 
 def test_forward_shape_and_no_conv_activation() -> None:
@@ -34,7 +35,7 @@ def test_forward_shape_and_no_conv_activation() -> None:
 def test_weights_of_roundtrip() -> None:
     w = weights_of(LeNet())
     assert all(v.dtype == np.float32 and v.flags.c_contiguous for v in w.values())
-    assert set(w) == set(LENET_WEIGHT_SHAPES)
+    assert set(w) == set(LENET_SHAPES)
 
 
 @pytest.mark.slow
@@ -43,8 +44,8 @@ def test_training_is_deterministic(mnist_dir) -> None:
     det = torch.are_deterministic_algorithms_enabled()
     a = train_lenet(mnist_dir, SHORT, progress=False)
     b = train_lenet(mnist_dir, SHORT, progress=False)
-    assert set(a.weights) == set(LENET_WEIGHT_SHAPES)
-    for name in LENET_WEIGHT_SHAPES:
+    assert set(a.weights) == set(LENET_SHAPES)
+    for name in LENET_SHAPES:
         assert a.weights[name].dtype == np.float32
         assert np.array_equal(a.weights[name], b.weights[name]), name
     assert a.metadata["test_accuracy"] == b.metadata["test_accuracy"]
@@ -56,14 +57,14 @@ def test_training_is_deterministic(mnist_dir) -> None:
 
 @pytest.mark.slow
 def test_seed_changes_weights(mnist_dir) -> None:
-    a = train_lenet(mnist_dir, TrainConfig(seed=1, epochs=1, limit=256), progress=False)
-    b = train_lenet(mnist_dir, TrainConfig(seed=2, epochs=1, limit=256), progress=False)
+    a = train_lenet(mnist_dir, LenetTrainConfig(seed=1, epochs=1, limit=256), progress=False)
+    b = train_lenet(mnist_dir, LenetTrainConfig(seed=2, epochs=1, limit=256), progress=False)
     assert not np.array_equal(a.weights["conv1.weight"], b.weights["conv1.weight"])
 
 
 @pytest.mark.slow
 def test_sgd_optimizer_runs(mnist_dir) -> None:
-    cfg = TrainConfig(seed=1, epochs=1, limit=256, optimizer="sgd", learning_rate=0.01)
+    cfg = LenetTrainConfig(seed=1, epochs=1, limit=256, optimizer="sgd", learning_rate=0.01)
     out = train_lenet(mnist_dir, cfg, progress=False)
     assert all(np.isfinite(v).all() for v in out.weights.values())
 
@@ -79,4 +80,4 @@ def test_default_model_reaches_98_percent(trained_lenet, mnist_test_set, mnist_r
     # near-tie among the 10,000 images.
     assert accuracy(trained_torch_logits["float64"], labels) == ref_acc
     assert abs(accuracy(trained_torch_logits["float32"], labels) - ref_acc) <= 1e-4
-    assert trained_lenet.metadata["config"] == TrainConfig().to_dict()
+    assert trained_lenet.metadata["config"] == LenetTrainConfig().to_dict()

@@ -13,18 +13,18 @@ import pytest
 from refit_core.data.mnist import MNIST_FILES, write_idx
 from refit_core.errors import DataError, TrainingUnavailable
 from refit_core.models import lenet_weights
-from refit_core.models.lenet_weights import (LENET_WEIGHT_SHAPES, TrainConfig, TrainedWeights,
+from refit_core.models.lenet_weights import (LENET_SHAPES, LenetTrainConfig, TrainedWeights,
                                              cache_paths, check_weight_shapes, load_or_train)
 
 # Tiny runs: the synthetic data set has 128 training images.
-QUICK = TrainConfig(seed=3, epochs=1, batch_size=32, limit=64)
+QUICK = LenetTrainConfig(seed=3, epochs=1, batch_size=32, limit=64)
 
 
 @pytest.fixture
-def train_calls(monkeypatch: pytest.MonkeyPatch) -> List[TrainConfig]:
+def train_calls(monkeypatch: pytest.MonkeyPatch) -> List[LenetTrainConfig]:
     """Records every real training run that load_or_train starts (needs PyTorch)."""
     pytest.importorskip("torch")
-    calls: List[TrainConfig] = []
+    calls: List[LenetTrainConfig] = []
     real = lenet_weights._train_weights
 
     def counting(data_dir, config, progress):
@@ -49,29 +49,29 @@ def block_torch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_weight_shapes_constant() -> None:
-    assert list(LENET_WEIGHT_SHAPES) == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+    assert list(LENET_SHAPES) == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
                                          "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
-    assert LENET_WEIGHT_SHAPES["fc1.weight"] == (500, 800)
+    assert LENET_SHAPES["fc1.weight"] == (500, 800)
 
 
 def test_train_config_validation() -> None:
     with pytest.raises(ValueError):
-        TrainConfig(optimizer="rmsprop")
+        LenetTrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError):
-        TrainConfig(limit=0)
-    assert TrainConfig() == TrainConfig()
-    assert TrainConfig().limit is None
+        LenetTrainConfig(limit=0)
+    assert LenetTrainConfig() == LenetTrainConfig()
+    assert LenetTrainConfig().limit is None
 
 
 def test_trained_weights_are_float32_contiguous() -> None:
-    w = {k: np.asfortranarray(np.ones(s, np.float64)) for k, s in LENET_WEIGHT_SHAPES.items()}
+    w = {k: np.asfortranarray(np.ones(s, np.float64)) for k, s in LENET_SHAPES.items()}
     tw = TrainedWeights(weights=w, metadata={"test_accuracy": 0.5})
     assert all(v.dtype == np.float32 and v.flags.c_contiguous for v in tw.weights.values())
     assert tw.test_accuracy == 0.5
 
 
 def test_check_weight_shapes_names_problem() -> None:
-    w = {k: np.zeros(s, np.float32) for k, s in LENET_WEIGHT_SHAPES.items()}
+    w = {k: np.zeros(s, np.float32) for k, s in LENET_SHAPES.items()}
     check_weight_shapes(w)
     w["fc2.bias"] = np.zeros(11, np.float32)
     with pytest.raises(DataError, match="fc2.bias"):
@@ -101,7 +101,7 @@ def test_second_call_reuses_cache(tiny_mnist_dir, cache_root, train_calls, monke
     first = load_or_train(tiny_mnist_dir, QUICK, cache_root=cache_root, progress=False)
     forbid_training(monkeypatch)
     second = load_or_train(tiny_mnist_dir, QUICK, cache_root=cache_root, progress=False)
-    for name in LENET_WEIGHT_SHAPES:
+    for name in LENET_SHAPES:
         np.testing.assert_array_equal(first.weights[name], second.weights[name])
     assert second.metadata == first.metadata
 
@@ -113,7 +113,7 @@ def test_default_cache_root_follows_env(tiny_mnist_dir, cache_root, train_calls)
 
 def test_changed_config_retrains(tiny_mnist_dir, cache_root, train_calls) -> None:
     load_or_train(tiny_mnist_dir, QUICK, cache_root=cache_root, progress=False)
-    other = TrainConfig(seed=4, epochs=1, batch_size=32, limit=64)
+    other = LenetTrainConfig(seed=4, epochs=1, batch_size=32, limit=64)
     load_or_train(tiny_mnist_dir, other, cache_root=cache_root, progress=False)
     assert train_calls == [QUICK, other]
     assert cache_paths(tiny_mnist_dir, QUICK, cache_root) != cache_paths(tiny_mnist_dir, other, cache_root)
