@@ -45,12 +45,14 @@ def _git(root: Path, *args: str) -> Optional[str]:
 
 
 def git_state(root: Path = PROJECT_ROOT) -> Tuple[Optional[str], Optional[bool]]:
-    """(commit, dirty) of the checkout at `root`; from the environment where there is no git."""
+    """(commit, dirty): $REFIT_SUITE_GIT_COMMIT/_DIRTY when set (a copied tree may carry a
+    .git that is not the commit its files are), else the checkout at `root`, else unknown."""
+    env_commit = os.environ.get(COMMIT_ENV) or None
+    if env_commit:
+        env_dirty = os.environ.get(DIRTY_ENV)
+        return env_commit, None if env_dirty is None else env_dirty.strip().lower() in ("1", "true", "yes")
     commit = _git(root, "rev-parse", "HEAD") if (root / ".git").exists() else None
     if commit:
         status = _git(root, "status", "--porcelain", "--untracked-files=no")
         return commit.strip(), (None if status is None else bool(status.strip()))
-    env_commit = os.environ.get(COMMIT_ENV) or None
-    env_dirty = os.environ.get(DIRTY_ENV)
-    dirty = None if env_dirty is None else env_dirty.strip().lower() in ("1", "true", "yes")
-    return env_commit, dirty
+    return None, None

@@ -135,6 +135,11 @@ class RefitSession:
         return canonical_test_id(nodeid)
 
     # ---- hooks (this object is registered as a plugin, as pytest-benchmark does) -------------
+    def pytest_collectreport(self, report: Any) -> None:
+        """A module that fails to import, or skips as a whole, is evidence too."""
+        if report.failed or report.skipped:
+            self.get_recorder().record_test(self.stable_id(report.nodeid), report.outcome, _reason(report))
+
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.when == "call" or report.outcome != "passed":
             outcome = "failed" if report.outcome == "failed" else report.outcome
@@ -225,13 +230,17 @@ def pytest_runtest_setup(item: Any) -> None:
 
 
 def _reason(report: Any) -> Optional[str]:
+    """A skip's reason, or the one line that says why a test (or a module's import) failed."""
     longrepr = report.longrepr
     if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
         text = str(longrepr[2])
         return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
-    crash = getattr(longrepr, "reprcrash", None)
-    if report.failed and crash is not None:
-        return str(crash.message).splitlines()[0][:300] if crash.message else None
+    if report.failed and longrepr is not None:
+        crash = getattr(longrepr, "reprcrash", None)
+        if crash is not None and crash.message:
+            return str(crash.message).splitlines()[0][:300]
+        lines = [line for line in str(longrepr).splitlines() if line.strip()]
+        return lines[-1].strip()[:300] if lines else None
     return None
 
 

@@ -16,10 +16,13 @@ def test_source_hash_changes_with_any_source_file(tmp_path):
     assert provenance.source_sha256(tmp_path) != first
 
 
-def test_git_state_falls_back_to_the_environment(tmp_path, monkeypatch):
+def test_git_state_from_the_environment_wins(tmp_path, monkeypatch):
+    """A copied tree can carry a .git of another commit (seen on the GPU machine, whose copy
+    held the session's starting .git): the commit named in the environment wins."""
     monkeypatch.setenv(provenance.COMMIT_ENV, "abc123")
     monkeypatch.setenv(provenance.DIRTY_ENV, "false")
     assert provenance.git_state(tmp_path) == ("abc123", False)
+    assert provenance.git_state() == ("abc123", False)  # this checkout has a .git
     monkeypatch.delenv(provenance.COMMIT_ENV)
     monkeypatch.delenv(provenance.DIRTY_ENV)
     assert provenance.git_state(tmp_path) == (None, None)

@@ -147,3 +147,20 @@ def test_rootdir_guard_rule(rootpath, inipath, invocation, anchors, values, move
     got = rootdir_hijacked(Path(rootpath), Path(inipath) if inipath else None, Path(invocation),
                            [Path(a) for a in anchors], [Path(v) for v in values])
     assert got == (Path(moved) if moved else None)
+
+
+def test_modules_that_skip_or_fail_to_import_are_recorded_with_the_reason(project):
+    tests = project.path / "tests"
+    (tests / "test_skips.py").write_text("import pytest\npytest.importorskip('no_such_module_here')\n")
+    (tests / "test_broken.py").write_text("import no_such_module_either\n")
+    (project.path / "conftest.py").write_text(
+        "import json\nfrom refit_core.pytest_plugin import refit_session\n"
+        "def pytest_sessionfinish(session):\n"
+        "    print('REC=' + json.dumps(refit_session(session.config).get_recorder().to_dict()['tests']))\n")
+    result = project.runpytest_subprocess()
+    line = [l for l in result.outlines if "REC=" in l][-1]
+    tests_record = json.loads(line.split("REC=", 1)[1])
+    assert tests_record["tests/test_skips.py"] == {
+        "outcome": "skipped", "reason": "could not import 'no_such_module_here': No module named 'no_such_module_here'"}
+    assert tests_record["tests/test_broken.py"]["outcome"] == "failed"
+    assert "no_such_module_either" in tests_record["tests/test_broken.py"]["reason"]

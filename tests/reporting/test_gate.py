@@ -335,6 +335,24 @@ def test_package_cli_gate(gate_files: Callable[..., Tuple[Path, Path]]) -> None:
 # ---- the committed measurements (results/), not hand-made fixtures ----------------------
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 MEASURED = [RESULTS_DIR / "trt8.5.3.1-H200.json", RESULTS_DIR / "trt8.6.0-H200.json"]
+CHAIN = [RESULTS_DIR / f"trt{v}-H200.json" for v in ("8.5.2.2", "8.5.3.1", "8.6.0")]
+V1_MEASURED = [Path(__file__).resolve().parent / "data" / f"measured_v1_trt{v}.json" for v in ("8.5.3.1", "8.6.0")]
+
+
+@pytest.mark.skipif(not all(p.exists() for p in CHAIN), reason="measured results files not in results/")
+def test_measured_chain_passes_with_no_missing_evidence() -> None:
+    from refit_core.reporting.rules import compare
+    from refit_core.reporting.results import load_results
+    for base, cand in zip(CHAIN, CHAIN[1:]):
+        result = compare(load_results(base), load_results(cand))
+        assert result.passed and result.counts()["missing"] == 0, result.verdict_line()
+
+
+def test_old_v1_records_still_load_and_compare() -> None:
+    from refit_core.reporting.rules import compare
+    from refit_core.reporting.results import load_results
+    result = compare(load_results(V1_MEASURED[0]), load_results(V1_MEASURED[1]))
+    assert result.passed, result.verdict_line()
 
 
 @pytest.mark.skipif(not all(p.exists() for p in MEASURED), reason="measured results files not in results/")
