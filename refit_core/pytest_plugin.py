@@ -10,14 +10,20 @@ State lives in one `RefitSession` per pytest run, kept in `config.stash`.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import pytest
 
-from .config import DATA_DIR_ENV, cache_dir
-from .errors import DataError, RefitCoreError, TrainingUnavailable
+from .config import DATA_DIR_ENV
+from .errors import RefitCoreError
+# the fixtures: pytest collects them from this module's namespace
+from .pytest_fixtures import (bidaf_engine, bidaf_model, bidaf_ort, bidaf_prepared, case_engine,  # noqa: F401
+                              case_names, case_resources, cuda_session, mnist_dir, mnist_engine,
+                              mnist_reference_logits, mnist_test_set, plan_cache, refit_case, results,
+                              trained_lenet, trt_logger)
+from .pytest_session import (DEFAULT_HYPOTHESIS_PROFILE, PATH_OPTIONS, SESSION_KEY, RefitSession,  # noqa: F401
+                             gpu_skip_reason, provenance_of, refit_session, rootdir_hijacked, separate_form_paths)
 
 MARKERS = {
     "gpu": "needs a CUDA GPU, TensorRT and pycuda (run with `pytest -m gpu`); skipped with the reason otherwise",
@@ -25,9 +31,7 @@ MARKERS = {
     "serial": "must not run concurrently with other GPU work (timing, streams)",
     "trt_feature(name)": "needs a TensorRT feature (refit_core.trt.compat.FEATURES); skipped naming the version",
 }
-PATH_OPTIONS = ("--refit-baseline", "--refit-results")
 HYPOTHESIS_PROFILE_ENV = "HYPOTHESIS_PROFILE"
-DEFAULT_HYPOTHESIS_PROFILE = "ci"
 
 try:  # profiles: `ci` (few examples) and `thorough` derived from it; pick with --hypothesis-profile
     from hypothesis import HealthCheck, settings
@@ -38,10 +42,6 @@ try:  # profiles: `ci` (few examples) and `thorough` derived from it; pick with 
     settings.register_profile("thorough", settings.get_profile("ci"), max_examples=150)
 except ImportError:  # pragma: no cover - hypothesis is in both requirement sets
     settings = None
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 # --------------------------------------------------------------------------------------
@@ -64,113 +64,6 @@ def pytest_addoption(parser: Any) -> None:
     add_tolerance_options(group.addoption, prefix="refit-gate-")
 
 
-def _separate_form_values(config: Any) -> List[Path]:
-    """Existing paths given to our path options as a separate argument (`--opt PATH`)."""
-    args = list(config.invocation_params.args)
-    out = []
-    for i, arg in enumerate(args[:-1]):
-        if arg in PATH_OPTIONS:
-            value = Path(args[i + 1]).expanduser()
-            path = value if value.is_absolute() else Path(config.invocation_params.dir) / value
-            if path.exists():
-                out.append(path.resolve())
-    return out
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def rootdir_hijacked(rootpath: Path, inipath: Optional[Path], invocation_dir: Path, anchors: List[Path],
-                     values: List[Path]) -> Optional[Path]:
-    """The value that moved pytest's rootdir, or None.
-
-    pytest picks its rootdir and ini file before any plugin can declare options, treating
-    the value of `--opt PATH` as a test path; a PATH outside the project then moves the
-    rootdir to PATH's directory (and pytest.ini is not read). That happened when PATH lies
-    inside the rootdir but a test path (or, with none, the invocation directory) does not,
-    or when no ini file was found and the rootdir is not where pytest was started.
-    """
-    for value in values:
-        if not _inside(value, rootpath):
-            continue
-        if any(not _inside(a, rootpath) for a in anchors):
-            return value
-        if inipath is None and rootpath.resolve() != invocation_dir.resolve():
-            return value
-    return None
-
-
-class RefitSession:
-    """Per-run state: the results recorder, stable test ids, shared case engines, the gate."""
-
-    def __init__(self, config: Any) -> None:
-        from .provenance import now_iso
-        self.config = config
-        self.started = now_iso()
-        self.stable_ids: Dict[str, str] = {}
-        self.engines: Dict[str, Any] = {}
-        self.recorder: Any = None
-        self.gpu_used = False
-        self.results_path: Optional[Path] = None
-        self.gate_lines: List[str] = []
-        self.problem: Optional[str] = None  # a sentence that makes the session exit 2
-        self.hypothesis_profile = DEFAULT_HYPOTHESIS_PROFILE
-
-    # ---- results ----------------------------------------------------------------------
-    def get_recorder(self) -> Any:
-        if self.recorder is None:
-            from .reporting.results import ResultsRecorder
-            self.recorder = ResultsRecorder()
-        return self.recorder
-
-    def stable_id(self, nodeid: str) -> str:
-        if nodeid in self.stable_ids:
-            return self.stable_ids[nodeid]
-        from .reporting.results import canonical_test_id
-        return canonical_test_id(nodeid)
-
-    # ---- hooks (this object is registered as a plugin, as pytest-benchmark does) -------------
-    def pytest_collectreport(self, report: Any) -> None:
-        """A module that fails to import, or skips as a whole, is evidence too."""
-        if report.failed or report.skipped:
-            self.get_recorder().record_test(self.stable_id(report.nodeid), report.outcome, _reason(report))
-
-    def pytest_runtest_logreport(self, report: Any) -> None:
-        if report.when == "call" or report.outcome != "passed":
-            outcome = "failed" if report.outcome == "failed" else report.outcome
-            self.get_recorder().record_test(self.stable_id(report.nodeid), outcome, _reason(report))
-
-    # ---- engines ----------------------------------------------------------------------
-    def open_case(self, case: Any, resources: Any, cuda_session: Any, logger: Any, plan_cache: Any,
-                  **inputs: Any) -> Any:
-        """The case's engine, built once per session (skips with the reason when it cannot be)."""
-        if case.name not in self.engines:
-            reason = case.unavailable_reason(resources)
-            if reason is not None:
-                pytest.skip(f"case {case.name}: {reason}")
-            try:
-                self.engines[case.name] = case.open(resources, cuda_session, logger, plan_cache, **inputs)
-            except TrainingUnavailable as exc:
-                pytest.skip(f"case {case.name}: {exc}")
-            except DataError as exc:
-                if in_ci():
-                    pytest.fail(f"CI must run case {case.name}, but: {exc}", pytrace=False)
-                pytest.skip(f"case {case.name}: {exc}")
-        return self.engines[case.name]
-
-
-SESSION_KEY = pytest.StashKey[RefitSession]()
-
-
-def refit_session(config: Any) -> RefitSession:
-    return config.stash[SESSION_KEY]
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: Any) -> None:
     for name, text in MARKERS.items():
@@ -187,7 +80,7 @@ def pytest_configure(config: Any) -> None:
     anchors = [Path(a.split("::")[0]) for a in config.args] or [Path(config.invocation_params.dir)]
     anchors = [a if a.is_absolute() else Path(config.invocation_params.dir) / a for a in anchors]
     moved = rootdir_hijacked(Path(config.rootpath), config.inipath, Path(config.invocation_params.dir), anchors,
-                             _separate_form_values(config))
+                             separate_form_paths(config))
     if moved is not None:
         raise pytest.UsageError(
             f"refit_core: pytest took its rootdir ({config.rootpath}) from the path {moved} given after "
@@ -207,17 +100,6 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: List[Any]) -
         state.stable_ids[item.nodeid] = candidate if candidate.startswith("tests/") else canonical_test_id(item.nodeid)
 
 
-_GPU_REASON: Dict[str, Optional[str]] = {}
-
-
-def gpu_skip_reason() -> Optional[str]:
-    """None when the GPU tier can run here, else one sentence saying what is missing (cached)."""
-    if "reason" not in _GPU_REASON:
-        from .trt.cuda import gpu_unavailable_reason
-        _GPU_REASON["reason"] = gpu_unavailable_reason()
-    return _GPU_REASON["reason"]
-
-
 def pytest_runtest_setup(item: Any) -> None:
     if item.get_closest_marker("gpu") is not None:
         reason = gpu_skip_reason()
@@ -227,21 +109,6 @@ def pytest_runtest_setup(item: Any) -> None:
         from .trt import compat
         if not compat.has_feature(mark.args[0]):
             pytest.skip(compat.feature_unavailable_reason(mark.args[0]))
-
-
-def _reason(report: Any) -> Optional[str]:
-    """A skip's reason, or the one line that says why a test (or a module's import) failed."""
-    longrepr = report.longrepr
-    if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
-        text = str(longrepr[2])
-        return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
-    if report.failed and longrepr is not None:
-        crash = getattr(longrepr, "reprcrash", None)
-        if crash is not None and crash.message:
-            return str(crash.message).splitlines()[0][:300]
-        lines = [line for line in str(longrepr).splitlines() if line.strip()]
-        return lines[-1].strip()[:300] if lines else None
-    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -291,7 +158,7 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
         return
     from .provenance import now_iso
     rec = state.get_recorder()
-    rec.record_provenance(**_provenance(state), finished=now_iso())
+    rec.record_provenance(**provenance_of(state), finished=now_iso())
     try:
         state.results_path = rec.write(_results_path(config, rec.get(("environment",), {}) or {}))
     except (OSError, RefitCoreError) as exc:
@@ -302,17 +169,6 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
         code = _run_gate(state, baseline, rec.to_dict())
         if code:
             session.exitstatus = max(int(session.exitstatus), code) if code == 1 else code
-
-
-def _provenance(state: RefitSession) -> Dict[str, Any]:
-    from . import __version__
-    from .provenance import git_state, source_sha256
-    from .trt import compat
-    commit, dirty = git_state()
-    return {"suite_version": __version__, "git_commit": commit, "git_dirty": dirty,
-            "source_sha256": source_sha256(), "command_line": ["pytest"] + list(state.config.invocation_params.args),
-            "hypothesis_profile": state.hypothesis_profile, "tensorrt_build": compat.build_info(),
-            "tactic_setting": compat.tactic_setting(), "started": state.started}
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
@@ -342,181 +198,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         tr.write_line(f"refit_core: {state.problem}", red=True)
 
 
-# --------------------------------------------------------------------------------------
-# Fixtures: data (CPU)
-# --------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def mnist_dir(pytestconfig: Any) -> Path:
-    """The MNIST directory the user named; skip without it (fail in CI, where it must exist)."""
-    from .config import resolve_data_dir
-    from .data.mnist import find_mnist_files
-    try:
-        path = resolve_data_dir(pytestconfig.getoption("--data-dir"))
-        find_mnist_files(path)
-    except DataError as exc:
-        if in_ci():
-            pytest.fail(f"CI must run the MNIST tests, but: {exc}", pytrace=False)
-        pytest.skip(f"MNIST data not available: {exc}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def trained_lenet(mnist_dir: Path) -> Any:
-    """LeNet weights trained once (PyTorch) and cached; on the GPU kit read from the cache."""
-    from .models.lenet_weights import load_or_train
-    try:
-        return load_or_train(mnist_dir, progress=True)
-    except TrainingUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
-def mnist_test_set(mnist_dir: Path) -> Dict[str, Any]:
-    """The 10,000 test images, normalised as the sample does, and their labels."""
-    import numpy as np
-    from .data.mnist import load_mnist, normalize_images
-    test = load_mnist(mnist_dir, "test")
-    return {"images": normalize_images(test.images), "labels": test.labels.astype(np.int64)}
-
-
-@pytest.fixture(scope="session")
-def mnist_reference_logits(trained_lenet: Any, mnist_test_set: Dict[str, Any]) -> Any:
-    """float64-accumulated numpy logits of the trained net on the test set (no PyTorch needed)."""
-    from .models.lenet_reference import lenet_forward
-    return lenet_forward(trained_lenet.weights, mnist_test_set["images"])
-
-
-# --------------------------------------------------------------------------------------
-# Fixtures: GPU session, logger, plan cache, results
-# --------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def cuda_session() -> Any:
-    """The process's CUDA context; every TensorRT object is released before it closes."""
-    reason = gpu_skip_reason()
-    if reason is not None:
-        pytest.skip(f"GPU tier: {reason}")
-    from .trt.cuda import CudaSession
-    session = CudaSession()
-    yield session
-    session.close()
-
-
-@pytest.fixture(scope="session")
-def trt_logger(cuda_session: Any) -> Any:
-    from .trt.recorders import make_logger
-    return make_logger()
-
-
-@pytest.fixture(scope="session")
-def plan_cache(cuda_session: Any) -> Any:
-    from .trt.engine import PlanCache
-    return PlanCache(cache_dir() / "plans")
-
-
-@pytest.fixture(scope="session")
-def results(pytestconfig: Any, cuda_session: Any) -> Any:
-    """This run's ResultsRecorder; asking for it marks the run as a GPU run (record written)."""
-    import numpy as np
-    from .trt import compat
-    state = refit_session(pytestconfig)
-    rec = state.get_recorder()
-    if not state.gpu_used:
-        state.gpu_used = True
-        rec.record_environment(
-            tensorrt_version=compat.trt_version_string(), gpu_name=cuda_session.gpu_name,
-            cuda_driver_version=cuda_session.driver_version, cuda_runtime_version=cuda_session.runtime_version,
-            python_version=".".join(map(str, sys.version_info[:3])), numpy_version=np.__version__,
-            tactic_sources=compat.tactic_setting())
-        rec.record_provenance(**_provenance(state))
-    return rec
-
-
-# --------------------------------------------------------------------------------------
-# Fixtures: cases (one engine per case per session)
-# --------------------------------------------------------------------------------------
-def _case_names() -> List[str]:
-    from .cases import registry
-    return registry.names()
-
-
-@pytest.fixture(scope="session")
-def case_resources(pytestconfig: Any, tmp_path_factory: Any) -> Any:
-    from .cases.base import CaseResources
-    chosen = pytestconfig.getoption("--data-dir") or os.environ.get(DATA_DIR_ENV)
-    data_dir = Path(chosen).expanduser() if chosen and Path(chosen).expanduser().is_dir() else None
-    return CaseResources(data_dir=data_dir, cache_root=cache_dir(), tmp_dir=tmp_path_factory.mktemp("cases"))
-
-
 def pytest_generate_tests(metafunc: Any) -> None:
     """Every test that asks for `case_engine` (or `refit_case`) runs once per registered case;
     every test that uses a BiDAF fixture once per BiDAF case (the registry is read here, not
     when the plugin is imported)."""
     for name in ("case_engine", "refit_case"):
         if name in metafunc.fixturenames:
-            metafunc.parametrize(name, _case_names(), indirect=True, scope="session")
+            metafunc.parametrize(name, case_names(), indirect=True, scope="session")
     if "bidaf_model" in metafunc.fixturenames:
-        keys = [n[len("bidaf-"):] for n in _case_names() if n.startswith("bidaf-")]
+        keys = [n[len("bidaf-"):] for n in case_names() if n.startswith("bidaf-")]
         metafunc.parametrize("bidaf_model", keys, indirect=True, scope="session")
-
-
-@pytest.fixture(scope="session")
-def refit_case(request: Any) -> Any:
-    from .cases import registry
-    return registry.get(request.param)
-
-
-@pytest.fixture(scope="session")
-def case_engine(request: Any, pytestconfig: Any, case_resources: Any, cuda_session: Any, trt_logger: Any,
-                plan_cache: Any) -> Any:
-    """The registered case's engine (built with its build weights), shared for the session."""
-    from .cases import registry
-    case = registry.get(request.param)
-    inputs: Dict[str, Any] = {}
-    if case.name == "mnist":  # through the MNIST fixtures: CI fails on missing data, training skips
-        trained = request.getfixturevalue("trained_lenet")
-        inputs = {"inputs": {"trained": trained, "images": request.getfixturevalue("mnist_test_set")["images"]}}
-    return refit_session(pytestconfig).open_case(case, case_resources, cuda_session, trt_logger, plan_cache,
-                                                 **inputs)
-
-
-@pytest.fixture(scope="session")
-def mnist_engine(pytestconfig: Any, case_resources: Any, cuda_session: Any, trt_logger: Any, plan_cache: Any,
-                 trained_lenet: Any, mnist_test_set: Dict[str, Any]) -> Any:
-    """The mnist case's engine (zero conv1, REFIT), shared by every MNIST GPU test."""
-    from .cases import registry
-    return refit_session(pytestconfig).open_case(
-        registry.get("mnist"), case_resources, cuda_session, trt_logger, plan_cache,
-        inputs={"trained": trained_lenet, "images": mnist_test_set["images"]})
-
-
-@pytest.fixture(scope="session")
-def bidaf_model(request: Any, case_resources: Any) -> Any:
-    """(key, path) of a BiDAF model; "original" skips saying where it looked."""
-    from .cases import registry
-    case = registry.get(f"bidaf-{request.param}")
-    reason = case.unavailable_reason(case_resources)
-    if reason is not None:
-        pytest.skip(reason)
-    return case.key, case.model_path(case_resources)
-
-
-@pytest.fixture(scope="session")
-def bidaf_prepared(bidaf_model: Any, case_resources: Any) -> Any:
-    """The model after graph surgery (maps, refit weights, modified ONNX), made once per session."""
-    from .cases import registry
-    return registry.get(f"bidaf-{bidaf_model[0]}").prepare(case_resources)
-
-
-@pytest.fixture(scope="session")
-def bidaf_ort(bidaf_prepared: Any) -> Any:
-    from .onnx_prep.ort_reference import OrtPreparedBidaf
-    return OrtPreparedBidaf(bidaf_prepared)
-
-
-@pytest.fixture(scope="session")
-def bidaf_engine(pytestconfig: Any, bidaf_model: Any, bidaf_prepared: Any, case_resources: Any, cuda_session: Any,
-                 trt_logger: Any, plan_cache: Any) -> Any:
-    """The BiDAF case's engine (REFIT, plan cached on disk: the sample's engine file)."""
-    from .cases import registry
-    return refit_session(pytestconfig).open_case(registry.get(f"bidaf-{bidaf_model[0]}"), case_resources,
-                                                 cuda_session, trt_logger, plan_cache, prepared=bidaf_prepared)

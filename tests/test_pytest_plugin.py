@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from refit_core.pytest_plugin import rootdir_hijacked
+from refit_core.pytest_session import rootdir_hijacked
 
 PROJECT = Path(__file__).resolve().parents[1]
 IDS_CONFTEST = """
 import json
-from refit_core.pytest_plugin import refit_session
+from refit_core.pytest_session import refit_session
 def pytest_sessionfinish(session):
     ids = sorted(refit_session(session.config).stable_ids.values())
     print("STABLE_IDS=" + json.dumps(ids))
@@ -154,7 +154,7 @@ def test_modules_that_skip_or_fail_to_import_are_recorded_with_the_reason(projec
     (tests / "test_skips.py").write_text("import pytest\npytest.importorskip('no_such_module_here')\n")
     (tests / "test_broken.py").write_text("import no_such_module_either\n")
     (project.path / "conftest.py").write_text(
-        "import json\nfrom refit_core.pytest_plugin import refit_session\n"
+        "import json\nfrom refit_core.pytest_session import refit_session\n"
         "def pytest_sessionfinish(session):\n"
         "    print('REC=' + json.dumps(refit_session(session.config).get_recorder().to_dict()['tests']))\n")
     result = project.runpytest_subprocess()

@@ -109,7 +109,7 @@ def run_bidaf_flow(model_path: Optional[str] = None, context: Optional[str] = No
     path = Path(model_path) if model_path else default_model_path()
     context = context or SAMPLE_CONTEXT
     query = query or SAMPLE_QUERY
-    from ..onnx_prep.bidaf import prepare_cached
+    from ..onnx_prep.prepared import prepare_cached
     prepared = prepare_cached(path, cache_dir())
     session = CudaSession()
     try:

@@ -14,9 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from refit_core.errors import DataError, ModelPatternError
 from refit_core.onnx_prep import bidaf
+from refit_core.onnx_prep.prepared import load_prepared
 from refit_core.onnx_prep.bidaf import (BIDAF_INPUT_NAMES, MANIFEST_NAME, ORIGINAL_BIDAF_LOCATIONS,
                                         PREPARED_MODEL_NAME, REFIT_WEIGHT_NAMES, CategoryMap,
-                                        PreparedBidaf, find_original_bidaf, load_prepared,
+                                        PreparedBidaf, find_original_bidaf,
                                         original_bidaf_candidates, prepare_bidaf)
 
 

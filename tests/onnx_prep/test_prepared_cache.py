@@ -15,8 +15,9 @@ import pytest
 
 from refit_core import fileio
 from refit_core.errors import CacheIntegrityError, CacheWarning, DataError, PreparedModelCacheWarning
-from refit_core.onnx_prep import bidaf as prep
-from refit_core.onnx_prep.bidaf import MANIFEST_NAME, PREPARED_MODEL_NAME, load_prepared, prepare_bidaf
+from refit_core.onnx_prep import prepared as prep
+from refit_core.onnx_prep.bidaf import MANIFEST_NAME, PREPARED_MODEL_NAME, prepare_bidaf
+from refit_core.onnx_prep.prepared import load_prepared
 
 
 def _ctx():
@@ -225,14 +226,15 @@ def test_prepare_cached_rebuilds_an_entry_of_another_model(tiny_bidaf_path: Path
 def test_cache_write_failure_warns_and_returns_a_prepared_model(tiny_bidaf_path: Path, tmp_path: Path,
                                                                  monkeypatch) -> None:
     root = tmp_path / "cache"
-    real = prep.atomic_directory
+    from refit_core.onnx_prep import bidaf as surgery
+    real = surgery.atomic_directory
 
     def read_only(path: Any, **kwargs: Any) -> Any:
         if Path(path).parent == root:
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(prep, "atomic_directory", read_only)
+    monkeypatch.setattr(surgery, "atomic_directory", read_only)
     with pytest.warns(PreparedModelCacheWarning, match="cannot be written"):
         got = prep.prepare_cached(tiny_bidaf_path, root)
     assert got.model_path.is_file() and root not in got.model_path.parents

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from refit_core.trt import compat
-from refit_core.trt.engine import BuildOptions, plan_cache_key
 
 
 @pytest.mark.parametrize("value,expected", [(None, "default"), ("no-cudnn", "no-cudnn"), ("MINIMAL", "minimal"),
@@ -21,21 +20,6 @@ def test_unknown_tactic_setting_lists_the_choices(monkeypatch):
     monkeypatch.setenv("REFIT_TRT_TACTICS", "fast")
     with pytest.raises(ValueError, match="default, no-cudnn, minimal"):
         compat.tactic_setting()
-
-
-def test_build_options_take_the_tactic_setting(monkeypatch):
-    monkeypatch.setenv("REFIT_TRT_TACTICS", "no-cudnn")
-    assert BuildOptions().tactics == "no-cudnn"
-    assert BuildOptions().key_parts()["tactics"] == "no-cudnn"
-
-
-def test_plan_cache_key_changes_with_every_part():
-    base = {"model": "m", "tensorrt": "8.5.3.1", "gpu": "H200", "options": {"tactics": "default"}}
-    keys = {plan_cache_key(base)}
-    for change in ({"tensorrt": "8.6.0"}, {"gpu": "H100"}, {"options": {"tactics": "no-cudnn"}}, {"model": "n"}):
-        keys.add(plan_cache_key({**base, **change}))
-    assert len(keys) == 5
-    assert plan_cache_key(dict(reversed(list(base.items())))) == plan_cache_key(base)
 
 
 def test_every_gated_feature_names_the_version_that_has_it():
@@ -84,8 +68,3 @@ def test_unknown_feature_names_the_known_ones():
 def test_timing_cache_rejection_is_recognised():
     assert compat.timing_cache_rejected(["The timing cache will not be used!"])
     assert not compat.timing_cache_rejected(["something else"])
-
-
-def test_extra_build_flags_change_the_cache_key_only_when_set():
-    assert "extra_flags" not in BuildOptions().key_parts()
-    assert BuildOptions(extra_flags=("STRIP_PLAN",)).key_parts()["extra_flags"] == ("STRIP_PLAN",)

@@ -1,0 +1,184 @@
+"""The fixtures refit_core's plugin provides: data (CPU), the GPU session, logger, plan cache and
+results recorder, and one engine per registered case (built once per session).
+
+pytest finds them through refit_core.pytest_plugin, which imports them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from .config import DATA_DIR_ENV, cache_dir
+from .errors import DataError, TrainingUnavailable
+from .pytest_session import gpu_skip_reason, in_ci, provenance_of, refit_session
+
+# --------------------------------------------------------------------------------------
+# Fixtures: data (CPU)
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def mnist_dir(pytestconfig: Any) -> Path:
+    """The MNIST directory the user named; skip without it (fail in CI, where it must exist)."""
+    from .config import resolve_data_dir
+    from .data.mnist import find_mnist_files
+    try:
+        path = resolve_data_dir(pytestconfig.getoption("--data-dir"))
+        find_mnist_files(path)
+    except DataError as exc:
+        if in_ci():
+            pytest.fail(f"CI must run the MNIST tests, but: {exc}", pytrace=False)
+        pytest.skip(f"MNIST data not available: {exc}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(mnist_dir: Path) -> Any:
+    """LeNet weights trained once (PyTorch) and cached; on the GPU kit read from the cache."""
+    from .models.lenet_weights import load_or_train
+    try:
+        return load_or_train(mnist_dir, progress=True)
+    except TrainingUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def mnist_test_set(mnist_dir: Path) -> Dict[str, Any]:
+    """The 10,000 test images, normalised as the sample does, and their labels."""
+    import numpy as np
+    from .data.mnist import load_mnist, normalize_images
+    test = load_mnist(mnist_dir, "test")
+    return {"images": normalize_images(test.images), "labels": test.labels.astype(np.int64)}
+
+
+@pytest.fixture(scope="session")
+def mnist_reference_logits(trained_lenet: Any, mnist_test_set: Dict[str, Any]) -> Any:
+    """float64-accumulated numpy logits of the trained net on the test set (no PyTorch needed)."""
+    from .models.lenet_reference import lenet_forward
+    return lenet_forward(trained_lenet.weights, mnist_test_set["images"])
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures: GPU session, logger, plan cache, results
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def cuda_session() -> Any:
+    """The process's CUDA context; every TensorRT object is released before it closes."""
+    reason = gpu_skip_reason()
+    if reason is not None:
+        pytest.skip(f"GPU tier: {reason}")
+    from .trt.cuda import CudaSession
+    session = CudaSession()
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def trt_logger(cuda_session: Any) -> Any:
+    from .trt.recorders import make_logger
+    return make_logger()
+
+
+@pytest.fixture(scope="session")
+def plan_cache(cuda_session: Any) -> Any:
+    from .trt.engine import PlanCache
+    return PlanCache(cache_dir() / "plans")
+
+
+@pytest.fixture(scope="session")
+def results(pytestconfig: Any, cuda_session: Any) -> Any:
+    """This run's ResultsRecorder; asking for it marks the run as a GPU run (record written)."""
+    import numpy as np
+    from .trt import compat
+    state = refit_session(pytestconfig)
+    rec = state.get_recorder()
+    if not state.gpu_used:
+        state.gpu_used = True
+        rec.record_environment(
+            tensorrt_version=compat.trt_version_string(), gpu_name=cuda_session.gpu_name,
+            cuda_driver_version=cuda_session.driver_version, cuda_runtime_version=cuda_session.runtime_version,
+            python_version=".".join(map(str, sys.version_info[:3])), numpy_version=np.__version__,
+            tactic_sources=compat.tactic_setting())
+        rec.record_provenance(**provenance_of(state))
+    return rec
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures: cases (one engine per case per session)
+# --------------------------------------------------------------------------------------
+def case_names() -> List[str]:
+    from .cases import registry
+    return registry.names()
+
+
+@pytest.fixture(scope="session")
+def case_resources(pytestconfig: Any, tmp_path_factory: Any) -> Any:
+    from .cases.base import CaseResources
+    chosen = pytestconfig.getoption("--data-dir") or os.environ.get(DATA_DIR_ENV)
+    data_dir = Path(chosen).expanduser() if chosen and Path(chosen).expanduser().is_dir() else None
+    return CaseResources(data_dir=data_dir, cache_root=cache_dir(), tmp_dir=tmp_path_factory.mktemp("cases"))
+
+
+@pytest.fixture(scope="session")
+def refit_case(request: Any) -> Any:
+    from .cases import registry
+    return registry.get(request.param)
+
+
+@pytest.fixture(scope="session")
+def case_engine(request: Any, pytestconfig: Any, case_resources: Any, cuda_session: Any, trt_logger: Any,
+                plan_cache: Any) -> Any:
+    """The registered case's engine (built with its build weights), shared for the session."""
+    from .cases import registry
+    case = registry.get(request.param)
+    inputs: Dict[str, Any] = {}
+    if case.name == "mnist":  # through the MNIST fixtures: CI fails on missing data, training skips
+        trained = request.getfixturevalue("trained_lenet")
+        inputs = {"inputs": {"trained": trained, "images": request.getfixturevalue("mnist_test_set")["images"]}}
+    return refit_session(pytestconfig).open_case(case, case_resources, cuda_session, trt_logger, plan_cache,
+                                                 **inputs)
+
+
+@pytest.fixture(scope="session")
+def mnist_engine(pytestconfig: Any, case_resources: Any, cuda_session: Any, trt_logger: Any, plan_cache: Any,
+                 trained_lenet: Any, mnist_test_set: Dict[str, Any]) -> Any:
+    """The mnist case's engine (zero conv1, REFIT), shared by every MNIST GPU test."""
+    from .cases import registry
+    return refit_session(pytestconfig).open_case(
+        registry.get("mnist"), case_resources, cuda_session, trt_logger, plan_cache,
+        inputs={"trained": trained_lenet, "images": mnist_test_set["images"]})
+
+
+@pytest.fixture(scope="session")
+def bidaf_model(request: Any, case_resources: Any) -> Any:
+    """(key, path) of a BiDAF model; "original" skips saying where it looked."""
+    from .cases import registry
+    case = registry.get(f"bidaf-{request.param}")
+    reason = case.unavailable_reason(case_resources)
+    if reason is not None:
+        pytest.skip(reason)
+    return case.key, case.model_path(case_resources)
+
+
+@pytest.fixture(scope="session")
+def bidaf_prepared(bidaf_model: Any, case_resources: Any) -> Any:
+    """The model after graph surgery (maps, refit weights, modified ONNX), made once per session."""
+    from .cases import registry
+    return registry.get(f"bidaf-{bidaf_model[0]}").prepare(case_resources)
+
+
+@pytest.fixture(scope="session")
+def bidaf_ort(bidaf_prepared: Any) -> Any:
+    from .onnx_prep.ort_reference import OrtPreparedBidaf
+    return OrtPreparedBidaf(bidaf_prepared)
+
+
+@pytest.fixture(scope="session")
+def bidaf_engine(pytestconfig: Any, bidaf_model: Any, bidaf_prepared: Any, case_resources: Any, cuda_session: Any,
+                 trt_logger: Any, plan_cache: Any) -> Any:
+    """The BiDAF case's engine (REFIT, plan cached on disk: the sample's engine file)."""
+    from .cases import registry
+    return refit_session(pytestconfig).open_case(registry.get(f"bidaf-{bidaf_model[0]}"), case_resources,
+                                                 cuda_session, trt_logger, plan_cache, prepared=bidaf_prepared)

@@ -1,0 +1,167 @@
+"""The state of one refit_core pytest run and the helpers the plugin's hooks and fixtures share.
+
+`RefitSession` (kept in `config.stash` under SESSION_KEY, and registered as a plugin so that
+its own hook methods run) holds the results recorder, the stable test ids, the engines built
+for the cases, and what the gate found.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from .errors import DataError, TrainingUnavailable
+
+PATH_OPTIONS = ("--refit-baseline", "--refit-results")
+DEFAULT_HYPOTHESIS_PROFILE = "ci"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+
+_GPU_REASON: Dict[str, Optional[str]] = {}
+
+
+def gpu_skip_reason() -> Optional[str]:
+    """None when the GPU tier can run here, else one sentence saying what is missing (cached)."""
+    if "reason" not in _GPU_REASON:
+        from .trt.cuda import gpu_unavailable_reason
+        _GPU_REASON["reason"] = gpu_unavailable_reason()
+    return _GPU_REASON["reason"]
+
+
+def report_reason(report: Any) -> Optional[str]:
+    """A skip's reason, or the one line that says why a test (or a module's import) failed."""
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
+        text = str(longrepr[2])
+        return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
+    if report.failed and longrepr is not None:
+        crash = getattr(longrepr, "reprcrash", None)
+        if crash is not None and crash.message:
+            return str(crash.message).splitlines()[0][:300]
+        lines = [line for line in str(longrepr).splitlines() if line.strip()]
+        return lines[-1].strip()[:300] if lines else None
+    return None
+
+
+def separate_form_paths(config: Any) -> List[Path]:
+    """Existing paths given to our path options as a separate argument (`--opt PATH`)."""
+    args = list(config.invocation_params.args)
+    out = []
+    for i, arg in enumerate(args[:-1]):
+        if arg in PATH_OPTIONS:
+            value = Path(args[i + 1]).expanduser()
+            path = value if value.is_absolute() else Path(config.invocation_params.dir) / value
+            if path.exists():
+                out.append(path.resolve())
+    return out
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def rootdir_hijacked(rootpath: Path, inipath: Optional[Path], invocation_dir: Path, anchors: List[Path],
+                     values: List[Path]) -> Optional[Path]:
+    """The value that moved pytest's rootdir, or None.
+
+    pytest picks its rootdir and ini file before any plugin can declare options, treating
+    the value of `--opt PATH` as a test path; a PATH outside the project then moves the
+    rootdir to PATH's directory (and pytest.ini is not read). That happened when PATH lies
+    inside the rootdir but a test path (or, with none, the invocation directory) does not,
+    or when no ini file was found and the rootdir is not where pytest was started.
+    """
+    for value in values:
+        if not _inside(value, rootpath):
+            continue
+        if any(not _inside(a, rootpath) for a in anchors):
+            return value
+        if inipath is None and rootpath.resolve() != invocation_dir.resolve():
+            return value
+    return None
+
+
+class RefitSession:
+    """Per-run state: the results recorder, stable test ids, shared case engines, the gate."""
+
+    def __init__(self, config: Any) -> None:
+        from .provenance import now_iso
+        self.config = config
+        self.started = now_iso()
+        self.stable_ids: Dict[str, str] = {}
+        self.engines: Dict[str, Any] = {}
+        self.recorder: Any = None
+        self.gpu_used = False
+        self.results_path: Optional[Path] = None
+        self.gate_lines: List[str] = []
+        self.problem: Optional[str] = None  # a sentence that makes the session exit 2
+        self.hypothesis_profile = DEFAULT_HYPOTHESIS_PROFILE
+
+    # ---- results ----------------------------------------------------------------------
+    def get_recorder(self) -> Any:
+        if self.recorder is None:
+            from .reporting.results import ResultsRecorder
+            self.recorder = ResultsRecorder()
+        return self.recorder
+
+    def stable_id(self, nodeid: str) -> str:
+        if nodeid in self.stable_ids:
+            return self.stable_ids[nodeid]
+        from .reporting.results import canonical_test_id
+        return canonical_test_id(nodeid)
+
+    # ---- hooks (this object is registered as a plugin, as pytest-benchmark does) -------------
+    def pytest_collectreport(self, report: Any) -> None:
+        """A module that fails to import, or skips as a whole, is evidence too."""
+        if report.failed or report.skipped:
+            self.get_recorder().record_test(self.stable_id(report.nodeid), report.outcome, report_reason(report))
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "call" or report.outcome != "passed":
+            outcome = "failed" if report.outcome == "failed" else report.outcome
+            self.get_recorder().record_test(self.stable_id(report.nodeid), outcome, report_reason(report))
+
+    # ---- engines ----------------------------------------------------------------------
+    def open_case(self, case: Any, resources: Any, cuda_session: Any, logger: Any, plan_cache: Any,
+                  **inputs: Any) -> Any:
+        """The case's engine, built once per session (skips with the reason when it cannot be)."""
+        if case.name not in self.engines:
+            reason = case.unavailable_reason(resources)
+            if reason is not None:
+                pytest.skip(f"case {case.name}: {reason}")
+            try:
+                self.engines[case.name] = case.open(resources, cuda_session, logger, plan_cache, **inputs)
+            except TrainingUnavailable as exc:
+                pytest.skip(f"case {case.name}: {exc}")
+            except DataError as exc:
+                if in_ci():
+                    pytest.fail(f"CI must run case {case.name}, but: {exc}", pytrace=False)
+                pytest.skip(f"case {case.name}: {exc}")
+        return self.engines[case.name]
+
+
+SESSION_KEY = pytest.StashKey[RefitSession]()
+
+
+def refit_session(config: Any) -> RefitSession:
+    return config.stash[SESSION_KEY]
+
+
+def provenance_of(state: RefitSession) -> Dict[str, Any]:
+    from . import __version__
+    from .provenance import git_state, source_sha256
+    from .trt import compat
+    commit, dirty = git_state()
+    return {"suite_version": __version__, "git_commit": commit, "git_dirty": dirty,
+            "source_sha256": source_sha256(), "command_line": ["pytest"] + list(state.config.invocation_params.args),
+            "hypothesis_profile": state.hypothesis_profile, "tensorrt_build": compat.build_info(),
+            "tactic_setting": compat.tactic_setting(), "started": state.started}
