@@ -7,7 +7,6 @@ the file, the field as a JSON path (``timings.mnist.refit.conv1.median_s``) and 
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -286,8 +285,25 @@ def validate_results(data: Any, source: str = "<results>") -> Dict[str, Any]:
     return data
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a results record may hold")
+class _NonFinite:
+    """What a NaN/Infinity literal parses to, so that the check can name the field it is in."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _non_finite_path(node: Any, path: str = "") -> Optional[Tuple[str, str]]:
+    """(JSON path, literal) of the first NaN/Infinity literal in a parsed record, or None."""
+    stack = [(node, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, _NonFinite):
+            return where or "(top level)", value.literal
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return None
 
 
 def load_results(path: PathLike) -> Dict[str, Any]:
@@ -301,11 +317,14 @@ def load_results(path: PathLike) -> Dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ResultsFileError(f"{source}: not a text (UTF-8) file: {exc.reason}") from None
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_NonFinite)
+        found = _non_finite_path(data)
     except RecursionError:
         raise ResultsFileError(f"{source}: JSON nested too deeply; not a results record") from None
     except ValueError as exc:
         raise ResultsFileError(f"{source}: malformed JSON: {exc}") from None
+    if found is not None:
+        raise ResultsFileError(f"{source}: {found[0]}: {found[1]} is not a number a results record may hold")
     return validate_results(data, source)
 
 
