@@ -20,7 +20,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from .errors import CacheIntegrityError
 
@@ -37,6 +37,14 @@ _CHUNK = 1 << 20
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of a bytes object."""
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_chunks(chunks: Iterable[bytes]) -> str:
+    """Hex sha256 of the concatenation of `chunks` (for structured content hashed piece by piece)."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def hash_file(path: PathLike, algorithm: str = "sha256") -> str:

@@ -21,7 +21,6 @@ Pure Python (no numpy, no torch): runs on CPython 3.9 as well, on the GPU kit.
 from __future__ import annotations
 
 import functools
-import hashlib
 import random
 import re
 import string
@@ -29,6 +28,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..fileio import sha256_chunks
 from ..text.tokenize import tokenize
 
 SAMPLE_CONTEXT = "A quick brown fox jumps over the lazy dog."
@@ -407,8 +407,6 @@ def word_vocabulary(examples: Sequence[Example]) -> List[str]:
 
 def dataset_fingerprint(examples: Sequence[Example]) -> str:
     """SHA-256 over the examples (text, answer, span, template): same on every Python."""
-    digest = hashlib.sha256()
-    for ex in examples:
-        fields = (ex.context, ex.query, ex.answer, str(ex.answer_start), str(ex.answer_end), ex.template)
-        digest.update("\x1f".join(fields).encode("utf-8") + b"\x1e")
-    return digest.hexdigest()
+    return sha256_chunks(
+        "\x1f".join((ex.context, ex.query, ex.answer, str(ex.answer_start), str(ex.answer_end), ex.template))
+        .encode("utf-8") + b"\x1e" for ex in examples)

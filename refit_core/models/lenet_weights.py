@@ -11,7 +11,6 @@ Both files are written atomically (fileio) under a lock that readers share.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib
 import io
 import json
@@ -29,7 +28,8 @@ import numpy as np
 from ..config import CACHE_DIR_ENV, cache_dir, resolve_data_dir
 from ..data.mnist import dataset_fingerprint
 from ..errors import DataError, TrainingUnavailable, WeightCacheWarning
-from ..fileio import atomic_write_json, atomic_write_with, file_lock, lock_path_for, read_bytes_nofollow
+from ..fileio import (atomic_write_json, atomic_write_with, file_lock, lock_path_for, read_bytes_nofollow,
+                      sha256_bytes, sha256_chunks)
 from ..interfaces import LENET_SHAPES
 
 log = logging.getLogger(__name__)
@@ -125,19 +125,19 @@ def check_weight_shapes(weights: Mapping[str, np.ndarray], source: str = "weight
 
 def weights_sha256(weights: Mapping[str, np.ndarray]) -> str:
     """Content hash of a weight set: names (sorted), dtype, shape and C-order bytes of each."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        arr = np.ascontiguousarray(weights[name])
-        digest.update(json.dumps([name, arr.dtype.str, list(arr.shape)]).encode("utf-8"))
-        digest.update(arr.tobytes())
-    return digest.hexdigest()
+    def pieces():
+        for name in sorted(weights):
+            arr = np.ascontiguousarray(weights[name])
+            yield json.dumps([name, arr.dtype.str, list(arr.shape)]).encode("utf-8")
+            yield arr.tobytes()
+    return sha256_chunks(pieces())
 
 
 def cache_key(fingerprint: Mapping[str, Any], config: LenetTrainConfig) -> str:
     """Hash of (data checksums, hyper-parameters, cache format): the cache file's stem."""
     blob = json.dumps({"format": CACHE_FORMAT, "data": fingerprint, "config": config.to_dict()},
                       sort_keys=True)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+    return sha256_bytes(blob.encode("utf-8"))[:20]
 
 
 def lenet_cache_dir(cache_root: Optional[PathLike] = None) -> Path:

@@ -22,7 +22,6 @@ removed CategoryMapper, ``<weight>.npy`` for each refit weight, and ``prepared.j
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -37,7 +36,7 @@ import onnx_graphsurgeon as gs
 
 from ..config import DATA_DIR_ENV
 from ..errors import DataError, ModelPatternError
-from ..fileio import atomic_directory, md5_file, sha256_file
+from ..fileio import atomic_directory, md5_file, sha256_bytes, sha256_file
 from ..interfaces import BIDAF_INPUTS, BIDAF_SAMPLE_WEIGHTS
 from ..text.category_map import CategoryMap
 
@@ -114,7 +113,7 @@ def _file_name(tensor_name: str, suffix: str) -> str:
 def _load(model: Union[str, Path, onnx.ModelProto]) -> Tuple[onnx.ModelProto, str]:
     """The model and the SHA-256 of its bytes (file bytes, or the serialized proto)."""
     if isinstance(model, onnx.ModelProto):
-        return model, hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+        return model, sha256_bytes(model.SerializeToString(deterministic=True))
     path = Path(model)
     if not path.is_file():
         raise DataError(f"ONNX model {str(path)!r} does not exist")
@@ -376,7 +375,7 @@ def prepare_bidaf(model: Union[str, Path, onnx.ModelProto], out_dir: Path,
         "input_names": renamed,
         "maps": map_files,
         "refit_weights": weight_files,
-        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        "files": {name: {"sha256": sha256_bytes(data), "size": len(data)}
                   for name, data in files.items()},
     }
     # Built in a private temp directory and renamed into place: a reader sees the old

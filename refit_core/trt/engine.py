@@ -1,7 +1,6 @@
 """Building, caching and deserializing engines, and a handle that releases them in order."""
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import EngineCacheWarning
+from ..fileio import sha256_bytes
 from . import compat
 
 Shape = Tuple[int, ...]
@@ -189,7 +189,7 @@ _PLAN_CACHE_FORMAT = 2
 
 def plan_cache_key(parts: Dict[str, Any]) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:24]
+    return sha256_bytes(blob)[:24]
 
 
 class PlanCache:

@@ -12,7 +12,6 @@ disagreeing with PyTorch.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -24,6 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from ...data import reading_comprehension as rc
+from ...fileio import sha256_file
 from . import STANDIN_ONNX
 from .export import (IR_VERSION, ML_OPSET, OPSET, REFIT_BIAS_NAME, REFIT_WEIGHT_NAME,
                      build_onnx, save_onnx)
@@ -34,11 +34,7 @@ MIN_TORCH_AGREEMENT = 0.995
 
 
 def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def with_fake_refit_weights(model: onnx.ModelProto) -> onnx.ModelProto:
