@@ -164,3 +164,15 @@ def test_modules_that_skip_or_fail_to_import_are_recorded_with_the_reason(projec
         "outcome": "skipped", "reason": "could not import 'no_such_module_here': No module named 'no_such_module_here'"}
     assert tests_record["tests/test_broken.py"]["outcome"] == "failed"
     assert "no_such_module_either" in tests_record["tests/test_broken.py"]["reason"]
+
+
+def test_benchmark_json_names_the_suite_commit(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("REFIT_SUITE_GIT_COMMIT", "f" * 40)
+    monkeypatch.setenv("REFIT_SUITE_GIT_DIRTY", "false")
+    (project.path / "tests" / "test_bench.py").write_text(
+        "def test_b(benchmark):\n    benchmark.pedantic(lambda: None, rounds=2)\n")
+    out = tmp_path / "bench.json"
+    result = project.runpytest_subprocess(f"--benchmark-json={out}", "tests/test_bench.py")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    info = json.loads(out.read_text())["refit_core"]
+    assert info["git_commit"] == "f" * 40 and info["git_dirty"] is False and len(info["source_sha256"]) == 64
