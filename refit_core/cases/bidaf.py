@@ -40,15 +40,10 @@ def target_weights(initial: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
 def ort_spans(model_path: Path, prepared: Any, weights: Mapping[str, np.ndarray],
               pairs: List[Tuple[str, str]]) -> np.ndarray:
     """(start, end) per pair from ONNX Runtime on the prepared model with `weights` swapped in."""
-    import onnx
-    from onnx import numpy_helper
     from ..models.ort_session import ort_session
     from ..text.preprocess import encode_text, feeds_for_prepared
-    model = onnx.load(str(model_path))
-    for init in model.graph.initializer:
-        if init.name in weights:
-            init.CopyFrom(numpy_helper.from_array(np.asarray(weights[init.name]), init.name))
-    session = ort_session(model.SerializeToString())
+    from .onnx_model import with_initializers
+    session = ort_session(with_initializers(model_path, weights))
     rows = []
     for context, query in pairs:
         ctx = encode_text(context, prepared.maps, "context")
@@ -85,17 +80,13 @@ def _bidaf_engine_class() -> Any:
             return ort_spans(self.prepared.model_path, self.prepared, weights, self.pairs)
 
         def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
-            import onnx
-            from onnx import numpy_helper
+            from ..fileio import atomic_write_bytes
             from ..flows.bidaf import bidaf_profile
             from ..trt.engine import BuildOptions, EngineHandle, build_plan_from_onnx
             from ..trt.runner import TrtRunner
-            model = onnx.load(str(self.prepared.model_path))
-            for init in model.graph.initializer:
-                if init.name in weights:
-                    init.CopyFrom(numpy_helper.from_array(np.asarray(weights[init.name]), init.name))
-            path = self.tmp_dir / "fresh-build.onnx"
-            onnx.save(model, str(path))
+            from .onnx_model import with_initializers
+            path = atomic_write_bytes(self.tmp_dir / "fresh-build.onnx",
+                                      with_initializers(self.prepared.model_path, weights))
             result = build_plan_from_onnx(path, BuildOptions(), [bidaf_profile(self.prepared.input_names)],
                                           self.logger)
             handle = EngineHandle(result.plan, self.logger)

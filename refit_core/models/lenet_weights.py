@@ -170,23 +170,22 @@ def save_cache(trained: TrainedWeights, npz_path: Path, json_path: Path) -> None
         atomic_write_json(json_path, meta, indent=2)
 
 
+def _read_entry_file(path: Path, missing: str, unreadable: str) -> bytes:
+    try:
+        return read_bytes_nofollow(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: {unreadable} ({exc})") from exc
+
+
 def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
                config: LenetTrainConfig) -> TrainedWeights:
     """Load a cache entry, or raise DataError naming the file and saying why it cannot be trusted."""
     npz_path, json_path = Path(npz_path), Path(json_path)
     with file_lock(lock_path_for(npz_path), exclusive=False):
-        try:
-            meta_bytes = read_bytes_nofollow(json_path)
-        except FileNotFoundError:
-            raise DataError(f"{json_path}: metadata missing") from None
-        except OSError as exc:
-            raise DataError(f"{json_path}: unreadable metadata ({exc})") from exc
-        try:
-            npz_bytes = read_bytes_nofollow(npz_path)
-        except FileNotFoundError:
-            raise DataError(f"{npz_path}: weights file missing") from None
-        except OSError as exc:
-            raise DataError(f"{npz_path}: unreadable weights ({exc})") from exc
+        meta_bytes = _read_entry_file(json_path, "metadata missing", "unreadable metadata")
+        npz_bytes = _read_entry_file(npz_path, "weights file missing", "unreadable weights")
     try:
         meta = json.loads(meta_bytes.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:

@@ -122,14 +122,9 @@ def test_partial_refit_reports_exactly_what_tensorrt_misses(subset, mnist_engine
 
 # ---- BiDAF ------------------------------------------------------------------------------
 def _ort_with(prepared, weights):
-    import onnx
-    import onnxruntime as ort
-    from onnx import numpy_helper
-    model = onnx.load(str(prepared.model_path))
-    for init in model.graph.initializer:
-        if init.name in weights:
-            init.CopyFrom(numpy_helper.from_array(weights[init.name], init.name))
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    from refit_core.cases.onnx_model import with_initializers
+    from refit_core.models.ort_session import ort_session
+    return ort_session(with_initializers(prepared.model_path, weights))
 
 
 @settings(max_examples=BIDAF_EXAMPLES)
@@ -138,7 +133,6 @@ def test_bidaf_refit_matches_onnx_runtime(data, bidaf_engine, results, count_exa
     count_example()
     from refit_core.data.reading_comprehension import heldout_examples
     from refit_core.text.preprocess import encode_text, feeds_for_prepared
-    from refit_core.flows import bidaf as flow
     names = sorted(bidaf_engine.specs)
     chosen = data.draw(st.sets(st.sampled_from(names), min_size=1, max_size=min(6, len(names))))
     plan = data.draw(weight_perturbations(sorted(chosen)))
