@@ -62,6 +62,12 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--refit-gate-compare-timings-across-gpus", action="store_true", default=False,
                     help="gate: compare timings even when the two runs used different GPU models or drivers")
     add_tolerance_options(group.addoption, prefix="refit-gate-")
+    group.addoption("--refit-model", action="append", default=[], metavar="MODEL.onnx",
+                    help="add your ONNX model as a case of the generic refit checks (repeatable); "
+                         "write --refit-model=PATH when PATH lies outside the project")
+    group.addoption("--refit-shapes", action="append", default=[], metavar="NAME:DIMS",
+                    help="probe shape of a --refit-model input with dynamic dimensions, trtexec style: "
+                         "input:1x3x224x224 (repeatable)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -77,6 +83,7 @@ def pytest_configure(config: Any) -> None:
         session.hypothesis_profile = chosen
         if not config.getoption("hypothesis_profile", None):
             settings.load_profile(chosen)
+    _register_user_models(config)
     anchors = [Path(a.split("::")[0]) for a in config.args] or [Path(config.invocation_params.dir)]
     anchors = [a if a.is_absolute() else Path(config.invocation_params.dir) / a for a in anchors]
     moved = rootdir_hijacked(Path(config.rootpath), config.inipath, Path(config.invocation_params.dir), anchors,
@@ -86,6 +93,31 @@ def pytest_configure(config: Any) -> None:
             f"refit_core: pytest took its rootdir ({config.rootpath}) from the path {moved} given after "
             f"{'/'.join(PATH_OPTIONS)}, so the project's configuration was not read; write the option as "
             f"--refit-baseline={moved} (with '=') or add --rootdir=<the project directory>")
+
+
+def _register_user_models(config: Any) -> None:
+    """--refit-model files become cases for this session (checked now: a bad file or shape is
+    a usage error in one sentence); pytest_unconfigure forgets them again."""
+    paths = config.getoption("--refit-model") or []
+    if not paths:
+        return
+    from .cases import registry
+    from .cases.user_model import parse_shapes, user_model_cases
+    state = refit_session(config)
+    try:
+        for case in user_model_cases(paths, parse_shapes(config.getoption("--refit-shapes") or [])):
+            registry.register(case)
+            state.user_cases.append(case.name)
+    except (RefitCoreError, ValueError) as exc:
+        raise pytest.UsageError(f"refit_core: {exc}") from None
+
+
+def pytest_unconfigure(config: Any) -> None:
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None and state.user_cases:
+        from .cases import registry
+        for name in state.user_cases:
+            registry.unregister(name)
 
 
 # --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from .errors import DataError, TrainingUnavailable
 
-PATH_OPTIONS = ("--refit-baseline", "--refit-results")
+PATH_OPTIONS = ("--refit-baseline", "--refit-results", "--refit-model")
 DEFAULT_HYPOTHESIS_PROFILE = "ci"
 
 
@@ -105,6 +105,7 @@ class RefitSession:
         self.gate_lines: List[str] = []
         self.problem: Optional[str] = None  # a sentence that makes the session exit 2
         self.hypothesis_profile = DEFAULT_HYPOTHESIS_PROFILE
+        self.user_cases: List[str] = []  # --refit-model cases registered for this session
 
     # ---- results ----------------------------------------------------------------------
     def get_recorder(self) -> Any:

@@ -22,6 +22,11 @@ def register(case: RefitCase) -> RefitCase:
     return case
 
 
+def unregister(name: str) -> None:
+    """Forget a case registered for one session (e.g. a user's model given on the command line)."""
+    CASES.pop(name, None)
+
+
 def get(name: str) -> RefitCase:
     try:
         return CASES[name]

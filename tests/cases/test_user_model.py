@@ -1,0 +1,129 @@
+"""Your own ONNX model as a case (`--refit-model`, `--refit-shapes`), CPU tier.
+
+What can be known without TensorRT is refused up front in one sentence; a good file becomes
+one more parametrization of every generic check. The GPU side is the generic checks
+themselves (tests/cases/test_refit_checks_gpu.py) on the case this builds.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refit_core.cases import registry
+from refit_core.cases.user_model import (ModelInputError, case_name_for, parse_shapes, user_model_case,
+                                         user_model_cases)
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _model(directory: Path, name: str = "net.onnx", dims=("N", 16), elem=None) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    elem = TensorProto.FLOAT if elem is None else elem
+    w = numpy_helper.from_array(np.ones((16, 4), np.float32), "fc.weight")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "fc.weight"], ["y"])], "net",
+                              [helper.make_tensor_value_info("x", elem, list(dims))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 4])], [w])
+    path = directory / name
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    return path
+
+
+def test_shapes_are_parsed_trtexec_style():
+    assert parse_shapes(["x:1x3x224x224", "mask:1x128"]) == {"x": (1, 3, 224, 224), "mask": (1, 128)}
+    assert parse_shapes(["input:0:4x2"]) == {"input:0": (4, 2)}  # names may hold colons
+
+
+@pytest.mark.parametrize("bad, words", [("x", "NAME:DIMS"), ("x:1,3", "NAME:DIMS"), ("x:2x0", "dimension of 0"),
+                                        ("x:", "NAME:DIMS")])
+def test_bad_shapes_are_refused_in_one_sentence(bad, words):
+    with pytest.raises(ModelInputError, match=words):
+        parse_shapes([bad])
+
+
+def test_a_shape_given_twice_is_refused():
+    with pytest.raises(ModelInputError, match="two shapes"):
+        parse_shapes(["x:1x2", "x:1x3"])
+
+
+def test_a_dynamic_input_needs_a_shape_and_the_message_shows_one(tmp_path):
+    path = _model(tmp_path)
+    with pytest.raises(ModelInputError) as info:
+        user_model_case(path)
+    assert "'x'" in str(info.value) and "?x16" in str(info.value) and "--refit-shapes x:1x16" in str(info.value)
+    case = user_model_case(path, {"x": (8, 16)})
+    assert case.input_shapes == {"x": (8, 16)} and case.name == "model-net"
+    assert case.profiles(path) == [{"x": ((8, 16), (8, 16), (8, 16))}]
+
+
+def test_a_static_model_needs_no_shapes(tmp_path):
+    case = user_model_case(_model(tmp_path, dims=(2, 16)))
+    assert case.input_shapes == {"x": (2, 16)} and case.profiles(tmp_path / "net.onnx") == []
+
+
+def test_a_shape_that_contradicts_the_model_is_refused(tmp_path):
+    path = _model(tmp_path)
+    for shape in ((8, 15), (8, 16, 1)):
+        with pytest.raises(ModelInputError, match="does not fit the model's"):
+            user_model_case(path, {"x": shape})
+
+
+def test_missing_file_not_onnx_and_non_float_inputs_are_refused(tmp_path):
+    from onnx import TensorProto
+    with pytest.raises(ModelInputError, match="does not exist"):
+        user_model_case(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01 this is not protobuf \xff" * 10)
+    with pytest.raises(ModelInputError, match="not a readable ONNX model|no nodes"):
+        user_model_case(junk)
+    with pytest.raises(ModelInputError, match="INT64"):
+        user_model_case(_model(tmp_path, "ints.onnx", dims=(2, 16), elem=TensorProto.INT64))
+
+
+def test_shapes_no_model_uses_and_clashing_names_are_refused(tmp_path):
+    path = _model(tmp_path)
+    with pytest.raises(ModelInputError, match="'y'.*no given model has"):
+        user_model_cases([str(path)], {"x": (8, 16), "y": (1, 1)})
+    other = tmp_path / "sub"
+    other.mkdir()
+    with pytest.raises(ModelInputError, match="same case name"):
+        user_model_cases([str(path), str(_model(other))], {"x": (8, 16)})
+
+
+def test_case_names_are_valid_registry_names():
+    for raw in ("my model.v2.onnx", "résumé.onnx", "...onnx", "a-b_c.onnx"):
+        name = case_name_for(Path(raw))
+        assert name.startswith("model-") and name.replace("-", "").replace("_", "").isalnum(), name
+
+
+# ---- through pytest ------------------------------------------------------------------------
+@pytest.fixture
+def project(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    pytester.makeini("[pytest]\naddopts = -p refit_core.pytest_plugin\n")
+    pytester.makepyfile(test_cases="def test_case(refit_case):\n    print('CASE', refit_case.name)\n")
+    return pytester
+
+
+def test_refit_model_adds_one_case_to_every_generic_check(project, tmp_path):
+    path = _model(tmp_path)
+    result = project.runpytest_subprocess(f"--refit-model={path}", "--refit-shapes", "x:8x16", "-v")
+    result.assert_outcomes(passed=len(registry.names()) + 1)
+    result.stdout.fnmatch_lines(["*test_case?model-net? PASSED*"])
+
+
+def test_a_bad_model_stops_pytest_with_one_sentence(project, tmp_path):
+    result = project.runpytest_subprocess(f"--refit-model={_model(tmp_path)}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "refit_core: input 'x' of net.onnx has a dynamic shape" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_cases_given_on_the_command_line_are_forgotten_afterwards(project, tmp_path):
+    before = registry.names()
+    result = project.runpytest_inprocess(f"--refit-model={_model(tmp_path, dims=(2, 16))}")
+    result.assert_outcomes(passed=len(before) + 1)
+    assert registry.names() == before
