@@ -86,13 +86,15 @@ def pytest_configure(config: Any) -> None:
     _register_user_models(config)
     anchors = [Path(a.split("::")[0]) for a in config.args] or [Path(config.invocation_params.dir)]
     anchors = [a if a.is_absolute() else Path(config.invocation_params.dir) / a for a in anchors]
+    separate = separate_form_paths(config)
     moved = rootdir_hijacked(Path(config.rootpath), config.inipath, Path(config.invocation_params.dir), anchors,
-                             separate_form_paths(config))
+                             list(separate))
     if moved is not None:
+        option = separate.get(moved, PATH_OPTIONS[0])
         raise pytest.UsageError(
             f"refit_core: pytest took its rootdir ({config.rootpath}) from the path {moved} given after "
-            f"{'/'.join(PATH_OPTIONS)}, so the project's configuration was not read; write the option as "
-            f"--refit-baseline={moved} (with '=') or add --rootdir=<the project directory>")
+            f"{option}, so the project's configuration was not read; write the option as "
+            f"{option}={moved} (with '=') or add --rootdir=<the project directory>")
 
 
 def _register_user_models(config: Any) -> None:

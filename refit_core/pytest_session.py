@@ -49,16 +49,17 @@ def report_reason(report: Any) -> Optional[str]:
     return None
 
 
-def separate_form_paths(config: Any) -> List[Path]:
-    """Existing paths given to our path options as a separate argument (`--opt PATH`)."""
+def separate_form_paths(config: Any) -> Dict[Path, str]:
+    """Existing paths given to our path options as a separate argument (`--opt PATH`), each
+    with the option that took it."""
     args = list(config.invocation_params.args)
-    out = []
+    out: Dict[Path, str] = {}
     for i, arg in enumerate(args[:-1]):
         if arg in PATH_OPTIONS:
             value = Path(args[i + 1]).expanduser()
             path = value if value.is_absolute() else Path(config.invocation_params.dir) / value
             if path.exists():
-                out.append(path.resolve())
+                out[path.resolve()] = arg
     return out
 
 

@@ -94,7 +94,7 @@ def test_baseline_outside_the_project_as_a_separate_argument_is_refused(project,
     result = project.runpytest_subprocess("-p", "refit_core.pytest_plugin", "--refit-baseline", str(base))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*refit_core: pytest took its rootdir (*) from the path {base} given after "
-                                 f"--refit-baseline/--refit-results, so the project's configuration was not read; "
+                                 f"--refit-baseline, so the project's configuration was not read; "
                                  f"write the option as --refit-baseline={base} (with '=')*"])
     assert "passed" not in result.stdout.str()
 

@@ -127,3 +127,10 @@ def test_cases_given_on_the_command_line_are_forgotten_afterwards(project, tmp_p
     result = project.runpytest_inprocess(f"--refit-model={_model(tmp_path, dims=(2, 16))}")
     result.assert_outcomes(passed=len(before) + 1)
     assert registry.names() == before
+
+
+def test_a_model_outside_the_project_in_the_separate_form_is_refused_naming_the_option(project, tmp_path):
+    path = _model(tmp_path, dims=(2, 16))
+    result = project.runpytest_subprocess("-p", "refit_core.pytest_plugin", "--refit-model", str(path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"write the option as --refit-model={path} (with '=')" in result.stderr.str()
