@@ -102,10 +102,16 @@ class OnnxModelCase(RefitCase):
         self.seed = seed
 
     def target_weights(self, build_weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1))."""
+        """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1)); a weight whose
+        values are all positive (a BatchNorm variance, a scale) gets w * exp(noise * N(0, 1))
+        instead, so it stays positive and the model stays defined."""
         rng = np.random.default_rng(self.seed)
-        return {n: np.ascontiguousarray(w * (1.0 + self.noise * rng.standard_normal(w.shape)), dtype=w.dtype)
-                for n, w in sorted(build_weights.items())}
+        out = {}
+        for n, w in sorted(build_weights.items()):
+            z = rng.standard_normal(w.shape)
+            factor = np.exp(self.noise * z) if w.size and bool(np.all(w > 0)) else 1.0 + self.noise * z
+            out[n] = np.ascontiguousarray(w * factor, dtype=w.dtype)
+        return out
 
     def probe_feeds(self) -> Dict[str, np.ndarray]:
         """Seeded standard-normal inputs of the given shapes."""

@@ -134,3 +134,19 @@ def test_a_model_outside_the_project_in_the_separate_form_is_refused_naming_the_
     result = project.runpytest_subprocess("-p", "refit_core.pytest_plugin", "--refit-model", str(path))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"write the option as --refit-model={path} (with '=')" in result.stderr.str()
+
+
+def test_target_weights_keep_positive_weights_positive_and_change_every_weight(tmp_path):
+    """A BatchNorm variance pushed below zero would make ONNX Runtime and TensorRT both output
+    NaN, and the checks would fail for the wrong reason."""
+    case = user_model_case(_model(tmp_path, dims=(2, 16)))
+    rng = np.random.default_rng(3)
+    build = {"bn.running_var": np.abs(rng.standard_normal(4096)).astype(np.float32) + 1e-3,
+             "conv.weight": rng.standard_normal((8, 3, 3, 3)).astype(np.float32)}
+    target = case.target_weights(build)
+    assert np.all(target["bn.running_var"] > 0)
+    assert (target["conv.weight"] < 0).mean() > 0.3  # signed weights keep both signs (and may flip)
+    for name in build:
+        assert target[name].dtype == build[name].dtype and target[name].shape == build[name].shape
+        assert np.mean(target[name] != build[name]) > 0.99
+    assert all(np.array_equal(target[n], again) for n, again in case.target_weights(build).items())
