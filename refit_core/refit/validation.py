@@ -31,6 +31,8 @@ class WeightSpec:
     layer: Optional[str] = None
     role: Optional[str] = None
     group: Optional[str] = None
+    #: the engine was built with FP16: values must fit FP16 (validate_fp16_range) unless allowed
+    fp16: bool = False
 
     @property
     def count(self) -> int:
@@ -53,15 +55,21 @@ def _unknown_name_message(name: Any, known: Iterable[str]) -> str:
 
 
 def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
-                    allow_nonfinite: bool = False) -> np.ndarray:
+                    allow_nonfinite: bool = False, allow_fp16_range: bool = False,
+                    unreachable: Optional[Mapping[str, str]] = None) -> np.ndarray:
     """Return `array` unchanged if the engine can take it as weight `name`; raise otherwise.
 
     Nothing is converted silently: a float64 array is an error, not a cast, so that the
-    numbers the user checks are the numbers the engine runs.
+    numbers the user checks are the numbers the engine runs. `unreachable`: names the engine
+    does not list mapped to why (the coverage map's `Coverage.explanations()`: folded or fused
+    away, and how to keep a weight refittable); an unknown name found there gets that reason.
+    A spec with `fp16=True` refuses values FP16 cannot hold unless `allow_fp16_range`.
     """
     if not isinstance(name, str):
         raise WeightValidationError(None, f"weight names are strings, got {type(name).__name__} {name!r}")
     if name not in specs:
+        if unreachable and name in unreachable:
+            raise WeightValidationError(name, f"{unreachable[name]} (not a refittable weight of this engine)")
         raise WeightValidationError(name, _unknown_name_message(name, specs))
     spec = specs[name]
     if array is None:
@@ -108,13 +116,58 @@ def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
             raise WeightValidationError(
                 name, f"contains {n_nan} NaN and {n_inf} Inf values; refused by default "
                       "(pass allow_nonfinite=True to refit them anyway)")
+    if spec.fp16:
+        validate_fp16_range(name, array, allow=allow_fp16_range)
+    return array
+
+
+#: FP16's largest finite value; larger magnitudes overflow (round to inf, or TensorRT clamps them).
+FP16_MAX = 65504.0
+#: FP16's smallest positive (subnormal) value; nonzero magnitudes below it lose their value
+#: (they round to 0, or to this value).
+FP16_MIN_SUBNORMAL = 2.0 ** -24
+#: Refuse when more than this share of a weight's nonzero values is below FP16_MIN_SUBNORMAL.
+FP16_MAX_UNDERFLOW_FRACTION = 0.01
+
+
+def validate_fp16_range(name: str, array: np.ndarray, allow: bool = False) -> np.ndarray:
+    """Refuse a float weight for an FP16 engine when FP16 cannot hold its values.
+
+    Refused: any finite |w| > 65504 (FP16_MAX: overflows to inf, or is clamped), or more
+    than 1% (FP16_MAX_UNDERFLOW_FRACTION) of the nonzero values below 2**-24
+    (FP16_MIN_SUBNORMAL: they flush to zero). A few tiny values are normal in trained
+    weights and are let through. `allow=True` lets everything through (TensorRT then
+    converts as it does). Non-finite values are validate_weight's business, not counted here.
+    """
+    arr = np.asarray(array)
+    if allow or arr.dtype.kind != "f" or arr.dtype == np.float16 or arr.size == 0:
+        return array
+    mag = np.abs(arr[np.isfinite(arr)]).astype(np.float64)
+    over = int((mag > FP16_MAX).sum())
+    nonzero = int((mag > 0).sum())
+    under = int(((mag > 0) & (mag < FP16_MIN_SUBNORMAL)).sum())
+    problems = []
+    if over:
+        problems.append(f"{over} of {arr.size} values exceed FP16's largest value {FP16_MAX:g} in magnitude "
+                        f"(largest |w| {float(mag.max()):.6g}; they would become inf or be clamped)")
+    if nonzero and under > FP16_MAX_UNDERFLOW_FRACTION * nonzero:
+        problems.append(f"{under} of its {nonzero} nonzero values ({under / nonzero:.1%}, more than "
+                        f"{FP16_MAX_UNDERFLOW_FRACTION:.0%}) are smaller in magnitude than FP16's smallest "
+                        f"value 2**-24 and would flush to zero")
+    if problems:
+        raise WeightValidationError(
+            name, "does not fit the FP16 engine: " + "; ".join(problems) +
+                  "; rescale the weight, build the engine in FP32, or allow it explicitly "
+                  "(allow_fp16_range=True / --allow-fp16-range)")
     return array
 
 
 def validate_weights(specs: Mapping[str, WeightSpec], weights: Mapping[str, Any],
-                     allow_nonfinite: bool = False) -> Dict[str, np.ndarray]:
+                     allow_nonfinite: bool = False, allow_fp16_range: bool = False,
+                     unreachable: Optional[Mapping[str, str]] = None) -> Dict[str, np.ndarray]:
     """Validate every weight of a refit before any is handed to TensorRT (all or nothing)."""
-    return {name: validate_weight(specs, name, arr, allow_nonfinite) for name, arr in weights.items()}
+    return {name: validate_weight(specs, name, arr, allow_nonfinite, allow_fp16_range, unreachable)
+            for name, arr in weights.items()}
 
 
 def incomplete_groups(specs: Mapping[str, WeightSpec], supplied: Iterable[str]) -> Dict[str, list]:
