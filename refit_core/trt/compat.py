@@ -238,3 +238,22 @@ def refit_engine(refitter: Any, stream_handle: Optional[int] = None) -> bool:
         return bool(refitter.refit_cuda_engine())
     require_feature("async_refit")
     return bool(refitter.refit_cuda_engine_async(stream_handle))
+
+
+def weight_prototypes(refitter: Any, names: List[Optional[str]]) -> Optional[Dict[str, Tuple[int, str]]]:
+    """name -> (element count, numpy dtype name) of each named refittable weight, from
+    `get_weights_prototype` (TensorRT >= 10.0). None where this version has no such call (8.x:
+    the size of a weight TensorRT made up cannot be known). A weight whose prototype cannot
+    be read is left out."""
+    if not has_feature("weights_prototype"):
+        return None
+    out: Dict[str, Tuple[int, str]] = {}
+    for name in names:
+        if name is None:
+            continue
+        try:
+            proto = refitter.get_weights_prototype(name)
+            out[str(name)] = (int(proto.size), numpy_dtype(proto.dtype).name)
+        except Exception:  # a name it will not describe, a dtype numpy lacks: leave it unmatched
+            continue
+    return out
