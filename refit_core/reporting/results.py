@@ -323,6 +323,12 @@ class ResultsRecorder:
         """TensorRT's refittable weight list of a case (None entries allowed), as reported."""
         self.set(("cases", _name(case, "case name"), "refittable_weights"), list(names))
 
+    def record_case_coverage(self, case: str, coverage: Dict[str, Any]) -> None:
+        """cases.<case>.coverage = the weight-coverage map (refit.coverage.Coverage.to_record():
+        category -> initializer names, TensorRT-only names, counts); the gate fails a weight
+        that was refittable by name in the baseline and is not now."""
+        self.set(("cases", _name(case, "case name"), "coverage"), dict(coverage))
+
     def record_property_test(self, name: str, stats: Dict[str, Any]) -> None:
         """property_tests.<name> = {stat: finite number | int | bool | str}."""
         self.set(("property_tests", _name(name, "property test name")), dict(stats))

@@ -212,6 +212,41 @@ def _bidaf_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Tolerances) -> List[G
     return [row for row in rows if row is not None]
 
 
+#: The check name of a case's weight-coverage map (ResultsRecorder.record_case_coverage).
+COVERAGE_CHECK = "coverage"
+_COVERAGE_CATEGORIES = ("by_name", "other_name", "unmatched", "not_refittable")
+
+
+def _coverage_summary(cov: Any) -> str:
+    if not isinstance(cov, dict):
+        return plain(cov)
+    parts = [f"{len(cov.get(k) or [])} {k.replace('_', ' ')}" for k in _COVERAGE_CATEGORIES]
+    return ", ".join(parts) + f"; {len(cov.get('trt_only') or [])} TensorRT-only"
+
+
+def _coverage_rows(metric: str, b: Any, c: Any) -> List[GateRow]:
+    """A case's coverage map: an initializer refittable by its name in the baseline and not
+    in the candidate is a REGRESSION (a user's refit by that name now fails); names that
+    became refittable are INFO; the other categories are shown as a summary (CHANGED)."""
+    row = _absent(metric, b, c, _coverage_summary)
+    if row:
+        return [row] if b is not None or c is not None else []
+    was = set((b or {}).get("by_name") or [])
+    now = set((c or {}).get("by_name") or [])
+    lost, gained = sorted(was - now), sorted(now - was)
+    text = f"{len(now)} by name"
+    if lost:
+        text += "; lost: " + ", ".join(lost[:8]) + (f" (+{len(lost) - 8} more)" if len(lost) > 8 else "")
+    if gained:
+        text += "; new: " + ", ".join(gained[:8]) + (f" (+{len(gained) - 8} more)" if len(gained) > 8 else "")
+    verdict = REGRESSION if lost else (INFO if gained else OK)
+    rows = [GateRow(f"{metric}.by_name", f"{len(was)} by name", text, "no initializer loses refit by name",
+                    verdict)]
+    sb, sc = _coverage_summary(b), _coverage_summary(c)
+    rows.append(GateRow(metric, sb, sc, "info", OK if sb == sc else CHANGED))
+    return rows
+
+
 def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any]) -> List[GateRow]:
     """cases, property_tests, bad_inputs (required when in the baseline) and notes (info)."""
     rows: List[Optional[GateRow]] = []
@@ -222,6 +257,8 @@ def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any]) -> List[GateRow]:
             metric = f"cases.{case}.{check}"
             if check == "refittable_weights":
                 rows.append(_weights_row(metric, checks_b.get(check), checks_c.get(check)))
+            elif check == COVERAGE_CHECK:
+                rows += _coverage_rows(metric, checks_b.get(check), checks_c.get(check))
             else:
                 rows.append(_info_row(metric, checks_b.get(check), checks_c.get(check)))
     pb, pc = _section(b, "property_tests"), _section(c, "property_tests")
