@@ -8,6 +8,7 @@ Dynamic dimensions need fixed `input_shapes` (min = opt = max).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -41,6 +42,8 @@ class OnnxModelEngine(CaseEngine):
         session.on_close(self.handle.close)
         self.runner = TrtRunner(self.handle)
         self.refitter = EngineRefitter(self.handle, None, onnx_float_initializers(model_path), session.synchronize)
+        if case.precision == "fp16" and not case.allow_fp16_range:  # refuse values FP16 cannot hold
+            self.refitter.specs = {n: replace(s, fp16=True) for n, s in self.refitter.specs.items()}
         self.build_weights = {n: a.copy() for n, a in self.refitter.current.items()}
         self.target_weights = case.target_weights(self.build_weights)
         self.feeds = case.probe_feeds()
@@ -49,8 +52,8 @@ class OnnxModelEngine(CaseEngine):
     def _build(self, path: Path, plan_cache: Any) -> Tuple[Any, Any]:
         from ..fileio import sha256_file
         from ..trt import compat
-        from ..trt.engine import BuildOptions, build_plan_from_onnx, load_or_build
-        options = BuildOptions()
+        from ..trt.engine import build_plan_from_onnx, load_or_build
+        options = self.case.build_options()
         key = {"model": self.case.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
                "tensorrt": compat.trt_version_string(), "gpu": self.session.gpu_name,
                "shapes": {k: list(v) for k, v in sorted(self.case.input_shapes.items())}}
@@ -74,10 +77,10 @@ class OnnxModelEngine(CaseEngine):
 
     def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
         from ..fileio import atomic_write_bytes
-        from ..trt.engine import BuildOptions, EngineHandle, build_plan_from_onnx
+        from ..trt.engine import EngineHandle, build_plan_from_onnx
         from ..trt.runner import TrtRunner
         path = atomic_write_bytes(self.tmp_dir / "fresh-build.onnx", with_initializers(self.model_path, weights))
-        result = build_plan_from_onnx(path, BuildOptions(), self.case.profiles(path), self.logger)
+        result = build_plan_from_onnx(path, self.case.build_options(), self.case.profiles(path), self.logger)
         handle = EngineHandle(result.plan, self.logger)
         try:
             runner = TrtRunner(handle)
@@ -93,13 +96,20 @@ class OnnxModelCase(RefitCase):
 
     def __init__(self, name: str, make_model: Callable[[Path], Path], input_shapes: Shapes,
                  tolerance: OutputTolerance = OutputTolerance(atol=1e-4, rtol=1e-4), noise: float = 0.5,
-                 seed: int = 0) -> None:
+                 seed: int = 0, precision: str = "fp32", allow_fp16_range: bool = False) -> None:
         self.name = name
         self.make_model = make_model
         self.input_shapes = {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
         self.tolerance = tolerance
         self.noise = noise
         self.seed = seed
+        self.precision = precision  # "fp32" or "fp16" (BuildOptions.precision)
+        self.allow_fp16_range = allow_fp16_range  # fp16: let weights FP16 cannot hold through
+
+    def build_options(self, refit: bool = True) -> Any:
+        """The BuildOptions of this case's engines (`refit=False`: the same without REFIT)."""
+        from ..trt.engine import BuildOptions
+        return BuildOptions(refit=refit, precision=self.precision)
 
     def target_weights(self, build_weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1)); a weight whose

@@ -62,9 +62,10 @@ def _model_inputs(path: Path) -> List[Tuple[str, int, List[Optional[int]]]]:
     return out
 
 
-def input_shapes_for(path: Path, given: Dict[str, Shape]) -> Dict[str, Shape]:
+def input_shapes_for(path: Path, given: Dict[str, Shape], shapes_option: str = "--refit-shapes") -> Dict[str, Shape]:
     """Every input's probe shape: the model's own where fixed, `given` where dynamic
-    (shapes in `given` for inputs the model does not have are ignored here)."""
+    (shapes in `given` for inputs the model does not have are ignored here). `shapes_option`
+    is the option the error message tells the user to give a shape with."""
     from onnx import TensorProto
     shapes: Dict[str, Shape] = {}
     for name, elem_type, dims in _model_inputs(path):
@@ -82,7 +83,7 @@ def input_shapes_for(path: Path, given: Dict[str, Shape]) -> Dict[str, Shape]:
             shown = "x".join("?" if d is None else str(d) for d in dims)
             example = "x".join("1" if d is None else str(d) for d in dims)
             raise ModelInputError(f"input {name!r} of {path.name} has a dynamic shape ({shown}); give it, "
-                                  f"e.g. --refit-shapes {name}:{example}")
+                                  f"e.g. {shapes_option} {name}:{example}")
         else:
             shapes[name] = tuple(int(d) for d in dims)  # type: ignore[arg-type]
     return shapes

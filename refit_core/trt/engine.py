@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..errors import EngineCacheWarning
+from ..errors import EngineCacheWarning, RefitCoreError
 from ..fileio import sha256_bytes
 from . import compat
 
@@ -26,12 +26,29 @@ class BuildOptions:
     tactics: str = field(default_factory=compat.tactic_setting)
     #: more BuilderFlag names to set (e.g. "STRIP_PLAN", "REFIT_IDENTICAL" where the version has them)
     extra_flags: Tuple[str, ...] = ()
+    #: "fp32" (TF32 as `tf32` says) or "fp16" (BuilderFlag.FP16: TensorRT may run layers in FP16)
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
 
     def key_parts(self) -> Dict[str, Any]:
         parts = asdict(self)
         if not self.extra_flags:
             del parts["extra_flags"]  # keys of plans cached before the field existed stay valid
+        if self.precision == "fp32":
+            del parts["precision"]  # likewise: fp32 plans keep their keys, fp16 ones get their own
         return parts
+
+
+#: Precisions BuildOptions can build in.
+PRECISIONS = ("fp32", "fp16")
+
+
+class OnnxParseError(RefitCoreError, RuntimeError):
+    """TensorRT's ONNX parser rejected a model (an unsupported op, a malformed graph); the
+    message is one line with the parser's own errors."""
 
 
 @dataclass
@@ -58,6 +75,8 @@ def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> 
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_bytes))
     if options.refit:
         config.set_flag(trt.BuilderFlag.REFIT)
+    if options.precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
     if not options.tf32:
         compat.clear_tf32(config)
     for flag in options.extra_flags:
@@ -107,8 +126,8 @@ def build_plan_from_onnx(onnx_path: Path, options: BuildOptions, profiles: List[
     network = compat.create_network(builder)
     parser = compat.import_tensorrt().OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: " + " | ".join(errors))
+        errors = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
+        raise OnnxParseError(f"TensorRT's ONNX parser rejected {onnx_path}: " + (" | ".join(errors) or "no message"))
     result = _build(builder, network, options, profiles, logger, timing_cache)
     del parser, network, builder
     return result
