@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report}`.
+"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report,check}`.
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
 and `mnist` fails with one sentence (no traceback) where there is no GPU.
@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="markdown table and PNG chart across TensorRT versions")
     add_report_arguments(p)
     p.set_defaults(func=run_report)
+
+    # -- check: the generic refit checks on your own ONNX model (refit_core/check.py) --
+    from .check import add_check_arguments, run_check
+    p = sub.add_parser("check", help="refit checks on your own ONNX model: coverage map, refit vs ONNX Runtime, "
+                       "refit vs rebuild, refit tax; exit 0 passed, 1 a check failed, 2 unusable input/machine")
+    add_check_arguments(p)
+    p.set_defaults(func=run_check)
     return parser
 
 
