@@ -1,0 +1,29 @@
+"""BuildOptions.precision and OnnxParseError (CPU tier: no TensorRT is called)."""
+from __future__ import annotations
+
+import pytest
+
+from refit_core.errors import RefitCoreError
+from refit_core.trt.engine import PRECISIONS, BuildOptions, OnnxParseError, plan_cache_key
+
+
+def test_fp32_keys_are_the_keys_plans_were_cached_under_before():
+    parts = BuildOptions().key_parts()
+    assert "precision" not in parts and set(parts) == {"refit", "tf32", "workspace_bytes", "tactics"}
+
+
+def test_fp16_gets_its_own_plan_cache_key():
+    fp32, fp16 = BuildOptions().key_parts(), BuildOptions(precision="fp16").key_parts()
+    assert fp16 == {**fp32, "precision": "fp16"}
+    assert plan_cache_key({"options": fp32}) != plan_cache_key({"options": fp16})
+
+
+def test_an_unknown_precision_is_refused_by_name():
+    assert PRECISIONS == ("fp32", "fp16")
+    with pytest.raises(ValueError, match="precision 'int8': choose one of fp32, fp16"):
+        BuildOptions(precision="int8")
+
+
+def test_a_parser_rejection_is_a_refit_core_error_and_still_a_runtime_error():
+    """`check` turns it into one sentence; callers that caught RuntimeError still catch it."""
+    assert issubclass(OnnxParseError, RefitCoreError) and issubclass(OnnxParseError, RuntimeError)
