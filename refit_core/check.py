@@ -165,7 +165,7 @@ class Step:
         self.seconds = time.perf_counter() - self._start
         tty = bool(getattr(self.out, "isatty", lambda: False)())
         end = "failed" if kind is not None else "done"
-        self.out.write(("\r" if tty else "") + f"{self.label}: {end} ({self.seconds:.1f} s)\n")
+        self.out.write(("\r\033[K" if tty else "") + f"{self.label}: {end} ({self.seconds:.1f} s)\n")
         self.out.flush()
 
 
