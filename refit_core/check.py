@@ -325,7 +325,8 @@ def _refit_checks(run: Run, engine: Any) -> Optional[RefitTimes]:
     blind = compare_outputs(ref_build, ref_target, tol)
     run.rec.record_case_check(plan.key, "perturbation_changes_reference", **blind.summary())
     run.outcome("perturbation_changes_reference", not blind.ok,
-                f"seeded perturbation w*(1+{engine.case.noise:g}*N(0,1)) moves ONNX Runtime's outputs by max|diff| "
+                f"seeded perturbation (w*(1+{engine.case.noise:g}*N(0,1)), w*exp({engine.case.noise:g}*N(0,1)) for "
+                f"all-positive weights) moves ONNX Runtime's outputs by max|diff| "
                 f"{blind.max_abs:.3g} ({blind.rows - blind.rows_agreeing}/{blind.rows} rows beyond the tolerance)"
                 + ("" if not blind.ok else "; the check below could not tell a refit from no refit"))
     try:
