@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report}`.
+"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report,selfcheck}`.
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
 and `mnist` fails with one sentence (no traceback) where there is no GPU.
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="markdown table and PNG chart across TensorRT versions")
     add_report_arguments(p)
     p.set_defaults(func=run_report)
+
+    from .selfcheck import add_selfcheck_arguments, cmd_selfcheck
+    p = sub.add_parser("selfcheck", help="run the GPU tier once per injected fault and print the kill matrix; "
+                       "exit 1 when a fault survives or the baseline fails")
+    add_selfcheck_arguments(p)
+    p.set_defaults(func=cmd_selfcheck)
     return parser
 
 
