@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+import os
 import types
 from pathlib import Path
 from typing import Any, Dict, List
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from refit_core import faults as faults_module
-from refit_core.errors import RefitError, WeightValidationError
+from refit_core.errors import WeightValidationError
 from refit_core.faults import CLASSES, FAULTS, NO_FAULT, Patcher, get_fault, order_items, rank_of
 from refit_core.refit.validation import WeightSpec
 from refit_core.selfcheck import (RunOutcome, SelfcheckOptions, classify, format_matrix, pytest_command,
@@ -423,7 +423,7 @@ ROOT = str(Path(faults_module.__file__).resolve().parents[1])
 
 
 def test_the_plugin_refuses_an_unknown_fault(pytester, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", ROOT)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     pytester.makepyfile("def test_nothing():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "refit_core.faults", "--refit-fault=nope")
     assert result.ret != 0
