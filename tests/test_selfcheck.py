@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from refit_core import faults as faults_module
-from refit_core.errors import WeightValidationError
+from refit_core.errors import RefitError, WeightValidationError
 from refit_core.faults import CLASSES, FAULTS, NO_FAULT, Patcher, get_fault, order_items, rank_of
 from refit_core.refit.validation import WeightSpec
 from refit_core.selfcheck import (RunOutcome, SelfcheckOptions, classify, format_matrix, pytest_command,
@@ -466,3 +466,105 @@ def test_selfcheck_end_to_end_a_surviving_fault_fails_the_run(pytester, monkeypa
     assert rows["missing-empty"]["bites"] >= 1
     assert rows["scale-1.01"]["status"] == "survived" and rows["scale-1.01"]["bites"] == 0
     assert data["summary"]["survived"] == ["scale-1.01"] and code == 1
+
+
+# --------------------------------------------------------------------------------------
+# The GPU tests that run first, replayed on the stand-in (a simulation, not a GPU claim):
+# with no fault they pass; each fault but validation-off makes one of them fail. On the
+# GPU, TensorRT's own behaviour decides; this checks the tests' logic and the faults' reach.
+# --------------------------------------------------------------------------------------
+class FakeLenet:
+    """What the tests use of the mnist case engine, over FakeRefitter; outputs are the
+    float64 numpy LeNet of whatever weights the fake engine holds."""
+
+    def __init__(self) -> None:
+        from refit_core.cases.mnist import MnistCase
+        from refit_core.flows import mnist as flow
+        from refit_core.interfaces import LENET_SHAPES
+        from refit_core.refit.refitter import EngineRefitter
+        rng = np.random.default_rng(0)
+        self.trained = {n: (0.1 * rng.standard_normal(s)).astype(np.float32) for n, s in LENET_SHAPES.items()}
+        self.start_weights = flow.dummy_conv1(self.trained)
+        self.build_weights = dict(self.start_weights)
+        handle = FakeHandle(self.start_weights)
+        self.engine = handle.engine
+        self.refitter = EngineRefitter(handle, flow.weight_specs(), self.start_weights)
+        self.case = MnistCase()
+        self.images = rng.standard_normal((6, 1, 28, 28)).astype(np.float32)
+        self.built_outputs = self.probe()
+
+    def probe(self) -> np.ndarray:
+        from refit_core.models.lenet_reference import lenet_forward
+        return lenet_forward(self.engine.weights, self.images)
+
+    def reference(self, weights: Any) -> np.ndarray:
+        from refit_core.models.lenet_reference import lenet_forward
+        full = dict(self.build_weights)
+        full.update(weights)
+        return lenet_forward(full, self.images)
+
+    def refit_to(self, weights: Any) -> float:
+        return self.refitter.refit_with(weights, fill_missing=True)
+
+
+def _rank0_tests():
+    from tests.refit import test_refit_teeth_gpu as teeth, test_rollback_gpu as rollback
+    return [
+        ("build weights bit-exact", lambda e, r, m: teeth.test_refitting_the_build_weights_reproduces_the_built_engine_bit_exactly(e)),
+        ("2nd/3rd refit", lambda e, r, m: teeth.test_second_and_third_refits_with_different_weights_match_the_reference(e, r)),
+        ("bias alone", lambda e, r, m: teeth.test_a_bias_alone_refits(e)),
+        ("missing view", lambda e, r, m: teeth.test_the_wrappers_missing_view_is_tensorrts_after_every_single_set(e, r)),
+        ("unknown weight alone", lambda e, r, m: rollback.test_tensorrt_refuses_a_weight_it_does_not_have(e, m, r, "alone")),
+        ("unknown weight middle", lambda e, r, m: rollback.test_tensorrt_refuses_a_weight_it_does_not_have(e, m, r, "middle")),
+        ("refit_cuda_engine refuses", lambda e, r, m: rollback.test_tensorrt_refuses_refit_cuda_engine_and_the_previous_weights_are_refitted_back(e, m, r)),
+    ]
+
+
+def _replay(fault_name: Any) -> List[str]:
+    """The names of the rank-0 tests that fail under `fault_name` (None: no fault)."""
+    from refit_core.reporting.results import ResultsRecorder
+    p = Patcher()
+    if fault_name is not None:
+        get_fault(fault_name).patch(p)
+    failed = []
+    try:
+        engine = FakeLenet()
+        for name, test in _rank0_tests():
+            mp = pytest.MonkeyPatch()
+            try:
+                test(engine, ResultsRecorder(), mp)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # AssertionError, RefitError, pytest.fail's Failed: the test failed
+                failed.append(f"{name}: {type(exc).__name__}")
+            finally:
+                mp.undo()
+    finally:
+        p.undo()
+    return failed
+
+
+def test_the_first_gpu_tests_pass_on_the_stand_in_without_a_fault(fake_trt):
+    assert _replay(None) == []
+
+
+@pytest.mark.parametrize("name", [f.name for f in FAULTS if f.name != "validation-off"])
+def test_the_first_gpu_tests_kill_each_fault_on_the_stand_in(fake_trt, name):
+    failed = _replay(name)
+    print(f"{name}: {failed}")
+    assert failed, f"{name} survives the rank-0 GPU tests on the stand-in"
+
+
+def test_validation_off_is_left_to_the_bad_input_tests(fake_trt):
+    """The rank-0 tests hand TensorRT only good input: validation-off passes them and is
+    killed by the first bad-input test (a refused unknown name)."""
+    assert _replay("validation-off") == []
+    p = Patcher()
+    get_fault("validation-off").patch(p)
+    try:
+        engine = FakeLenet()
+        with pytest.raises(Exception) as info:
+            engine.refit_to({"conv1.wieght": engine.trained["conv1.weight"], "conv1.bias": engine.trained["conv1.bias"]})
+        assert not isinstance(info.value, (WeightValidationError, RefitError))  # the test expects these
+    finally:
+        p.undo()
