@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report,check}`.
+"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report,check,selfcheck}`.
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
 and `mnist` fails with one sentence (no traceback) where there is no GPU.
@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "refit vs rebuild, refit tax; exit 0 passed, 1 a check failed, 2 unusable input/machine")
     add_check_arguments(p)
     p.set_defaults(func=run_check)
+
+    from .selfcheck import add_selfcheck_arguments, cmd_selfcheck
+    p = sub.add_parser("selfcheck", help="run the GPU tier once per injected fault and print the kill matrix; "
+                       "exit 1 when a fault survives or the baseline fails")
+    add_selfcheck_arguments(p)
+    p.set_defaults(func=cmd_selfcheck)
     return parser
 
 

@@ -23,7 +23,8 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("flows",),
     ("cases",),
     ("reporting",),
-    ("pytest_plugin", "pytest_fixtures", "pytest_session", "check", "cli", "__main__", "__init__"),
+    ("pytest_plugin", "pytest_fixtures", "pytest_session", "faults", "selfcheck", "check", "cli", "__main__",
+     "__init__"),
 )
 RANK: Dict[str, int] = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
 

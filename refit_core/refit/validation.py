@@ -8,6 +8,8 @@ WeightValidationError that names the weight and the problem instead.
 from __future__ import annotations
 
 import difflib
+import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
@@ -36,7 +38,9 @@ class WeightSpec:
 
     @property
     def count(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        # math.prod, not np.prod: this runs once per weight per refit, and numpy's reduction
+        # machinery cost more than the rest of the shape checks together
+        return int(math.prod(self.shape))
 
 
 def specs_from_arrays(arrays: Mapping[str, np.ndarray], groups: Optional[Mapping[str, str]] = None
@@ -52,6 +56,11 @@ def _unknown_name_message(name: Any, known: Iterable[str]) -> str:
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     shown = ", ".join(repr(k) for k in known[:12]) + (" ..." if len(known) > 12 else "")
     return f"is not a refittable weight of this engine{hint} (refittable: {shown})"
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)
 
 
 def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
@@ -82,7 +91,7 @@ def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
         raise WeightValidationError(
             name, "is a numpy masked array; TensorRT would read the raw values under the mask too: "
                   "pass a plain array with the values you mean (e.g. w.filled(0.0))")
-    want = np.dtype(spec.dtype)
+    want = _dtype(spec.dtype)
     if array.dtype != want:
         raise WeightValidationError(
             name, f"dtype is {array.dtype}, the engine's weight is {want}: convert explicitly "
@@ -96,15 +105,16 @@ def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
         raise WeightValidationError(
             name, f"shape {tuple(array.shape)} differs from the engine's {tuple(spec.shape)} although the "
                   "element count matches: reshape it explicitly if the layout really is the same")
-    if not array.flags.c_contiguous:
+    flags = array.flags  # one flags object, not one per check
+    if not flags.c_contiguous:
         raise WeightValidationError(
             name, "is not C-contiguous (a transposed or strided view); TensorRT reads raw memory in "
                   "row-major order: pass np.ascontiguousarray(w)")
-    if not array.flags.aligned:
+    if not flags.aligned:
         raise WeightValidationError(
             name, f"is not aligned (its buffer does not start on a {array.dtype.itemsize}-byte boundary for "
                   f"{array.dtype}); TensorRT reads it as typed memory: pass an aligned copy (w.copy())")
-    if not array.flags.writeable:
+    if not flags.writeable:
         raise WeightValidationError(
             name, "is read-only; TensorRT reads the buffer after the call returns, and refit_core takes "
                   "only buffers the caller owns: pass a writable copy (w.copy())")

@@ -360,6 +360,27 @@ class ResultsRecorder:
             entry["first_s"] = float(to_jsonable(first_s))
         self.set(("timings", _name(name, "timing name")), entry)
 
+    def record_wrapper_overhead(self, name: str, trt_samples_s: Sequence[float],
+                                total_samples_s: Sequence[float]) -> float:
+        """wrapper_overhead.<name>: the medians of the raw refit_cuda_engine seconds and of
+        refit_with's total seconds over the same rounds, and (total - raw) / raw. Returns the
+        ratio. Each round's total includes its raw call, so a total below its raw is refused."""
+        trt = [float(s) for s in trt_samples_s]
+        total = [float(s) for s in total_samples_s]
+        if not trt or len(trt) != len(total):
+            raise ValueError(f"wrapper overhead {name!r}: need as many raw as total samples, at least one "
+                             f"(got {len(trt)} and {len(total)})")
+        for raw_s, total_s in zip(trt, total):
+            if not (math.isfinite(raw_s) and math.isfinite(total_s) and 0 < raw_s <= total_s):
+                raise ValueError(f"wrapper overhead {name!r}: every round needs 0 < raw <= total seconds "
+                                 f"(got raw {raw_s!r}, total {total_s!r})")
+        trt_median, total_median = statistics.median(trt), statistics.median(total)
+        ratio = (total_median - trt_median) / trt_median
+        self.set(("wrapper_overhead", _name(name, "benchmark name")),
+                 {"trt_median_s": trt_median, "total_median_s": total_median, "overhead_ratio": ratio,
+                  "rounds": len(trt), "trt_samples_s": trt, "total_samples_s": total})
+        return ratio
+
     def record_ratio(self, model: str, rebuild_name: Optional[str] = None,
                      refit_name: Optional[str] = None) -> float:
         """Store rebuild median / refit median for a model, from two recorded timings."""

@@ -170,6 +170,36 @@ def _timings(value: Any, path: str, version: int) -> None:
             raise SchemaError(where, "must have min_s <= median_s <= max_s")
 
 
+def _wrapper_overhead(value: Any, path: str, version: int) -> None:
+    """What the refit wrapper costs beyond TensorRT's refit_cuda_engine, per benchmark."""
+    def samples(v: Any, p: str) -> None:
+        if not as_list(v, p):
+            raise SchemaError(p, "must not be empty")
+        for i, item in enumerate(v):
+            duration(item, join(p, i))
+
+    for name, entry in obj(value, path).items():
+        where = join(path, name)
+        data = fields(entry, where, {
+            "trt_median_s": duration, "total_median_s": duration,
+            "overhead_ratio": lambda v, p: number(v, p, low=0.0, what="a ratio >= 0"),
+            "rounds": lambda v, p: whole(v, p, 1), "trt_samples_s": samples, "total_samples_s": samples})
+        for key in ("trt_median_s", "total_median_s", "overhead_ratio", "rounds"):
+            if key not in data:
+                raise SchemaError(join(where, key), "is required")
+        trt, total = data["trt_median_s"], data["total_median_s"]
+        if total < trt:
+            raise SchemaError(join(where, "total_median_s"), "must be >= trt_median_s (the TensorRT call is part "
+                                                             f"of the total; got {total!r} < {trt!r})")
+        expected = (total - trt) / trt
+        if abs(data["overhead_ratio"] - expected) > 1e-9 * max(1.0, expected):
+            raise SchemaError(join(where, "overhead_ratio"),
+                              f"must be (total_median_s - trt_median_s) / trt_median_s = {expected!r}")
+        for key in ("trt_samples_s", "total_samples_s"):
+            if key in data and len(data[key]) != data["rounds"]:
+                raise SchemaError(join(where, key), f"must hold `rounds` ({data['rounds']}) samples")
+
+
 def _ratio_basis(value: Any, path: str, version: int) -> None:
     for model, pair in obj(value, path).items():
         where = join(path, model)
@@ -213,6 +243,7 @@ SECTIONS: Dict[str, Callable[[Any, str, int], None]] = {
     "timings": _timings,
     "ratios": _simple(lambda v, p: number(v, p, low=0.0, low_open=True, what="a ratio > 0")),
     "ratio_basis": _ratio_basis,
+    "wrapper_overhead": _wrapper_overhead,
     "notes": _simple(string),
     "bad_inputs": _simple(string),
     "property_tests": _simple(lambda v, p: mapping(v, p, scalar)),
