@@ -207,7 +207,7 @@ def scaled(factor: float) -> Callable[[np.ndarray], np.ndarray]:
 def _validation_off(p: Patcher) -> None:
     from .refit import refitter as refitter_module, validation
 
-    def validate_weight(specs: Mapping[str, Any], name: Any, array: Any, allow_nonfinite: bool = False) -> Any:
+    def validate_weight(specs: Mapping[str, Any], name: Any, array: Any, *_flags: Any, **_options: Any) -> Any:
         """Only converts: to the spec's dtype (when the name is known) and C order."""
         p.bite()
         spec = specs.get(name) if isinstance(name, str) else None

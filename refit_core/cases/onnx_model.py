@@ -8,7 +8,6 @@ Dynamic dimensions need fixed `input_shapes` (min = opt = max).
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -41,9 +40,9 @@ class OnnxModelEngine(CaseEngine):
         self.build_seconds = built.seconds if built else None
         session.on_close(self.handle.close)
         self.runner = TrtRunner(self.handle)
-        self.refitter = EngineRefitter(self.handle, None, onnx_float_initializers(model_path), session.synchronize)
-        if case.precision == "fp16" and not case.allow_fp16_range:  # refuse values FP16 cannot hold
-            self.refitter.specs = {n: replace(s, fp16=True) for n, s in self.refitter.specs.items()}
+        # fp16: weights FP16 cannot hold are refused unless the case allows them
+        self.refitter = EngineRefitter(self.handle, None, onnx_float_initializers(model_path), session.synchronize,
+                                       fp16=case.precision == "fp16" and not case.allow_fp16_range)
         self.build_weights = {n: a.copy() for n, a in self.refitter.current.items()}
         self.target_weights = case.target_weights(self.build_weights)
         self.feeds = case.probe_feeds()

@@ -22,6 +22,7 @@ from ..errors import RefitError, WeightValidationError
 from ..trt import compat
 from ..trt.engine import EngineHandle
 from ..trt.recorders import make_error_recorder
+from .coverage import Initializer, classify
 from .validation import WeightSpec, incomplete_groups, validate_weight
 
 
@@ -35,7 +36,8 @@ class EngineRefitter:
     """
 
     def __init__(self, handle: EngineHandle, specs: Optional[Mapping[str, WeightSpec]],
-                 current: Mapping[str, np.ndarray], synchronize: Optional[Any] = None) -> None:
+                 current: Mapping[str, np.ndarray], synchronize: Optional[Any] = None,
+                 fp16: bool = False) -> None:
         if not handle.refittable:
             raise RefitError("this engine was built without BuilderFlag.REFIT, so its weights cannot be "
                              "changed; rebuild it with refit enabled (BuildOptions(refit=True))")
@@ -46,9 +48,16 @@ class EngineRefitter:
         self.recorder = make_error_recorder()
         self.refitter.error_recorder = self.recorder
         self.trt_names: List[Optional[str]] = list(self.refitter.get_all_weights())
+        #: names of `current` TensorRT does not list -> why (folded/fused) and how to keep them refittable
+        self.unreachable: Dict[str, str] = {}
         if specs is None:
             named = [n for n in self.trt_names if n is not None and n in current]
-            specs = {n: WeightSpec(n, tuple(int(d) for d in np.shape(current[n])), str(np.asarray(current[n]).dtype))
+            inits = [Initializer(n, str(np.asarray(a).dtype), tuple(int(d) for d in np.shape(a)))
+                     for n, a in current.items()]
+            self.unreachable = classify(inits, self.trt_names,
+                                        compat.weight_prototypes(self.refitter, self.trt_names)).explanations()
+            specs = {n: WeightSpec(n, tuple(int(d) for d in np.shape(current[n])), str(np.asarray(current[n]).dtype),
+                                   fp16=fp16)
                      for n in named}
             current = {n: current[n] for n in named}
         self.specs: Dict[str, WeightSpec] = dict(specs)
@@ -71,15 +80,17 @@ class EngineRefitter:
         return [str(n) for n in self.refitter.get_missing_weights()]
 
     # ---- setting -----------------------------------------------------------------------
-    def set(self, name: str, array: Any, allow_nonfinite: bool = False) -> None:
+    def set(self, name: str, array: Any, allow_nonfinite: bool = False, allow_fp16_range: bool = False) -> None:
         """Validate one weight and hand it to TensorRT (nothing is refitted yet)."""
-        arr = validate_weight(self.specs, name, array, allow_nonfinite)
+        arr = validate_weight(self.specs, name, array, allow_nonfinite, allow_fp16_range, self.unreachable)
         self._push(name, arr)
         self._pending[name] = arr
 
-    def set_many(self, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> None:
+    def set_many(self, weights: Mapping[str, Any], allow_nonfinite: bool = False,
+                 allow_fp16_range: bool = False) -> None:
         """Validate all, then set all: one bad weight means none is handed over."""
-        checked = {n: validate_weight(self.specs, n, a, allow_nonfinite) for n, a in weights.items()}
+        checked = {n: validate_weight(self.specs, n, a, allow_nonfinite, allow_fp16_range, self.unreachable)
+                   for n, a in weights.items()}
         for name, arr in checked.items():
             self._push(name, arr)
             self._pending[name] = arr
@@ -158,7 +169,7 @@ class EngineRefitter:
                 self.current[name] = np.array(arr, copy=True)
 
     def refit_with(self, weights: Mapping[str, Any], allow_nonfinite: bool = False,
-                   fill_missing: bool = False) -> float:
+                   fill_missing: bool = False, allow_fp16_range: bool = False) -> float:
         """Validate, set and refit in one call; a bad weight leaves the engine untouched.
 
         `fill_missing`: TensorRT may need weights besides the ones changed (a kernel and the
@@ -166,7 +177,7 @@ class EngineRefitter:
         """
         start = time.perf_counter()
         try:
-            self.set_many(weights, allow_nonfinite)
+            self.set_many(weights, allow_nonfinite, allow_fp16_range)
             if fill_missing:
                 # current values were validated when they were refitted: hand them over as they are
                 for name in self.missing():
