@@ -65,6 +65,7 @@ class SelfcheckOptions:
     pytest_args: Sequence[str] = ()
     work_dir: Path = Path("selfcheck-runs")
     python: str = sys.executable
+    jobs: int = 1  # faults run this many at a time (each in its own process; the GPU is shared)
 
 
 def select_faults(names: Optional[Sequence[str]]) -> List[Fault]:
@@ -228,14 +229,28 @@ def run_selfcheck(opts: SelfcheckOptions, json_path: Optional[Path] = None, argv
                      f"{baseline.first_failure or baseline.message} (log: {baseline.log}); no fault run")
             ran_all = False
     if ran_all:
-        for fault in opts.faults:
-            step += 1
-            progress(f"[{step}/{total}] {fault.name} ({fault.kind}) ...")
-            o = run(opts, fault)
-            outcomes.append(o)
-            progress(f"    {'killed' if o.killed else o.status.upper()} in {o.seconds:.1f} s"
-                     f"{' by ' + o.first_failure if o.first_failure else ''}"
+        def done(o: RunOutcome, step: int) -> None:
+            progress(f"[{step}/{total}] {o.fault} ({o.kind}): {'killed' if o.killed else o.status.upper()} "
+                     f"in {o.seconds:.1f} s{' by ' + o.first_failure if o.first_failure else ''}"
                      f"{'' if o.bites is None else f'; the fault bit {o.bites} times'}")
+        if opts.jobs <= 1:
+            for fault in opts.faults:
+                progress(f"[{step + 1}/{total}] {fault.name} ({fault.kind}) ...")
+                outcomes.append(run(opts, fault))
+                step += 1
+                done(outcomes[-1], step)
+        else:
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+            progress(f"{len(opts.faults)} faults, {opts.jobs} at a time ...")
+            by_name: Dict[str, RunOutcome] = {}
+            with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
+                futures = [pool.submit(run, opts, fault) for fault in opts.faults]
+                for future in as_completed(futures):
+                    o = future.result()
+                    by_name[o.fault] = o
+                    step += 1
+                    done(o, step)
+            outcomes = [by_name[f.name] for f in opts.faults]  # registry order in the matrix
     progress("")
     progress(format_matrix(([baseline] if baseline is not None else []) + outcomes))
     data = to_json(opts, baseline, outcomes, ran_all, argv)
@@ -263,6 +278,9 @@ def add_selfcheck_arguments(p: Any) -> None:
                         "the JSON then says baseline \"not run\"")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help=f"per-run limit; a run past it counts as not killed (default {DEFAULT_TIMEOUT_S:.0f})")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="run N faults at a time, each in its own pytest process (default 1; a fault's "
+                        "seconds then include sharing the machine)")
     p.add_argument("--json", metavar="PATH", help="write the kill matrix here as JSON (atomic write)")
     p.add_argument("--work-dir", default=None, metavar="DIR",
                    help="per-run logs, reports and results records (default: a new temporary directory)")
@@ -284,6 +302,8 @@ def cmd_selfcheck(args: Any) -> int:
         return 0
     if args.timeout <= 0:
         raise RefitCoreError(f"--timeout must be > 0 seconds (got {args.timeout:g})")
+    if args.jobs < 1:
+        raise RefitCoreError(f"--jobs must be >= 1 (got {args.jobs})")
     try:
         faults = select_faults(args.faults)
     except KeyError as exc:
@@ -296,7 +316,7 @@ def cmd_selfcheck(args: Any) -> int:
     opts = SelfcheckOptions(faults=faults, baseline=args.baseline, timeout_s=float(args.timeout),
                             select=args.select, ignore=tuple(args.ignore if args.ignore is not None else DEFAULT_IGNORE),
                             paths=tuple(args.tests or DEFAULT_PATHS), pytest_args=tuple(args.pytest_args or ()),
-                            work_dir=work)
+                            work_dir=work, jobs=int(args.jobs))
     print(f"refit_core selfcheck: {len(faults)} faults{', baseline first' if opts.baseline else ', no baseline'}; "
           f"logs in {work}")
     return run_selfcheck(opts, Path(args.json) if args.json else None, argv=sys.argv)

@@ -352,6 +352,34 @@ def test_matrix_and_json_when_a_fault_survives(tmp_path):
     assert rows["noop-refit"]["first_failure"] == "tests/t.py::test_noop-refit"
 
 
+def test_parallel_runs_give_the_same_matrix_in_registry_order(tmp_path):
+    """--jobs: faults finish in any order; the matrix and JSON keep the registry's."""
+    import threading
+    import time as _time
+    names = ["noop-refit", "first-refit-only", "scale-1.001", "validation-off"]
+    stub = _stub({"noop-refit": "killed", "first-refit-only": "killed", "scale-1.001": "survived",
+                  "validation-off": "killed"})
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def slow_first(opts, fault):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        _time.sleep(0.2 if fault.name == "noop-refit" else 0.05)  # the first one finishes last
+        with lock:
+            running[0] -= 1
+        return stub(opts, fault)
+    opts = SelfcheckOptions(faults=select_faults([",".join(names)]), baseline=False, work_dir=tmp_path, jobs=3)
+    out = tmp_path / "kill.json"
+    lines: List[str] = []
+    code = run_selfcheck(opts, out, progress=lines.append, run=slow_first)
+    data = json.loads(out.read_text())
+    assert code == 1 and data["summary"]["survived"] == ["scale-1.001"]
+    assert [r["fault"] for r in data["faults"]] == [f.name for f in select_faults([",".join(names)])]
+    assert peak[0] == 3, "the faults did not run concurrently"
+    assert "4 faults, 3 at a time" in "\n".join(lines)
+
+
 def test_all_killed_with_a_passing_baseline_exits_zero(tmp_path):
     opts = SelfcheckOptions(faults=select_faults(["noop-refit"]), baseline=True, work_dir=tmp_path)
     out = tmp_path / "kill.json"
