@@ -38,10 +38,27 @@ class OutputTolerance:
     exact_rows: bool = False
     min_agreement: float = 1.0
 
+    def scaled(self, k: float) -> "OutputTolerance":
+        """A tolerance k times as loose. Used as a margin: when the reference outputs for two
+        sets of weights differ beyond `tol.scaled(2)`, an engine within `tol` of one of them
+        cannot be within `tol` of the other (float rows: the triangle inequality per row, up to
+        the two rows' own scales;
+        exact rows: with k = 2, more than twice the allowed share of rows differ)."""
+        if k < 1:
+            raise ValueError(f"a margin scales a tolerance by k >= 1, not {k}")
+        if self.exact_rows:
+            return OutputTolerance(exact_rows=True, min_agreement=max(0.0, 1.0 - k * (1.0 - self.min_agreement)))
+        return OutputTolerance(atol=k * self.atol, rtol=k * self.rtol)
+
     def describe(self) -> str:
         if self.exact_rows:
             return f">= {self.min_agreement:.0%} of rows identical"
         return f"per row max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref row|"
+
+
+#: how far (in tolerances) the reference for new weights must be from the reference for the
+#: weights the engine holds, so that a refit that did nothing fails the comparison
+NO_OP_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
