@@ -139,6 +139,12 @@ class CaseEngine(ABC):
     @abstractmethod
     def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
+    def further_comparisons(self, weights: Mapping[str, np.ndarray]) -> Dict[str, Tuple[Comparison, str]]:
+        """Comparisons beyond `probe()`, of the engine as it is now with the reference for
+        `weights`: name -> (comparison, tolerance described). None by default; BiDAF adds
+        its arg-max spans (probe() is its scores)."""
+        return {}
+
     def refit_to(self, weights: Mapping[str, np.ndarray]) -> float:
         """Refit to `weights`; weights TensorRT refits together with them keep their values."""
         return self.refitter.refit_with(weights, fill_missing=True)

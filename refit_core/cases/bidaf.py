@@ -181,6 +181,10 @@ def _bidaf_engine_class() -> Any:
         def probe(self) -> np.ndarray:
             return self.outputs().scores
 
+        def further_comparisons(self, weights: Mapping[str, np.ndarray]) -> Dict[str, Tuple[Comparison, str]]:
+            spans = compare_outputs(self.outputs().spans, self.reference_outputs(weights).spans, SPAN_TOLERANCE)
+            return {"spans": (spans, SPAN_TOLERANCE.describe())}
+
         def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
             return self.reference_outputs(weights).scores
 

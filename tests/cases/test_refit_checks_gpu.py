@@ -52,6 +52,11 @@ def test_refit_to_target_matches_the_reference(case_engine, results):
     assert cmp.ok, f"refit vs reference outside {tol.describe()}: {cmp}"
     stale = compare_outputs(got, ref_build, tol)
     assert not stale.ok, f"after the target refit the engine still matches the build reference: {stale}"
+    for name, (further, described) in case_engine.further_comparisons(case_engine.target_weights).items():
+        print(f"{case_engine.case.name}: refit vs reference, {name}: {further}")
+        results.record_case_check(case_engine.case.name, f"refit_vs_reference_{name}", tolerance=described,
+                                  **further.summary())
+        assert further.ok, f"refit vs reference, {name}, outside {described}: {further}"
 
 
 def test_refit_back_restores_the_built_outputs_bit_exactly(case_engine):

@@ -62,7 +62,7 @@ def test_shapes_must_match():
         compare_outputs(np.zeros((2, 2)), np.zeros((2, 3)), OutputTolerance())
 
 
-def test_bidaf_target_weights_move_every_probe_score_beyond_the_margin(tmp_path):
+def test_bidaf_target_weights_move_most_probe_scores_beyond_the_margin(tmp_path):
     """A refit that did nothing must fail the generic reference check of the BiDAF case: on
     ONNX Runtime the target weights (TARGET_NOISE) move the probe scores beyond NO_OP_MARGIN x
     SCORE_TOLERANCE, in most questions. Holds for any trained stand-in: nothing read from
@@ -125,6 +125,7 @@ def test_onnx_model_case_targets_change_the_reference(tmp_path):
         sess = ort.InferenceSession(with_initializers(path, weights), providers=["CPUExecutionProvider"])
         return sess.run(["y"], feeds)[0].astype(np.float64)
 
-    no_op = compare_outputs(run(build), run(TINY_MLP.target_weights(build)), TINY_MLP.tolerance)
+    from refit_core.cases.base import NO_OP_MARGIN
+    no_op = compare_outputs(run(build), run(TINY_MLP.target_weights(build)), TINY_MLP.tolerance.scaled(NO_OP_MARGIN))
     assert not no_op.ok and no_op.rows_agreeing == 0
     assert TINY_MLP.profiles(path) == []  # static shapes: no optimization profile
