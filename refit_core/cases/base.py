@@ -85,10 +85,14 @@ def compare_outputs(got: np.ndarray, ref: np.ndarray, tol: OutputTolerance) -> C
     ref = np.asarray(ref, dtype=np.float64)
     if got.shape != ref.shape or got.ndim != 2:
         raise ValueError(f"outputs to compare must be 2-D and of one shape: {got.shape} vs {ref.shape}")
-    diff = np.abs(got - ref)
-    diff[np.isnan(diff)] = np.inf  # a NaN never agrees
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(got - ref)
+    diff[got == ref] = 0.0  # equal values agree, infinities of one sign (masked scores) included
+    diff[np.isnan(diff)] = np.inf  # a NaN never agrees, nor does inf against anything else
     row_abs = diff.max(axis=1) if diff.size else np.zeros(len(got))
-    row_scale = np.abs(ref).max(axis=1) if ref.size else np.zeros(len(ref))
+    # a row's scale is its largest finite |value|: an infinite entry must not widen the tolerance
+    finite_ref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+    row_scale = finite_ref.max(axis=1) if ref.size else np.zeros(len(ref))
     row_rel = row_abs / np.maximum(row_scale, 1e-30)
     if tol.exact_rows:
         agree = row_abs == 0

@@ -46,6 +46,18 @@ def test_nan_never_agrees():
     assert not compare_outputs(got, ref, OutputTolerance(atol=1.0)).ok
 
 
+def test_equal_infinities_agree_and_never_widen_the_tolerance():
+    """Masked scores (-inf in both) agree; an infinite entry does not make the row's scale
+    infinite (which would accept any error); inf against a finite value never agrees."""
+    tol = OutputTolerance(atol=1e-3, rtol=1e-3)
+    ref = np.array([[-np.inf, 1.0, 2.0]])
+    assert compare_outputs(ref.copy(), ref, tol).ok
+    off = np.array([[-np.inf, 1.0, 2.5]])
+    assert not compare_outputs(off, ref, tol).ok
+    assert not compare_outputs(np.array([[-1e30, 1.0, 2.0]]), ref, tol).ok
+    assert not compare_outputs(np.array([[np.inf, 1.0, 2.0]]), ref, tol).ok
+
+
 def test_exact_rows_need_the_stated_share():
     tol = OutputTolerance(exact_rows=True, min_agreement=0.95)
     ref = np.arange(40, dtype=float).reshape(20, 2)
