@@ -36,5 +36,9 @@ BIDAF_SIDES: Tuple[str, str] = ("context", "query")
 BIDAF_CHARS_PER_WORD = 16
 BIDAF_INPUTS: Tuple[str, ...] = ("context_word", "context_char", "query_word", "query_char")
 BIDAF_OUTPUTS: Tuple[str, str] = ("start_pos", "end_pos")
+#: extra outputs of the *prepared* model (graph surgery adds them): the [1, c] start and end
+#: pointer scores that the ArgMax of start_pos / end_pos reads, so TensorRT and ONNX Runtime
+#: can be compared on numbers, not only on the arg-max span
+BIDAF_SCORE_OUTPUTS: Tuple[str, str] = ("start_scores", "end_scores")
 #: the weights NVIDIA's sample refits (ones_like fakes, then the real values)
 BIDAF_SAMPLE_WEIGHTS: Tuple[str, str] = ("Parameter576_B_0", "W_0")

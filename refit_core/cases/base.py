@@ -38,10 +38,27 @@ class OutputTolerance:
     exact_rows: bool = False
     min_agreement: float = 1.0
 
+    def scaled(self, k: float) -> "OutputTolerance":
+        """A tolerance k times as loose. Used as a margin: when the reference outputs for two
+        sets of weights differ beyond `tol.scaled(2)`, an engine within `tol` of one of them
+        cannot be within `tol` of the other (float rows: the triangle inequality per row, up to
+        the two rows' own scales;
+        exact rows: with k = 2, more than twice the allowed share of rows differ)."""
+        if k < 1:
+            raise ValueError(f"a margin scales a tolerance by k >= 1, not {k}")
+        if self.exact_rows:
+            return OutputTolerance(exact_rows=True, min_agreement=max(0.0, 1.0 - k * (1.0 - self.min_agreement)))
+        return OutputTolerance(atol=k * self.atol, rtol=k * self.rtol)
+
     def describe(self) -> str:
         if self.exact_rows:
             return f">= {self.min_agreement:.0%} of rows identical"
         return f"per row max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref row|"
+
+
+#: how far (in tolerances) the reference for new weights must be from the reference for the
+#: weights the engine holds, so that a refit that did nothing fails the comparison
+NO_OP_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -68,10 +85,14 @@ def compare_outputs(got: np.ndarray, ref: np.ndarray, tol: OutputTolerance) -> C
     ref = np.asarray(ref, dtype=np.float64)
     if got.shape != ref.shape or got.ndim != 2:
         raise ValueError(f"outputs to compare must be 2-D and of one shape: {got.shape} vs {ref.shape}")
-    diff = np.abs(got - ref)
-    diff[np.isnan(diff)] = np.inf  # a NaN never agrees
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(got - ref)
+    diff[got == ref] = 0.0  # equal values agree, infinities of one sign (masked scores) included
+    diff[np.isnan(diff)] = np.inf  # a NaN never agrees, nor does inf against anything else
     row_abs = diff.max(axis=1) if diff.size else np.zeros(len(got))
-    row_scale = np.abs(ref).max(axis=1) if ref.size else np.zeros(len(ref))
+    # a row's scale is its largest finite |value|: an infinite entry must not widen the tolerance
+    finite_ref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+    row_scale = finite_ref.max(axis=1) if ref.size else np.zeros(len(ref))
     row_rel = row_abs / np.maximum(row_scale, 1e-30)
     if tol.exact_rows:
         agree = row_abs == 0
@@ -121,6 +142,12 @@ class CaseEngine(ABC):
 
     @abstractmethod
     def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+    def further_comparisons(self, weights: Mapping[str, np.ndarray]) -> Dict[str, Tuple[Comparison, str]]:
+        """Comparisons beyond `probe()`, of the engine as it is now with the reference for
+        `weights`: name -> (comparison, tolerance described). None by default; BiDAF adds
+        its arg-max spans (probe() is its scores)."""
+        return {}
 
     def refit_to(self, weights: Mapping[str, np.ndarray]) -> float:
         """Refit to `weights`; weights TensorRT refits together with them keep their values."""

@@ -14,6 +14,12 @@ from ..interfaces import LENET_SHAPES, MNIST_REFIT_TARGETS
 from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase
 
 PROBE_IMAGES = 256
+#: the Hypothesis property tests refit every weight to arbitrary values (x1e4 magnitudes,
+#: sign flips, sparsity): per image row, max|diff| <= 1e-3 + 1e-4 * max|reference logit of
+#: the row|. Looser than the case's rtol 1e-5 because cancellation in 800-term sums of
+#: large, mixed-sign terms costs FP32 more than the trained weights do; a layer refitted
+#: 0.1% off still moves the logits by ~1e-3 relative, ten times this.
+PROPERTY_TOLERANCE = OutputTolerance(atol=1e-3, rtol=1e-4)
 
 
 class LenetEngine(CaseEngine):

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..fileio import sha256_file
 from ..interfaces import BIDAF_CHARS_PER_WORD as CHARS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS as SAMPLE_WEIGHTS
+from ..interfaces import BIDAF_SCORE_OUTPUTS
 from ..trt import compat
 from ..trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan_from_onnx, load_or_build
 
@@ -73,15 +74,30 @@ class BidafTrt:
     def answer(self, context: str, query: str) -> Tuple[int, int, str]:
         return answer_with(self.runner, self.prepared, context, query)
 
+    def answer_and_scores(self, context: str, query: str) -> Tuple[int, int, str, np.ndarray, np.ndarray]:
+        return answer_and_scores_with(self.runner, self.prepared, context, query)
 
-def answer_with(runner: Any, prepared: Any, context: str, query: str) -> Tuple[int, int, str]:
-    """(start, end, answer text) from a runner of a prepared BiDAF engine."""
+
+def answer_and_scores_with(runner: Any, prepared: Any, context: str, query: str
+                           ) -> Tuple[int, int, str, np.ndarray, np.ndarray]:
+    """(start, end, answer text, start scores, end scores) from a runner of a prepared BiDAF
+    engine; the scores (float64, one per context token) are what start/end are the arg-max of."""
     from ..text.preprocess import encode_text, feeds_for_prepared
     ctx = encode_text(context, prepared.maps, "context")
     qry = encode_text(query, prepared.maps, "query")
     out = runner.infer(feeds_for_prepared(ctx, qry, prepared.input_names))
+    missing = [n for n in BIDAF_OUTPUTS + BIDAF_SCORE_OUTPUTS if n not in out]
+    if missing:
+        raise KeyError(f"the BiDAF engine has no outputs {missing} (it has {sorted(out)}): build it "
+                       "from a model prepared by this version (onnx_prep.bidaf adds the score outputs)")
     start, end = (int(np.ravel(out[name])[0]) for name in BIDAF_OUTPUTS)
-    return start, end, " ".join(ctx.tokens[start:end + 1])
+    start_scores, end_scores = (np.asarray(out[name], np.float64).reshape(-1) for name in BIDAF_SCORE_OUTPUTS)
+    return start, end, " ".join(ctx.tokens[start:end + 1]), start_scores, end_scores
+
+
+def answer_with(runner: Any, prepared: Any, context: str, query: str) -> Tuple[int, int, str]:
+    """(start, end, answer text) from a runner of a prepared BiDAF engine."""
+    return answer_and_scores_with(runner, prepared, context, query)[:3]
 
 
 def fake_weights(prepared: Any, names: Tuple[str, ...] = SAMPLE_WEIGHTS) -> Dict[str, np.ndarray]:

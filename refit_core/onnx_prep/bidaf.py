@@ -10,7 +10,13 @@ therefore edits the graph with onnx-graphsurgeon before building a refittable en
 * ``Hardmax -> Cast(bool) -> Reshape -> Compress`` selects one slice of a tensor at the
   position of the largest logit. It becomes ``ArgMax(axis=1, keepdims=0) -> Gather``,
   which computes the same slice with operators TensorRT supports;
-* the weights the sample refits (``Parameter576_B_0``, ``W_0``) are saved as .npy.
+* the weights the sample refits (``Parameter576_B_0``, ``W_0``) are saved as .npy;
+* (not in the sample) the scores that the ArgMax of each answer output reads, the [1, c]
+  start and end pointer logits, become extra graph outputs (``start_scores``,
+  ``end_scores``; interfaces.BIDAF_SCORE_OUTPUTS), so that TensorRT and ONNX Runtime can be
+  compared on numbers: two engines can agree on every arg-max span and still differ in
+  the scores, and a refit that changed nothing can keep most spans. Marking them as
+  outputs may change what TensorRT fuses; the prepared model is what gets built.
 
 Everything is found by graph pattern, never by node name, so the same code prepares the
 original model and the project's stand-in. A model that lacks a pattern raises
@@ -37,7 +43,7 @@ import onnx_graphsurgeon as gs
 from ..config import DATA_DIR_ENV
 from ..errors import DataError, ModelPatternError
 from ..fileio import atomic_directory, md5_file, sha256_bytes, sha256_file
-from ..interfaces import BIDAF_INPUTS, BIDAF_SAMPLE_WEIGHTS
+from ..interfaces import BIDAF_INPUTS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS, BIDAF_SCORE_OUTPUTS
 from ..text.category_map import CategoryMap
 
 __all__ = [
@@ -61,7 +67,8 @@ REFIT_WEIGHT_NAMES: Tuple[str, ...] = BIDAF_SAMPLE_WEIGHTS
 PREPARED_MODEL_NAME = "bidaf-modified.onnx"
 MANIFEST_NAME = "prepared.json"
 #: 2: the manifest lists every file with its sha256 and size ("files"), checked on load.
-_MANIFEST_FORMAT = 2
+#: 3: the prepared model has the score outputs (BIDAF_SCORE_OUTPUTS); older entries are prepared again.
+_MANIFEST_FORMAT = 3
 #: prepare_cached's directory for a source model: <cache root>/bidaf-prepared-<sha256[:16]>
 PREPARED_DIR_PREFIX = "bidaf-prepared-"
 
@@ -319,6 +326,62 @@ def _replace_hardmaxes(graph: gs.Graph, opset: int) -> int:
     return len(hardmaxes)
 
 
+def _answer_outputs(graph: gs.Graph) -> List[gs.Tensor]:
+    """The (start, end) answer outputs: named as interfaces.BIDAF_OUTPUTS, else the first two."""
+    by_name = {t.name: t for t in graph.outputs}
+    if all(n in by_name for n in BIDAF_OUTPUTS):
+        return [by_name[n] for n in BIDAF_OUTPUTS]
+    if len(graph.outputs) < 2:
+        raise ModelPatternError(f"a BiDAF model has two answer outputs (start, end); this one has "
+                                f"{[t.name for t in graph.outputs]}")
+    return list(graph.outputs[:2])
+
+
+#: ops that pass an arg-max index through unchanged in value (between ArgMax and the output)
+_INDEX_PASS_THROUGH = ("Cast", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten")
+
+
+def _argmax_input(output: gs.Tensor) -> gs.Tensor:
+    """The tensor whose arg-max ``output`` is: the input of the ArgMax that produces it,
+    directly or through _INDEX_PASS_THROUGH ops only (an ArgMax further upstream, such as
+    the Hardmax replacement the end pointer reads, computes something else)."""
+    tensor = output
+    chain: List[str] = []
+    while True:
+        producers = list(tensor.inputs)
+        if len(producers) != 1:
+            break
+        node = producers[0]
+        if node.op == "ArgMax":
+            return node.inputs[0]
+        if node.op not in _INDEX_PASS_THROUGH or not node.inputs:
+            chain.append(node.op)
+            break
+        chain.append(node.op)
+        tensor = node.inputs[0]
+    raise ModelPatternError(f"no ArgMax upstream of output {output.name!r} (through {', '.join(_INDEX_PASS_THROUGH)} "
+                            f"only; found {' <- '.join(chain) or 'no producer'}): the start/end scores it "
+                            "is the arg-max of cannot be exposed")
+
+
+def _expose_scores(graph: gs.Graph) -> None:
+    """Add ``Identity(scores) -> <BIDAF_SCORE_OUTPUTS[i]>`` graph outputs for start and end."""
+    taken = set(graph.tensors().keys())
+    for answer, out_name in zip(_answer_outputs(graph), BIDAF_SCORE_OUTPUTS):
+        if out_name in taken:
+            raise ModelPatternError(f"the model already has a tensor named {out_name!r}; the score "
+                                    "output cannot be added under that name")
+        scores = _argmax_input(answer)
+        # a graph output needs a shape; the pointer scores are [1, c] (one row of context
+        # positions: what the Hardmax replacement requires too) when the model does not say
+        shape = list(scores.shape) if scores.shape is not None else [1, "c"]
+        exposed = gs.Variable(out_name, dtype=scores.dtype if scores.dtype is not None else np.float32,
+                              shape=shape)
+        graph.nodes.append(gs.Node(op="Identity", name=f"Expose({out_name})", inputs=[scores],
+                                   outputs=[exposed]))
+        graph.outputs.append(exposed)
+
+
 def _refit_weights(model: onnx.ModelProto, names: Sequence[str]) -> Dict[str, np.ndarray]:
     """The named initializers of ``model`` as arrays; ModelPatternError names a missing one."""
     inits = {t.name: t for t in model.graph.initializer}
@@ -348,6 +411,7 @@ def prepare_bidaf(model: Union[str, Path, onnx.ModelProto], out_dir: Path,
     opset = _default_opset(graph)
     maps, renamed = _drop_category_mappers(graph, required_inputs)
     _replace_hardmaxes(graph, opset)
+    _expose_scores(graph)
     graph.cleanup().toposort()
 
     prepared = gs.export_onnx(graph)

@@ -14,15 +14,17 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import DataError
-from ..interfaces import BIDAF_OUTPUTS
+from ..interfaces import BIDAF_OUTPUTS, BIDAF_SCORE_OUTPUTS
 from ..models.ort_session import ort_session
 from ..text.preprocess import (EncodedText, answer_span, encode_text, feeds_for_original,
                                feeds_for_prepared)
 from .bidaf import PreparedBidaf
 
-__all__ = ["Answer", "OrtBidaf", "OrtPreparedBidaf", "OUTPUT_NAMES"]
+__all__ = ["Answer", "OrtBidaf", "OrtPreparedBidaf", "OUTPUT_NAMES", "SCORE_OUTPUT_NAMES"]
 
 OUTPUT_NAMES: Tuple[str, str] = BIDAF_OUTPUTS
+#: the prepared model's start/end scores (the ArgMax inputs), added by the graph surgery
+SCORE_OUTPUT_NAMES: Tuple[str, str] = BIDAF_SCORE_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -98,3 +100,17 @@ class OrtPreparedBidaf:
         qry = encode_text(query, self.prepared.maps, "query")
         feeds = feeds_for_prepared(ctx, qry, self.prepared.input_names)
         return _answer(self.session, self._outputs, feeds, ctx)
+
+    def scores(self, context: str, query: str) -> Tuple[np.ndarray, np.ndarray]:
+        """The start and end scores over the context's tokens (float64, one value per token):
+        what start_pos / end_pos are the arg-max of."""
+        have = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in SCORE_OUTPUT_NAMES if n not in have]
+        if missing:
+            raise DataError(f"prepared model {str(self.prepared.model_path)!r} has no {missing} outputs "
+                            f"(outputs: {have}); prepare it again with this version")
+        ctx = encode_text(context, self.prepared.maps, "context")
+        qry = encode_text(query, self.prepared.maps, "query")
+        feeds = feeds_for_prepared(ctx, qry, self.prepared.input_names)
+        start, end = self.session.run(list(SCORE_OUTPUT_NAMES), feeds)
+        return (np.asarray(start, np.float64).reshape(-1), np.asarray(end, np.float64).reshape(-1))

@@ -150,7 +150,14 @@ def test_weights_hash_is_recorded_and_checked(tiny_mnist_dir: Path, cache_root: 
     trained = load_or_train(tiny_mnist_dir, QUICK, cache_root=cache_root, progress=False)
     npz, meta_path = cache_paths(tiny_mnist_dir, QUICK, cache_root)
     meta = json.loads(meta_path.read_text())
-    assert meta["weights_sha256"] == lenet_weights.weights_sha256(trained.weights)
+    # the recorded hash is that of the file's content (read back here), not only of the arrays
+    # the writer held; and it is not a hash of nothing in particular: another weight set differs
+    with np.load(npz, allow_pickle=False) as stored:
+        on_disk = {name: stored[name] for name in stored.files}
+    assert set(on_disk) == set(LENET_SHAPES)
+    assert meta["weights_sha256"] == lenet_weights.weights_sha256(on_disk)
+    changed = dict(on_disk, **{"fc2.bias": on_disk["fc2.bias"] + np.float32(1)})
+    assert meta["weights_sha256"] != lenet_weights.weights_sha256(changed)
     assert meta["cache_format"] == lenet_weights.CACHE_FORMAT >= 2
 
 

@@ -59,8 +59,17 @@ def test_train_config_validation() -> None:
         LenetTrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError):
         LenetTrainConfig(limit=0)
-    assert LenetTrainConfig() == LenetTrainConfig()
     assert LenetTrainConfig().limit is None
+    # the weight cache is keyed by the whole config: a config rebuilt from its dict keys the
+    # same entry, and a change of any one setting keys another one
+    from refit_core.models.lenet_weights import cache_key
+    fp = {"train_images": {"sha256": "0" * 64}}
+    default = cache_key(fp, LenetTrainConfig())
+    assert cache_key(fp, LenetTrainConfig(**LenetTrainConfig().to_dict())) == default
+    changed = [dict(seed=2), dict(epochs=3), dict(batch_size=64), dict(learning_rate=1e-3),
+               dict(optimizer="sgd"), dict(lr_schedule="constant"), dict(limit=10)]
+    keys = {cache_key(fp, LenetTrainConfig(**c)) for c in changed}
+    assert default not in keys and len(keys) == len(changed)
 
 
 def test_trained_weights_are_float32_contiguous() -> None:

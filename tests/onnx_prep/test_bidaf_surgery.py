@@ -64,7 +64,17 @@ def _check_invariants(prepared: PreparedBidaf, expect_axis: int) -> onnx.ModelPr
         dims = [d.dim_param or d.dim_value for d in inputs[new].type.tensor_type.shape.dim]
         assert dims == ([original[0], 1] if original.endswith("word") else [original[0], 1, 1, 16])
     outputs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
-    assert outputs == {"start_pos": TensorProto.INT32, "end_pos": TensorProto.INT32}
+    assert outputs == {"start_pos": TensorProto.INT32, "end_pos": TensorProto.INT32,
+                       "start_scores": TensorProto.FLOAT, "end_scores": TensorProto.FLOAT}
+    # each score output is an Identity of what the ArgMax of its answer output reads
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for pos, scores in (("start_pos", "start_scores"), ("end_pos", "end_scores")):
+        expose = producer[scores]
+        assert expose.op_type == "Identity"
+        cast = producer[pos]
+        argmax = producer[cast.input[0]]
+        assert cast.op_type == "Cast" and argmax.op_type == "ArgMax"
+        assert expose.input[0] == argmax.input[0], f"{scores} exposes {expose.input[0]}, {pos} reads {argmax.input[0]}"
     return model
 
 
@@ -208,6 +218,17 @@ def _hardmax_read_twice(m: onnx.ModelProto) -> None:
     m.graph.output.append(helper.make_tensor_value_info("hm", TensorProto.FLOAT, [1, "c"]))
 
 
+def _end_pos_without_argmax(m: onnx.ModelProto) -> None:
+    node = next(n for n in m.graph.node if list(n.output) == ["end_i64"])
+    node.op_type = "ArgMin"
+
+
+def _score_name_taken(m: onnx.ModelProto) -> None:
+    for n in m.graph.node:
+        n.input[:] = ["start_scores" if x == "sim_max" else x for x in n.input]
+        n.output[:] = ["start_scores" if x == "sim_max" else x for x in n.output]
+
+
 def _rename_initializer(name: str) -> Callable[[onnx.ModelProto], None]:
     def edit(m: onnx.ModelProto) -> None:
         for t in m.graph.initializer:
@@ -232,9 +253,11 @@ def _rename_initializer(name: str) -> Callable[[onnx.ModelProto], None]:
     (_hardmax_read_twice, "its output feeds several nodes or a graph output, not one Cast"),
     (_rename_initializer("W_0"), "refit weight 'W_0' missing"),
     (_rename_initializer("Parameter576_B_0"), "refit weight 'Parameter576_B_0' missing"),
+    (_end_pos_without_argmax, "no ArgMax upstream of output 'end_pos'"),
+    (_score_name_taken, "already has a tensor named 'start_scores'"),
 ], ids=["category-mapper-replaced", "input-absent", "input-feeds-two", "no-hardmax", "cast-not-bool",
         "no-reshape", "no-compress", "reshape-is-data", "hardmax-read-twice", "no-W_0",
-        "no-Parameter576_B_0"])
+        "no-Parameter576_B_0", "end-pos-without-argmax", "score-name-taken"])
 def test_missing_pattern_is_named(tiny_bidaf, tmp_path: Path, edit: Callable, message: str) -> None:
     model = copy.deepcopy(tiny_bidaf.model)
     edit(model)

@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Callable, List, Tuple
 
+import numpy as np
 import onnx
 import pytest
 
@@ -55,6 +56,9 @@ def test_tiny_prepared_matches_original(make_tiny_bidaf: Callable, tmp_path: Pat
         query = _random_text(rng, tiny.words, 1, 8)
         a, b = original.answer(context, query), prepared.answer(context, query)
         assert a == b, f"{context!r} / {query!r}: original {a.span}, prepared {b.span}"
+        start_scores, end_scores = prepared.scores(context, query)
+        assert len(start_scores) == len(end_scores) == len(b.tokens)
+        assert (int(np.argmax(start_scores)), int(np.argmax(end_scores))) == b.span
         spans.add(a.span)
     assert len(spans) > 20, "the look-alike should pick many different spans"
 
@@ -131,6 +135,20 @@ def test_real_heldout_spans_identical(real_bidaf: Tuple[str, OrtBidaf, OrtPrepar
     if name == "standin":  # trained on this data set: this preprocessing must reproduce its answers
         hits = sum(1 for ex in examples if prepared.answer(ex.context, ex.query).span == ex.span)
         assert hits / len(examples) >= 0.9, f"stand-in exact match {hits}/{len(examples)}"
+
+
+def test_real_scores_are_what_the_spans_are_the_arg_max_of(real_bidaf: Tuple[str, OrtBidaf, OrtPreparedBidaf]
+                                                            ) -> None:
+    """The score outputs the surgery adds (compared between TensorRT and ONNX Runtime) are
+    the ArgMax inputs of the original model's answer: on every held-out question their
+    arg-max is the original (string) model's span, for the stand-in and bidaf-9 alike."""
+    from refit_core.data.reading_comprehension import heldout_examples
+    name, original, prepared = real_bidaf
+    for ex in heldout_examples()[:100]:
+        start_scores, end_scores = prepared.scores(ex.context, ex.query)
+        span = original.answer(ex.context, ex.query).span
+        assert (int(np.argmax(start_scores)), int(np.argmax(end_scores))) == span, (name, ex.query)
+        assert not np.isnan(start_scores).any() and not np.isnan(end_scores).any()
 
 
 def test_real_prepared_graph(real_bidaf: Tuple[str, OrtBidaf, OrtPreparedBidaf]) -> None:
