@@ -151,13 +151,16 @@ def _cases(value: Any, path: str, version: int) -> None:
                 mapping(values, where, scalar_or_list)
 
 
-def _timings(value: Any, path: str, version: int) -> None:
-    def samples(v: Any, p: str) -> None:
-        if not as_list(v, p):
-            raise SchemaError(p, "must not be empty")
-        for i, item in enumerate(v):
-            duration(item, join(p, i))
+def _samples(v: Any, p: str) -> None:
+    """A non-empty list of durations."""
+    if not as_list(v, p):
+        raise SchemaError(p, "must not be empty")
+    for i, item in enumerate(v):
+        duration(item, join(p, i))
 
+
+def _timings(value: Any, path: str, version: int) -> None:
+    samples = _samples
     for name, entry in obj(value, path).items():
         where = join(path, name)
         data = fields(entry, where, {"median_s": duration, "min_s": duration, "max_s": duration,
@@ -172,12 +175,7 @@ def _timings(value: Any, path: str, version: int) -> None:
 
 def _wrapper_overhead(value: Any, path: str, version: int) -> None:
     """What the refit wrapper costs beyond TensorRT's refit_cuda_engine, per benchmark."""
-    def samples(v: Any, p: str) -> None:
-        if not as_list(v, p):
-            raise SchemaError(p, "must not be empty")
-        for i, item in enumerate(v):
-            duration(item, join(p, i))
-
+    samples = _samples
     for name, entry in obj(value, path).items():
         where = join(path, name)
         data = fields(entry, where, {
