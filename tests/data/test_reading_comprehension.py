@@ -120,7 +120,6 @@ def test_question_entity_is_named_by_the_fact_sentence_only(train):
     for ex in train[:3000]:
         relation, qi = ex.template.split("/")[:2]
         spec = next(r for r in rc.RELATIONS if r.name == relation).questions[int(qi)]
-        q_words = _words(ex.query)
         naming = [s for s in rc.sentences_of(ex.context)
                   if all(any(w in _words(s) for w in _key_words(ex, spec, k)) for k in spec.keys)]
         assert len(naming) == 1, ex
