@@ -20,7 +20,7 @@ class BidafTrainConfig:
     """Hyper-parameters of the stand-in's training (LeNet's are lenet_weights.LenetTrainConfig)."""
 
     seed: int = 1611
-    epochs: int = 4
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 5e-3
     lr_final: float = 3e-4     # cosine decay from lr to lr_final
