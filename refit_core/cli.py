@@ -45,6 +45,11 @@ def cmd_bidaf(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_bidaf_splits(args: argparse.Namespace) -> int:
+    from .models.bidaf.splits import report
+    return report(measure_now=args.measure)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m refit_core",
                                      description="TensorRT engine refit flows, results gate and report.")
@@ -63,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", help="context text (default: the sample's)")
     p.add_argument("--query", help="question (default: the sample's)")
     p.set_defaults(func=cmd_bidaf)
+
+    p = sub.add_parser("bidaf-splits", help="the BiDAF stand-in's exact match on splits a-c "
+                       "next to a regex baseline and an overlap+offset heuristic")
+    p.add_argument("--measure", action="store_true",
+                   help="also measure now with ONNX Runtime; exit 1 if it differs from the metadata")
+    p.set_defaults(func=cmd_bidaf_splits)
 
     from .reporting.cli import add_gate_arguments, add_report_arguments, run_gate, run_report
     p = sub.add_parser("gate", help="compare two results files; exit 0 passed, 1 regression or "

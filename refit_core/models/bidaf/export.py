@@ -101,6 +101,7 @@ def build_onnx(state: Dict[str, np.ndarray], vocab: Vocab, hparams: Dict[str, ob
     char_dim = int(hparams["char_dim"])
     word_dim = int(hparams["word_dim"])
     embed_dim = int(hparams["word_dim"]) + int(hparams["char_filters"])
+    dh = embed_dim + d2      # H and U: [highway output; contextual BiLSTM]
     n_highway = int(hparams["highway_layers"])
     st = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
 
@@ -128,7 +129,7 @@ def build_onnx(state: Dict[str, np.ndarray], vocab: Vocab, hparams: Dict[str, ob
     b.init("att_w_h", st["att_w_h"][:, None])
     b.init("att_w_u", st["att_w_u"][:, None])
     b.init("att_w_hu", st["att_w_hu"])
-    b.init("start_W", st["start_proj.weight"].T)                       # [10H, 1]
+    b.init("start_W", st["start_proj.weight"].T)                       # [4(E + 2H) + 2H, 1]
     b.init("start_B", st["start_proj.bias"])                           # [1]
     b.init("end_W", st["end_proj.weight"].T)
     b.init("end_B", st["end_proj.bias"])
@@ -179,7 +180,8 @@ def build_onnx(state: Dict[str, np.ndarray], vocab: Vocab, hparams: Dict[str, ob
             d = b.node("Sub", [h, x], f"{p}_diff")
             d = b.node("Mul", [g, d], f"{p}_gated")
             x = b.node("Add", [x, d], f"{p}_out")
-        return bilstm(x, "ctx_lstm", f"{side}_contextual", embed_dim, n)
+        ctx = bilstm(x, "ctx_lstm", f"{side}_contextual", embed_dim, n)
+        return b.node("Concat", [x, ctx], f"{side}_encoding", axis=1)                 # [n, E + 2H]
 
     def bilstm(x: str, weights: str, name: str, in_dim: int, n: str) -> str:
         seq = b.node("Reshape", [x, b.const_shape(f"shape_{weights}_in", [-1, 1, in_dim])],
@@ -190,31 +192,31 @@ def build_onnx(state: Dict[str, np.ndarray], vocab: Vocab, hparams: Dict[str, ob
         return b.node("Reshape", [y, b.const_shape("shape_rows_2h", [-1, d2])], name,
                       shape=[n, d2])                                               # [n, 2H]
 
-    h = embed("context")                                                           # [c, 2H]
-    u = embed("query")                                                             # [q, 2H]
+    h = embed("context")                                                           # [c, E + 2H]
+    u = embed("query")                                                             # [q, E + 2H]
 
     # ---- attention flow
     s_h = b.node("MatMul", [h, "att_w_h"], "similarity_context_term")             # [c, 1]
     s_u = b.node("MatMul", [u, "att_w_u"], "similarity_query_column")              # [q, 1]
     s_u = b.node("Transpose", [s_u], "similarity_query_term", perm=[1, 0])         # [1, q]
-    hw = b.node("Mul", [h, "att_w_hu"], "similarity_weighted_context")             # [c, 2H]
+    hw = b.node("Mul", [h, "att_w_hu"], "similarity_weighted_context")             # [c, E + 2H]
     ut = b.node("Transpose", [u], "query_transposed", perm=[1, 0])                 # [2H, q]
     s_hu = b.node("MatMul", [hw, ut], "similarity_product_term")                   # [c, q]
     s = b.node("Add", [s_h, s_u], "similarity_partial")
     s = b.node("Add", [s, s_hu], "similarity")                                     # [c, q]
     a = b.node("Softmax", [s], "c2q_weights", axis=1)
-    u_tilde = b.node("MatMul", [a, u], "c2q_attention")                            # [c, 2H]
+    u_tilde = b.node("MatMul", [a, u], "c2q_attention")                            # [c, E + 2H]
     m = b.node("ReduceMax", [s], "q2c_max", axes=[1], keepdims=1)                  # [c, 1]
     m = b.node("Transpose", [m], "q2c_max_row", perm=[1, 0])                       # [1, c]
     bw = b.node("Softmax", [m], "q2c_weights", axis=1)
     h_tilde = b.node("MatMul", [bw, h], "q2c_attention")                           # [1, 2H]
     hu = b.node("Mul", [h, u_tilde], "context_times_c2q")
     hh = b.node("Mul", [h, h_tilde], "context_times_q2c")
-    g = b.node("Concat", [h, u_tilde, hu, hh], "attention_flow", axis=1)           # [c, 8H]
+    g = b.node("Concat", [h, u_tilde, hu, hh], "attention_flow", axis=1)           # [c, 4(E + 2H)]
 
     # ---- modeling layer and start pointer
-    mm = bilstm(g, "mod_lstm", "modeling", 4 * d2, "c")                                 # [c, 2H]
-    gm = b.node("Concat", [g, mm], "start_features", axis=1)                       # [c, 10H]
+    mm = bilstm(g, "mod_lstm", "modeling", 4 * dh, "c")                                 # [c, 2H]
+    gm = b.node("Concat", [g, mm], "start_features", axis=1)                       # [c, 4(E + 2H) + 2H]
     sl = b.node("MatMul", [gm, "start_W"], "start_pointer_mm")                     # [c, 1]
     sl = b.node("Add", [sl, "start_B"], "start_pointer_add")
     start_logits = b.node("Transpose", [sl], "start_logits", perm=[1, 0])          # [1, c]
@@ -232,8 +234,8 @@ def build_onnx(state: Dict[str, np.ndarray], vocab: Vocab, hparams: Dict[str, ob
 
     # ---- end pointer, conditioned on the start vector
     ms = b.node("Mul", [mm, sv], "modeling_times_start")                           # [c, 2H]
-    ein = b.node("Concat", [g, mm, ms], "end_lstm_input", axis=1)                  # [c, 12H]
-    m2 = bilstm(ein, "end_lstm", "end_modeling", 6 * d2, "c")                           # [c, 2H]
+    ein = b.node("Concat", [g, mm, ms], "end_lstm_input", axis=1)                  # [c, 4(E + 2H) + 4H]
+    m2 = bilstm(ein, "end_lstm", "end_modeling", 4 * dh + 2 * d2, "c")                           # [c, 2H]
     gm2 = b.node("Concat", [g, m2], "end_features", axis=1)
     el = b.node("MatMul", [gm2, "end_W"], "end_pointer_mm")
     el = b.node("Add", [el, "end_B"], "end_pointer_add")

@@ -4,8 +4,10 @@
 
 Writes PATH (default refit_core/assets/bidaf_standin.onnx) and its metadata next to it
 (same name, .json). Everything is seeded; on one CPU with one thread, a rerun writes the
-same bytes. Fails (exit status 1) when the result misses a target: held-out exact match
-through ONNX Runtime below MIN_HELDOUT_EXACT_MATCH, the sample pair not answered "brown",
+same bytes. The metadata records the evaluation table (splits a-c x stand-in, regex
+baseline, overlap+offset heuristic; see splits.py) and whether issue 11's goals are met.
+Fails (exit status 1) when the result misses a hard target: split a exact match through
+ONNX Runtime below MIN_SPLIT_A_EXACT_MATCH, the sample pair not answered "brown",
 the ones_like fakes of W_0 / Parameter576_B_0 still answering "brown", or ONNX Runtime
 disagreeing with PyTorch.
 """
@@ -29,8 +31,11 @@ from .export import (IR_VERSION, ML_OPSET, OPSET, REFIT_BIAS_NAME, REFIT_WEIGHT_
                      build_onnx, save_onnx)
 from .reference import answer_from_span, ort_session, run_session
 
-MIN_HELDOUT_EXACT_MATCH = 0.95
-MIN_TORCH_AGREEMENT = 0.995
+# A hard failure of the generator (the issue's goals are recorded, met or not, not enforced
+# here): split a far below its goal means the training broke.
+MIN_SPLIT_A_EXACT_MATCH = 0.85
+MIN_TORCH_AGREEMENT = 0.99
+PREFIX_STEPS = 12          # training steps of the bit-identity prefix check
 
 
 def sha256_of(path) -> str:
@@ -53,46 +58,93 @@ def _sample_answer(session) -> str:
     return answer_from_span(rc.tokenize(rc.SAMPLE_CONTEXT), start, end)
 
 
+def _data_metadata(train, split_examples) -> Dict[str, object]:
+    return {
+        "train_seed": rc.TRAIN_SEED, "split_seeds": dict(rc.SPLIT_SEEDS),
+        "train_size": len(train), "split_size": rc.EVAL_SIZE,
+        "relations": len(rc.RELATIONS),
+        "train_sentence_templates": sum(len(r.train_sentences) for r in rc.RELATIONS),
+        "eval_only_sentence_templates": sum(len(r.eval_sentences) for r in rc.RELATIONS),
+        "train_phrasings": sum(len(q.train_phrasings) for r in rc.RELATIONS for q in r.questions),
+        "eval_only_phrasings": sum(len(q.eval_phrasings) for r in rc.RELATIONS for q in r.questions),
+        "train_sha256": rc.dataset_fingerprint(train),
+        "split_sha256": {s: rc.dataset_fingerprint(ex) for s, ex in split_examples.items()},
+    }
+
+
+def train_and_export(out: Path, train, vocab, train_config, progress: bool = True, log=print,
+                     max_steps: Optional[int] = None):
+    """Train from scratch and write the ONNX file; returns (proto, model, stats)."""
+    from .model import BidafConfig
+    from .train import train_model
+
+    config = BidafConfig()
+    model, stats = train_model(train, vocab, config, train_config, progress=progress, log=log,
+                               max_steps=max_steps)
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    proto = build_onnx(state, vocab, config.to_dict(), doc=(
+        "BiDAF stand-in for the ONNX model zoo's bidaf-9.onnx, trained on refit_core's "
+        "synthetic reading-comprehension set; regenerate with "
+        "python -m refit_core.models.bidaf.generate"))
+    save_onnx(proto, out)
+    return proto, model, stats
+
+
+def prefix_sha256(train, vocab, steps: int = PREFIX_STEPS) -> str:
+    """sha256 of the ONNX file after only the first ``steps`` training steps: a bit-identity
+    check of data, vocabulary, training and export that CI can afford."""
+    import tempfile
+    from .train import BidafTrainConfig
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "prefix.onnx"
+        train_and_export(path, train, vocab, BidafTrainConfig(), progress=False,
+                         log=lambda *_: None, max_steps=steps)
+        return sha256_of(path)
+
+
 def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict[str, object]:
     """Build the stand-in into ``out`` (+ ``out``.json); returns the metadata written."""
     from .model import BidafConfig
-    from .train import BidafTrainConfig, exact_match, predict_spans, train_model, vocab_from_examples
+    from .splits import GOAL_MARGIN, GOALS, goals_met, measure
+    from .train import BidafTrainConfig, exact_match, predict_spans, vocab_from_examples
     import torch
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train = rc.train_examples()
-    heldout = rc.heldout_examples()
+    splits = {s: rc.split_examples(s) for s in rc.EVAL_SPLITS}
     vocab = vocab_from_examples(train)
-    log(f"data: {len(train)} training / {len(heldout)} held-out examples from "
-        f"{len(rc.TEMPLATES)} templates; vocabulary {vocab.n_words} words, {vocab.n_chars} chars")
+    log(f"data: {len(train)} training examples, {rc.EVAL_SIZE} per evaluation split "
+        f"{'/'.join(rc.EVAL_SPLITS)}; vocabulary {vocab.n_words} words, {vocab.n_chars} chars")
 
-    config = BidafConfig()
     train_config = BidafTrainConfig()
-    model, stats = train_model(train, vocab, config, train_config, progress=progress, log=log)
+    proto, model, stats = train_and_export(out, train, vocab, train_config, progress, log)
     log(f"trained in {stats['train_seconds']:.1f} s (final loss {stats['final_loss']:.4f})")
-    torch_spans = predict_spans(model, heldout, vocab)
-    torch_em = exact_match(torch_spans, heldout)
-
-    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    hparams = config.to_dict()
-    proto = build_onnx(state, vocab, hparams, doc=(
-        "BiDAF stand-in for the ONNX model zoo's bidaf-9.onnx, trained on refit_core's "
-        "synthetic reading-comprehension set; regenerate with "
-        "python -m refit_core.models.bidaf.generate"))
-    save_onnx(proto, out)
 
     session = ort_session(out)
-    ort_spans = [run_session(session, e.context, e.query) for e in heldout]
-    ort_em = sum(1 for s, e in zip(ort_spans, heldout) if s == e.span) / len(heldout)
-    agreement = sum(1 for a, b in zip(ort_spans, torch_spans) if a == b) / len(heldout)
+    torch_em, agreement = {}, {}
+    for s, examples in splits.items():
+        torch_spans = predict_spans(model, examples, vocab)
+        torch_em[s] = exact_match(torch_spans, examples)
+        ort_spans = [run_session(session, e.context, e.query) for e in examples]
+        agreement[s] = sum(1 for a, b in zip(ort_spans, torch_spans) if a == b) / len(examples)
+    table = measure(out, train=train)
+    for s in rc.EVAL_SPLITS:
+        table[s]["standin_torch"] = round(torch_em[s], 4)
+        table[s]["onnx_torch_agreement"] = round(agreement[s], 4)
+    met = goals_met(table)
     sample = _sample_answer(session)
     fake_session = ort_session(with_fake_refit_weights(proto).SerializeToString())
     fake_sample = _sample_answer(fake_session)
     fake_span = run_session(fake_session, rc.SAMPLE_CONTEXT, rc.SAMPLE_QUERY)
-    log(f"held-out exact match: ONNX Runtime {ort_em:.4f}, torch {torch_em:.4f} "
-        f"(agreement {agreement:.4f}); sample answer {sample!r}, with ones_like fakes {fake_sample!r}")
+    log(f"sample answer {sample!r}, with ones_like fakes {fake_sample!r}")
+    log("exact match (ONNX Runtime): " + "; ".join(
+        f"({s}) stand-in {table[s]['standin']:.4f} regex {table[s]['regex']:.4f} "
+        f"heuristic {table[s]['heuristic']:.4f}" for s in rc.EVAL_SPLITS))
+    log("goals: " + ", ".join(f"{g} {'met' if ok else 'NOT met'}" for g, ok in met.items()))
+    log("prefix bit-identity hash ...")
+    prefix = prefix_sha256(train, vocab)
 
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     metadata: Dict[str, object] = {
@@ -103,23 +155,16 @@ def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict
         "opset": OPSET,
         "ml_opset": ML_OPSET,
         "ir_version": IR_VERSION,
-        "data": {
-            "train_seed": rc.TRAIN_SEED, "heldout_seed": rc.HELDOUT_SEED,
-            "train_size": len(train), "heldout_size": len(heldout),
-            "templates": len(rc.TEMPLATES),
-            "questions": sum(len(t.questions) for t in rc.TEMPLATES),
-            "heldout_modulus": rc.HELDOUT_MODULUS,
-            "train_sha256": rc.dataset_fingerprint(train),
-            "heldout_sha256": rc.dataset_fingerprint(heldout),
-        },
+        "data": _data_metadata(train, splits),
         "vocab": {"words": vocab.n_words, "chars": vocab.n_chars},
-        "model": hparams,
+        "model": BidafConfig().to_dict(),
         "train": train_config.to_dict(),
         "train_seconds": round(stats["train_seconds"], 1),
         "final_loss": round(stats["final_loss"], 6),
-        "heldout_exact_match": round(ort_em, 4),
-        "heldout_exact_match_torch": round(torch_em, 4),
-        "onnx_torch_agreement": round(agreement, 4),
+        "splits": table,
+        "goals": {"exact_match": GOALS, "margin_split": "b", "margin_over_best_baseline": GOAL_MARGIN},
+        "goals_met": met,
+        "prefix_check": {"steps": PREFIX_STEPS, "onnx_sha256": prefix},
         "sample": {"context": rc.SAMPLE_CONTEXT, "query": rc.SAMPLE_QUERY,
                    "answer": sample, "answer_with_ones_like_fakes": fake_sample,
                    "span_with_ones_like_fakes": list(fake_span)},
@@ -131,14 +176,15 @@ def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict
     meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
 
     problems = []
-    if ort_em < MIN_HELDOUT_EXACT_MATCH:
-        problems.append(f"held-out exact match {ort_em:.4f} < {MIN_HELDOUT_EXACT_MATCH}")
+    if table["a"]["standin"] < MIN_SPLIT_A_EXACT_MATCH:
+        problems.append(f"split a exact match {table['a']['standin']:.4f} < {MIN_SPLIT_A_EXACT_MATCH}")
     if sample != rc.SAMPLE_ANSWER:
         problems.append(f"sample pair answered {sample!r}, not {rc.SAMPLE_ANSWER!r}")
     if fake_sample == rc.SAMPLE_ANSWER:
         problems.append("ones_like fakes of the refit weights still answer the sample pair")
-    if agreement < MIN_TORCH_AGREEMENT:
-        problems.append(f"ONNX Runtime agrees with torch on only {agreement:.4f} of held-out spans")
+    worst = min(agreement.values())
+    if worst < MIN_TORCH_AGREEMENT:
+        problems.append(f"ONNX Runtime agrees with torch on only {worst:.4f} of a split's spans")
     if problems:
         raise RuntimeError("BiDAF stand-in misses its targets: " + "; ".join(problems))
     log(f"wrote {out} ({metadata['size_bytes']} bytes) and {meta_path}")

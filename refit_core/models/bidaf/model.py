@@ -5,7 +5,8 @@ Layers, as in the paper and as export.py writes them to ONNX:
 1. character embedding: char embedding -> Conv over the 16 characters -> ReLU -> max over time;
 2. word embedding (learned from scratch), concatenated with (1);
 3. highway network (``highway_layers`` layers; one for the context, one for the query);
-4. contextual embedding: one bidirectional LSTM shared by context and query (H, U);
+4. contextual embedding: one bidirectional LSTM shared by context and query; H and U are
+   the highway output concatenated with it;
 5. attention flow: similarity S_ij = w_h.h_i + w_u.u_j + w_hu.(h_i*u_j); context-to-query
    attention (softmax over j) and query-to-context attention (softmax over i of max_j S);
    G = [h; u~; h*u~; h*h~];
@@ -46,6 +47,13 @@ class BidafConfig:
     def embed_dim(self) -> int:
         return self.word_dim + self.char_filters
 
+    @property
+    def context_dim(self) -> int:
+        """Width of H and U: the highway output next to the contextual BiLSTM's (the
+        embedding itself lets the attention match a question word with the same word in
+        the context, which finds the question's entity among same-kind distractors)."""
+        return self.embed_dim + 2 * self.hidden
+
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)
 
@@ -85,15 +93,16 @@ class BidafStandin(nn.Module):
         self.ctx_highway = nn.ModuleList([Highway(c.embed_dim) for _ in range(c.highway_layers)])
         self.qry_highway = nn.ModuleList([Highway(c.embed_dim) for _ in range(c.highway_layers)])
         self.ctx_lstm = nn.LSTM(c.embed_dim, c.hidden, batch_first=True, bidirectional=True)
-        self.att_w_h = nn.Parameter(torch.empty(d2))
-        self.att_w_u = nn.Parameter(torch.empty(d2))
-        self.att_w_hu = nn.Parameter(torch.empty(d2))
+        dh = c.context_dim
+        self.att_w_h = nn.Parameter(torch.empty(dh))
+        self.att_w_u = nn.Parameter(torch.empty(dh))
+        self.att_w_hu = nn.Parameter(torch.empty(dh))
         for p in (self.att_w_h, self.att_w_u, self.att_w_hu):
-            nn.init.uniform_(p, -1.0 / d2 ** 0.5, 1.0 / d2 ** 0.5)
-        self.mod_lstm = nn.LSTM(4 * d2, c.hidden, batch_first=True, bidirectional=True)
-        self.start_proj = nn.Linear(5 * d2, 1)
-        self.end_lstm = nn.LSTM(6 * d2, c.hidden, batch_first=True, bidirectional=True)
-        self.end_proj = nn.Linear(5 * d2, 1)
+            nn.init.uniform_(p, -1.0 / dh ** 0.5, 1.0 / dh ** 0.5)
+        self.mod_lstm = nn.LSTM(4 * dh, c.hidden, batch_first=True, bidirectional=True)
+        self.start_proj = nn.Linear(4 * dh + d2, 1)
+        self.end_lstm = nn.LSTM(4 * dh + 2 * d2, c.hidden, batch_first=True, bidirectional=True)
+        self.end_proj = nn.Linear(4 * dh + d2, 1)
         self.drop = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
 
     # ------------------------------------------------------------------ layers
@@ -114,11 +123,11 @@ class BidafStandin(nn.Module):
              + torch.bmm(h * self.att_w_hu, u.transpose(1, 2)))               # [B, Lc, Lq]
         s = s.masked_fill(~q_mask.unsqueeze(1), NEG_INF)
         a = torch.softmax(s, dim=2)
-        u_tilde = torch.bmm(a, u)                                             # [B, Lc, 2H]
+        u_tilde = torch.bmm(a, u)                                             # [B, Lc, context_dim]
         m = s.max(dim=2).values.masked_fill(~c_mask, NEG_INF)                 # [B, Lc]
         b = torch.softmax(m, dim=1)
-        h_tilde = torch.bmm(b.unsqueeze(1), h)                                # [B, 1, 2H]
-        return torch.cat([h, u_tilde, h * u_tilde, h * h_tilde], dim=2)       # [B, Lc, 8H]
+        h_tilde = torch.bmm(b.unsqueeze(1), h)                                # [B, 1, context_dim]
+        return torch.cat([h, u_tilde, h * u_tilde, h * h_tilde], dim=2)       # [B, Lc, 4 * context_dim]
 
     def forward(self, cw: torch.Tensor, cc: torch.Tensor, qw: torch.Tensor, qc: torch.Tensor,
                 c_len: torch.Tensor, q_len: torch.Tensor,
@@ -131,8 +140,10 @@ class BidafStandin(nn.Module):
         lc = cw.shape[1]
         c_mask = torch.arange(lc).unsqueeze(0) < c_len.unsqueeze(1)
         q_mask = torch.arange(qw.shape[1]).unsqueeze(0) < q_len.unsqueeze(1)
-        h = _run_lstm(self.ctx_lstm, self.embed(cw, cc, self.ctx_highway), c_len)
-        u = _run_lstm(self.ctx_lstm, self.embed(qw, qc, self.qry_highway), q_len)
+        xc = self.embed(cw, cc, self.ctx_highway)
+        xq = self.embed(qw, qc, self.qry_highway)
+        h = torch.cat([xc, _run_lstm(self.ctx_lstm, xc, c_len)], dim=2)
+        u = torch.cat([xq, _run_lstm(self.ctx_lstm, xq, q_len)], dim=2)
         g = self.attention(h, u, c_mask, q_mask)
         m = _run_lstm(self.mod_lstm, self.drop(g), c_len)
         start = self.start_proj(self.drop(torch.cat([g, m], dim=2))).squeeze(2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,10 @@ class BidafTrainConfig:
     lr_final: float = 3e-4     # cosine decay from lr to lr_final
     weight_decay: float = 0.0
     grad_clip: float = 5.0
+    # Each distinct word of an example (context and query alike) is replaced by the unknown
+    # id with this probability, so the model learns to answer with words it never saw
+    # (split c's values map to the CategoryMapper's default id, as unknown words do).
+    word_dropout: float = 0.1
     threads: int = 1           # one thread: bitwise reproducible on a given CPU
 
     def to_dict(self) -> Dict[str, object]:
@@ -40,8 +44,11 @@ def vocab_from_examples(examples: Sequence[Example]) -> Vocab:
                        + [tokenize(e.query) for e in examples])
 
 
-def encode_batch(examples: Sequence[Example], vocab: Vocab) -> Batch:
-    """Padded tensors (cw, cc, qw, qc, c_len, q_len, start, end) of the examples."""
+def encode_batch(examples: Sequence[Example], vocab: Vocab,
+                 word_dropout: float = 0.0, rng: Optional[random.Random] = None) -> Batch:
+    """Padded tensors (cw, cc, qw, qc, c_len, q_len, start, end) of the examples; with
+    ``word_dropout`` > 0, each example's distinct words map to the unknown id with that
+    probability (drawn from ``rng``; characters are kept)."""
     ctx = [tokenize(e.context) for e in examples]
     qry = [tokenize(e.query) for e in examples]
     lc = max(len(t) for t in ctx)
@@ -52,9 +59,19 @@ def encode_batch(examples: Sequence[Example], vocab: Vocab) -> Batch:
     cc = torch.full((b, lc, CHARS_PER_WORD), CHAR_PAD_ID, dtype=torch.long)
     qc = torch.full((b, lq, CHARS_PER_WORD), CHAR_PAD_ID, dtype=torch.long)
     for i, (ct, qt) in enumerate(zip(ctx, qry)):
-        cw[i, :len(ct)] = torch.tensor(vocab.encode_words(ct))
+        dropped = set()
+        if word_dropout > 0.0:
+            for w in sorted({t.lower() for t in ct + qt}):
+                if rng.random() < word_dropout:
+                    dropped.add(w)
+        if dropped:
+            ct_w = ["\x00" if t.lower() in dropped else t for t in ct]
+            qt_w = ["\x00" if t.lower() in dropped else t for t in qt]
+        else:
+            ct_w, qt_w = ct, qt
+        cw[i, :len(ct)] = torch.tensor(vocab.encode_words(ct_w))
+        qw[i, :len(qt)] = torch.tensor(vocab.encode_words(qt_w))
         cc[i, :len(ct)] = torch.tensor(vocab.encode_chars(ct))
-        qw[i, :len(qt)] = torch.tensor(vocab.encode_words(qt))
         qc[i, :len(qt)] = torch.tensor(vocab.encode_chars(qt))
     c_len = torch.tensor([len(t) for t in ctx])
     q_len = torch.tensor([len(t) for t in qry])
@@ -65,21 +82,26 @@ def encode_batch(examples: Sequence[Example], vocab: Vocab) -> Batch:
 
 def train_model(examples: Sequence[Example], vocab: Vocab,
                 config: BidafConfig = BidafConfig(), train_config: BidafTrainConfig = BidafTrainConfig(),
-                progress: bool = True, log=print) -> Tuple[BidafStandin, Dict[str, float]]:
-    """Train from scratch; same inputs, same CPU, same thread count -> same weights."""
+                progress: bool = True, log=print,
+                max_steps: Optional[int] = None) -> Tuple[BidafStandin, Dict[str, float]]:
+    """Train from scratch; same inputs, same CPU, same thread count -> same weights.
+
+    ``max_steps`` stops after that many steps of the very same run (same schedule): the
+    generator's cheap bit-identity check trains such a prefix."""
     torch.manual_seed(train_config.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(train_config.threads)
     try:
-        return _train(examples, vocab, config, train_config, progress, log)
+        return _train(examples, vocab, config, train_config, progress, log, max_steps)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(examples, vocab, config, tc, progress, log):
+def _train(examples, vocab, config, tc, progress, log, max_steps=None):
     model = BidafStandin(vocab.n_words, vocab.n_chars, config)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     rng = random.Random(tc.seed)
+    drop_rng = random.Random(tc.seed + 1)
     order = list(range(len(examples)))
     steps_per_epoch = (len(order) + tc.batch_size - 1) // tc.batch_size
     total = steps_per_epoch * tc.epochs
@@ -87,14 +109,22 @@ def _train(examples, vocab, config, tc, progress, log):
         opt, lambda step: _cosine(step, total, tc.lr_final / tc.lr))
     t0 = time.perf_counter()
     stats: Dict[str, float] = {}
-    bar = tqdm(total=total, desc="training BiDAF stand-in", disable=not progress, unit="step")
+    limit = total if max_steps is None else min(total, max_steps)
+    bar = tqdm(total=limit, desc="training BiDAF stand-in", disable=not progress, unit="step")
+    done = 0
     for epoch in range(tc.epochs):
+        if done >= limit:
+            break
         rng.shuffle(order)
         model.train()
         loss_sum = 0.0
         for k in range(steps_per_epoch):
+            if done >= limit:
+                break
+            done += 1
             idx = order[k * tc.batch_size:(k + 1) * tc.batch_size]
-            cw, cc, qw, qc, c_len, q_len, start, end = encode_batch([examples[i] for i in idx], vocab)
+            cw, cc, qw, qc, c_len, q_len, start, end = encode_batch(
+                [examples[i] for i in idx], vocab, tc.word_dropout, drop_rng)
             s_logits, e_logits = model(cw, cc, qw, qc, c_len, q_len, start_index=start)
             loss = F.cross_entropy(s_logits, start) + F.cross_entropy(e_logits, end)
             opt.zero_grad()
