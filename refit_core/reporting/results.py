@@ -295,8 +295,12 @@ class ResultsRecorder:
                      heldout_exact_match_trt: Optional[float] = None,
                      heldout_exact_match_ort: Optional[float] = None,
                      answers: Optional[Dict[str, str]] = None,
-                     refittable_weights: Optional[Sequence[Optional[str]]] = None) -> None:
-        """BiDAF results for one model ("standin", "original"); only given arguments are stored."""
+                     refittable_weights: Optional[Sequence[Optional[str]]] = None,
+                     heldout_answers_differing: Optional[int] = None,
+                     heldout_splits: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+        """BiDAF results for one model ("standin", "original"); only given arguments are stored.
+        `heldout_splits`: split -> {questions, exact_match_trt, exact_match_ort, scores_max_abs,
+        scores_max_rel}; `heldout_answers_differing`: TensorRT vs ONNX Runtime, all splits."""
         if not model_key or "." in model_key:
             raise ValueError(f"BiDAF model key {model_key!r} must be a non-empty name without dots")
         for key, value in (("answer_before_refit", answer_before_refit),
@@ -312,6 +316,12 @@ class ResultsRecorder:
             self.set(("bidaf", model_key, "answers"), {str(k): str(v) for k, v in answers.items()})
         if refittable_weights is not None:
             self.set(("bidaf", model_key, "refittable_weights"), list(refittable_weights))
+        if heldout_answers_differing is not None:
+            self.set(("bidaf", model_key, "heldout_answers_differing"), int(heldout_answers_differing))
+        if heldout_splits is not None:
+            self.set(("bidaf", model_key, "heldout_splits"),
+                     {str(split): {str(k): to_jsonable(v) for k, v in entry.items()}
+                      for split, entry in heldout_splits.items()})
 
     def record_case_check(self, case: str, check: str, **values: Any) -> None:
         """cases.<case>.<check> = {name: finite number | str | bool | list of those}."""

@@ -206,6 +206,12 @@ def _bidaf_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Tolerances) -> List[G
         for name in ("heldout_exact_match_trt", "heldout_exact_match_ort"):
             rows.append(_drop_row(f"{prefix}.{name}", mb.get(name), mc.get(name),
                                   tol.exact_match_drop_pp))
+        splits_b, splits_c = _section(mb, "heldout_splits"), _section(mc, "heldout_splits")
+        for split in sorted(set(splits_b) | set(splits_c)):
+            sb, sc = _section(splits_b, split), _section(splits_c, split)
+            for name in ("exact_match_trt", "exact_match_ort"):
+                rows.append(_drop_row(f"{prefix}.heldout_splits.{split}.{name}", sb.get(name), sc.get(name),
+                                      tol.exact_match_drop_pp))
         rows.append(_answers_row(f"{prefix}.answers", mb.get("answers"), mc.get("answers"), tol))
         rows.append(_weights_row(f"{prefix}.refittable_weights", mb.get("refittable_weights"),
                                  mc.get("refittable_weights")))

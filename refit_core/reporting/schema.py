@@ -138,6 +138,11 @@ def _bidaf(value: Any, path: str, version: int) -> None:
             "heldout_exact_match_trt": fraction, "heldout_exact_match_ort": fraction,
             "answers": lambda v, p: mapping(v, p, string),
             "refittable_weights": weight_names,
+            "heldout_answers_differing": whole,
+            "heldout_splits": lambda v, p: mapping(v, p, lambda e, q: fields(e, q, {
+                "questions": lambda x, r: whole(x, r, 1), "exact_match_trt": fraction, "exact_match_ort": fraction,
+                "scores_max_abs": lambda x, r: number(x, r, low=0.0, what="a number >= 0"),
+                "scores_max_rel": lambda x, r: number(x, r, low=0.0, what="a number >= 0")})),
         })
 
 

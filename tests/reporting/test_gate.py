@@ -387,3 +387,25 @@ def test_doctored_copy_of_the_measured_8_6_record_fails(doctor: str, tmp_path: P
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "REGRESSION" in proc.stdout
+
+
+def test_a_heldout_split_that_drops_fails_the_gate_and_the_schema_checks_split_entries(baseline: Record) -> None:
+    """Per-split exact match (the stand-in's splits a-c) is gated like the overall figure, so a
+    drop on the held-out templates cannot hide behind the other splits."""
+    from refit_core.reporting.results import ResultsFileError, validate_results
+    entry = {"questions": 400, "exact_match_trt": 0.81, "exact_match_ort": 0.81, "scores_max_abs": 2e-5,
+             "scores_max_rel": 1e-6}
+    base = json.loads(json.dumps(baseline))
+    base["bidaf"]["standin"]["heldout_splits"] = {"a": dict(entry, exact_match_trt=1.0, exact_match_ort=1.0),
+                                                  "b": dict(entry)}
+    base["bidaf"]["standin"]["heldout_answers_differing"] = 0
+    validate_results(base)
+    cand = json.loads(json.dumps(base))
+    cand["bidaf"]["standin"]["heldout_splits"]["b"]["exact_match_trt"] = 0.70
+    result = compare(base, cand)
+    assert _verdict(result, "bidaf.standin.heldout_splits.b.exact_match_trt") == REGRESSION
+    assert _verdict(result, "bidaf.standin.heldout_splits.a.exact_match_trt") == OK
+    assert _verdict(compare(base, json.loads(json.dumps(base))), "bidaf.standin.heldout_splits.b.exact_match_trt") == OK
+    cand["bidaf"]["standin"]["heldout_splits"]["b"]["questions"] = 0
+    with pytest.raises(ResultsFileError, match="heldout_splits.b.questions"):
+        validate_results(cand)
