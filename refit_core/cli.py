@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,train-mnist,gate,report,check,selfcheck}`.
+"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,gate,report,check,selfcheck}`.
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
 and `mnist` fails with one sentence (no traceback) where there is no GPU.
