@@ -17,6 +17,8 @@ called.
 """
 from __future__ import annotations
 
+import os
+
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -25,6 +27,9 @@ import numpy as np
 import pytest
 
 FAULT_OPTION = "--refit-fault"
+#: Set by the fault plugin for the processes the tests start: a test that runs TensorRT in a
+#: subprocess calls apply_from_environment() there, so the fault reaches it too.
+FAULT_ENV = "REFIT_INJECTED_FAULT"
 REPORT_OPTION = "--refit-fault-report"
 NO_FAULT = "none"
 
@@ -402,6 +407,7 @@ class FaultRun:
 
     def pytest_unconfigure(self, config: Any) -> None:
         self.patcher.undo()
+        os.environ.pop(FAULT_ENV, None)
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -424,6 +430,18 @@ def pytest_configure(config: Any) -> None:
     run = FaultRun(name, config.getoption(REPORT_OPTION))
     run.apply()
     config.pluginmanager.register(run, "refit_core-fault-run")
+    os.environ[FAULT_ENV] = name  # subprocesses of the tests inject it too (apply_from_environment)
+
+
+def apply_from_environment() -> Optional[Patcher]:
+    """In a subprocess a test started: inject the fault the parent pytest run was given (its
+    name is in $REFIT_INJECTED_FAULT); returns the Patcher (None when there is no fault)."""
+    name = os.environ.get(FAULT_ENV)
+    if not name or name == NO_FAULT:
+        return None
+    patcher = Patcher()
+    get_fault(name).patch(patcher)
+    return patcher
 
 
 def describe(faults: Iterable[Fault] = FAULTS) -> str:

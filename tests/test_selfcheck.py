@@ -534,6 +534,9 @@ class FakeLenet:
     def refit_to(self, weights: Any) -> float:
         return self.refitter.refit_with(weights, fill_missing=True)
 
+    def all_build_weights(self) -> Any:
+        return dict(self.build_weights)
+
 
 def _rank0_tests():
     from tests.refit import test_refit_teeth_gpu as teeth, test_rollback_gpu as rollback
@@ -596,3 +599,31 @@ def test_validation_off_is_left_to_the_bad_input_tests(fake_trt):
         assert not isinstance(info.value, (WeightValidationError, RefitError))  # the test expects these
     finally:
         p.undo()
+
+
+def test_the_fault_reaches_subprocesses_through_the_environment(monkeypatch):
+    """Tests that run TensorRT in a subprocess (tests/refit/test_rollback_gpu.py's wrong-count
+    child) call apply_from_environment(); the plugin exports the fault's name for them."""
+    from refit_core import faults
+    from refit_core.trt import compat
+    monkeypatch.delenv(faults.FAULT_ENV, raising=False)
+    assert faults.apply_from_environment() is None
+    monkeypatch.setenv(faults.FAULT_ENV, faults.NO_FAULT)
+    assert faults.apply_from_environment() is None
+    original = compat.refit_engine
+    monkeypatch.setenv(faults.FAULT_ENV, "noop-refit")
+    patcher = faults.apply_from_environment()
+    try:
+        assert compat.refit_engine is not original
+    finally:
+        patcher.undo()
+    assert compat.refit_engine is original
+
+
+def test_the_plugin_exports_the_fault_for_subprocesses_and_forgets_it(pytester, monkeypatch):
+    from refit_core import faults
+    monkeypatch.delenv(faults.FAULT_ENV, raising=False)
+    pytester.makepyfile("import os\ndef test_env():\n    assert os.environ['REFIT_INJECTED_FAULT'] == 'noop-refit'\n")
+    result = pytester.runpytest_inprocess("-p", "refit_core.faults", f"{faults.FAULT_OPTION}=noop-refit")
+    result.assert_outcomes(passed=1)
+    assert faults.FAULT_ENV not in os.environ

@@ -151,7 +151,8 @@ class EngineRefitter:
             messages = self._trt_messages(mark)
             self._pending.clear()
             self._roll_back(pending)
-            raise RefitError("TensorRT's refit_cuda_engine failed; the previous weights were restored",
+            raise RefitError(f"TensorRT's refit_cuda_engine failed for a refit of "
+                             f"{', '.join(repr(n) for n in sorted(pending))}; the previous weights were restored",
                              messages, missing=self.missing())
         self._commit(pending)
         self._pending.clear()
