@@ -306,6 +306,11 @@ def test_cheap_precise_tests_run_first_and_order_is_otherwise_kept():
     ordered = [i.nodeid for i in order_items(items)]
     assert ordered == [ids[6], ids[8], ids[3], ids[2], ids[7], ids[4], ids[1], ids[9], ids[5], ids[0]]
     assert [rank_of(i) for i in ordered] == sorted(rank_of(i) for i in ordered)
+    # the wrong-count child runs with the first checks (it is what sees roll-back-noop), and the
+    # targeted checks' BiDAF parametrizations wait with the other BiDAF tests
+    assert rank_of("tests/refit/test_rollback_gpu.py::test_tensorrt_refuses_a_wrong_element_count_in_a_subprocess") == 0
+    assert rank_of("tests/refit/test_refit_teeth_gpu.py::test_the_wrappers_missing_view_is_tensorrts_after_every_"
+                   "single_set[bidaf-standin]") == rank_of(ids[9])
 
 
 # --------------------------------------------------------------------------------------
