@@ -214,18 +214,24 @@ def test_every_fault_class_of_the_issue_has_a_fault():
         assert wanted in names
 
 
-@pytest.mark.parametrize("name", [f.name for f in FAULTS])
-def test_each_fault_changes_what_the_wrapper_does_and_undoes_cleanly(fake_trt, name):
-    from refit_core.refit.refitter import EngineRefitter
-    from refit_core.trt import compat
+def _observe_under(name):
+    """(observations without a fault, with fault `name`, its Patcher after undo)."""
     clean = observe()
-    before = (dict(vars(EngineRefitter)), dict(vars(compat)))
     p = Patcher()
     get_fault(name).patch(p)
     try:
         faulty = observe()
     finally:
         p.undo()
+    return clean, faulty, p
+
+
+@pytest.mark.parametrize("name", [f.name for f in FAULTS])
+def test_each_fault_changes_what_the_wrapper_does_and_undoes_cleanly(fake_trt, name):
+    from refit_core.refit.refitter import EngineRefitter
+    from refit_core.trt import compat
+    before = (dict(vars(EngineRefitter)), dict(vars(compat)))
+    clean, faulty, p = _observe_under(name)
     assert (dict(vars(EngineRefitter)), dict(vars(compat))) == before
     changed = sorted(k for k in clean if clean[k] != faulty[k])
     print(f"{name}: changes {changed}; bit {p.bites} times")
@@ -249,13 +255,7 @@ def test_every_fault_has_an_expected_observation():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_CHANGE))
 def test_fault_changes_the_observation_its_gpu_killer_checks(fake_trt, name):
-    clean = observe()
-    p = Patcher()
-    get_fault(name).patch(p)
-    try:
-        faulty = observe()
-    finally:
-        p.undo()
+    clean, faulty, _ = _observe_under(name)
     key = EXPECTED_CHANGE[name]
     assert faulty[key] != clean[key], f"{name}: {key} unchanged"
 
