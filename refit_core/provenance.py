@@ -11,7 +11,7 @@ import datetime
 import os
 import subprocess
 from pathlib import Path
-from typing import Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from .fileio import sha256_bytes
 
@@ -56,3 +56,11 @@ def git_state(root: Path = PROJECT_ROOT) -> Tuple[Optional[str], Optional[bool]]
         status = _git(root, "status", "--porcelain", "--untracked-files=no")
         return commit.strip(), (None if status is None else bool(status.strip()))
     return None, None
+
+
+def suite_identity() -> Dict[str, Any]:
+    """Which suite made a file that is not a results record (pytest-benchmark's JSON, the
+    self-check's kill matrix): commit, dirty flag, source-tree hash and version."""
+    from . import __version__
+    commit, dirty = git_state()
+    return {"git_commit": commit, "git_dirty": dirty, "source_sha256": source_sha256(), "suite_version": __version__}

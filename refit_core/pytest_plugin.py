@@ -248,8 +248,5 @@ def pytest_generate_tests(metafunc: Any) -> None:
 def pytest_benchmark_update_json(config: Any, benchmarks: Any, output_json: Dict[str, Any]) -> None:
     """pytest-benchmark's JSON gets the suite's commit and source hash too: its own commit_info
     reads whatever .git the tree carries, which on a copied tree is not the code that ran."""
-    from . import __version__
-    from .provenance import git_state, source_sha256
-    commit, dirty = git_state()
-    output_json["refit_core"] = {"git_commit": commit, "git_dirty": dirty, "source_sha256": source_sha256(),
-                                 "suite_version": __version__}
+    from .provenance import suite_identity
+    output_json["refit_core"] = suite_identity()

@@ -194,12 +194,12 @@ def summary(baseline: Optional[RunOutcome], outcomes: Sequence[RunOutcome], ran_
 
 def to_json(opts: SelfcheckOptions, baseline: Optional[RunOutcome], outcomes: Sequence[RunOutcome],
             ran_all: bool, argv: Sequence[str]) -> Dict[str, Any]:
-    from .provenance import now_iso
+    from .provenance import now_iso, suite_identity
     def row(o: RunOutcome) -> Dict[str, Any]:
         d = asdict(o)
         d["killed"] = o.killed
         return d
-    return {"schema": SCHEMA, "finished": now_iso(), "command_line": list(argv),
+    return {"schema": SCHEMA, "finished": now_iso(), "suite": suite_identity(), "command_line": list(argv),
             "pytest": {"select": opts.select, "ignore": list(opts.ignore), "paths": list(opts.paths),
                        "extra_args": list(opts.pytest_args), "timeout_s": opts.timeout_s},
             "baseline": "not run" if baseline is None else row(baseline),

@@ -351,6 +351,8 @@ def test_matrix_and_json_when_a_fault_survives(tmp_path):
     assert "SURVIVED: scale-1.001" in text
     data = json.loads(out.read_text())
     assert data["baseline"] == "not run" and data["summary"]["baseline"] == "not run"
+    assert set(data["suite"]) == {"git_commit", "git_dirty", "source_sha256", "suite_version"}  # which suite
+    assert len(data["suite"]["source_sha256"]) == 64
     assert data["summary"]["survived"] == ["scale-1.001"] and data["summary"]["passed"] is False
     rows = {r["fault"]: r for r in data["faults"]}
     assert rows["noop-refit"]["killed"] is True and rows["scale-1.001"]["killed"] is False
