@@ -335,7 +335,8 @@ def test_package_cli_gate(gate_files: Callable[..., Tuple[Path, Path]]) -> None:
 # ---- the committed measurements (results/), not hand-made fixtures ----------------------
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 MEASURED = [RESULTS_DIR / "trt8.5.3.1-H200.json", RESULTS_DIR / "trt8.6.0-H200.json"]
-CHAIN = [RESULTS_DIR / f"trt{v}-H200.json" for v in ("8.5.2.2", "8.5.3.1", "8.6.0")]
+CHAIN = MEASURED  # records of one suite, in version order
+PREVIOUS_SUITE = RESULTS_DIR / "trt8.5.2.2-H200.json"  # the suite before the BiDAF stand-in was replaced
 V1_MEASURED = [Path(__file__).resolve().parent / "data" / f"measured_v1_trt{v}.json" for v in ("8.5.3.1", "8.6.0")]
 
 
@@ -346,6 +347,17 @@ def test_measured_chain_passes_with_no_missing_evidence() -> None:
     for base, cand in zip(CHAIN, CHAIN[1:]):
         result = compare(load_results(base), load_results(cand))
         assert result.passed and result.counts()["missing"] == 0, result.verdict_line()
+
+
+@pytest.mark.skipif(not (PREVIOUS_SUITE.exists() and MEASURED[0].exists()), reason="measured results files not in results/")
+def test_a_record_of_the_previous_suite_does_not_pass_for_this_one() -> None:
+    """Across a changed BiDAF stand-in the answers and exact match differ: the gate says so
+    rather than passing records of two different suites as an upgrade."""
+    from refit_core.reporting.rules import compare
+    from refit_core.reporting.results import load_results
+    result = compare(load_results(PREVIOUS_SUITE), load_results(MEASURED[0]))
+    assert not result.passed
+    assert {"bidaf.standin.answer_fake", "bidaf.standin.heldout_exact_match_trt"} <= {r.metric for r in result.regressions}
 
 
 def test_old_v1_records_still_load_and_compare() -> None:
