@@ -73,6 +73,10 @@ class CudaSession:
         return str(self.device.name())
 
     @property
+    def compute_capability(self) -> tuple:
+        return tuple(int(x) for x in self.device.compute_capability())
+
+    @property
     def driver_version(self) -> str:
         v = int(import_pycuda().get_driver_version())
         return f"{v // 1000}.{(v % 1000) // 10}"
@@ -170,3 +174,25 @@ def to_device(array: np.ndarray) -> DeviceBuffer:
     buf.ensure(array.nbytes)
     import_pycuda().memcpy_htod(buf.ptr, np.ascontiguousarray(array))
     return buf
+
+
+def h2d_bytes_per_second(nbytes: int, rounds: int = 20, warmup: int = 3) -> float:
+    """Measured host-to-device copy bandwidth for `nbytes` from page-locked memory (the
+    fastest a host array can reach the GPU): nbytes / the median of `rounds` synchronous copies."""
+    import statistics
+    import time
+    driver = import_pycuda()
+    host = driver.pagelocked_empty(max(int(nbytes), 1), np.uint8)
+    host.fill(1)
+    buf = DeviceBuffer()
+    try:
+        ptr = buf.ensure(host.nbytes)
+        samples = []
+        for i in range(warmup + rounds):
+            t0 = time.perf_counter()
+            driver.memcpy_htod(ptr, host)
+            if i >= warmup:
+                samples.append(time.perf_counter() - t0)
+    finally:
+        buf.free()
+    return host.nbytes / statistics.median(samples)

@@ -26,7 +26,9 @@ class BuildOptions:
     tactics: str = field(default_factory=compat.tactic_setting)
     #: more BuilderFlag names to set (e.g. "STRIP_PLAN", "REFIT_IDENTICAL" where the version has them)
     extra_flags: Tuple[str, ...] = ()
-    #: "fp32" (TF32 as `tf32` says) or "fp16" (BuilderFlag.FP16: TensorRT may run layers in FP16)
+    #: "fp32" (TF32 as `tf32` says), "tf32" (FP32 with BuilderFlag.TF32 left on: Ampere and later
+    #: may run convolutions and matrix products in TF32) or "fp16" (BuilderFlag.FP16: TensorRT may
+    #: run layers in FP16)
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
@@ -43,7 +45,7 @@ class BuildOptions:
 
 
 #: Precisions BuildOptions can build in.
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "tf32", "fp16")
 
 
 class OnnxParseError(RefitCoreError, RuntimeError):
@@ -77,7 +79,7 @@ def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> 
         config.set_flag(trt.BuilderFlag.REFIT)
     if options.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
-    if not options.tf32:
+    if not (options.tf32 or options.precision == "tf32"):
         compat.clear_tf32(config)
     for flag in options.extra_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
