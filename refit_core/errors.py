@@ -77,3 +77,7 @@ class PreparedModelCacheWarning(CacheWarning):
 
 class WeightCacheWarning(CacheWarning):
     """A cached LeNet weight entry was damaged or foreign and was retrained, or could not be written."""
+
+
+class ZooCacheWarning(CacheWarning):
+    """A cached zoo model (models.zoo) was damaged or made from another recipe and was exported again."""

@@ -1,0 +1,126 @@
+"""The model zoo: real architectures (torchvision's MobileNetV3-Small, a transformer encoder),
+made with PyTorch on the CPU machine, exported to ONNX once and cached. No PyTorch here.
+
+The GPU kit has no PyTorch: what travels is the cached ONNX file. An entry is keyed on its
+recipe (architecture, sizes, seed, opset, `ZOO_FORMAT`); its metadata records the torch and
+torchvision versions that made it and the file's sha256, checked on every load. A damaged
+entry, or one made from another recipe, is named in a ZooCacheWarning and exported again where
+PyTorch is installed; without PyTorch, `TrainingUnavailable` says what is missing and how to
+make it (`python -m refit_core zoo-export`).
+
+Random initialisation alone gives degenerate models (MobileNetV3-Small with weights=None has
+logits of order 1e-9), so the torch side calibrates each model until its outputs are of
+order one and vary with the input (zoo_torch); the cases then check that the reference moves
+under every perturbation they refit.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ..errors import CacheIntegrityError, TrainingUnavailable, ZooCacheWarning
+from ..fileio import atomic_directory, file_lock, lock_path_for, read_verified, sha256_bytes
+
+#: Bump when the export or calibration code changes what a recipe produces.
+ZOO_FORMAT = 1
+#: Each zoo ONNX file must stay under this (what travels to the GPU machine is limited).
+MAX_ONNX_BYTES = 20 * 1000 * 1000
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One zoo architecture: how to make it (`params` go to zoo_torch's builder) and its inputs."""
+
+    name: str
+    description: str
+    builder: str  # function name in zoo_torch
+    input_shapes: Dict[str, Tuple[int, ...]]
+    opset: int
+    seed: int = 0
+    params: Dict[str, Any] = field(default_factory=dict)
+
+    def recipe(self) -> Dict[str, Any]:
+        out = asdict(self)
+        del out["description"]
+        out["input_shapes"] = {k: list(v) for k, v in sorted(self.input_shapes.items())}
+        out["format"] = ZOO_FORMAT
+        return out
+
+    def recipe_key(self) -> str:
+        return sha256_bytes(json.dumps(self.recipe(), sort_keys=True).encode())[:16]
+
+
+#: The zoo. Sizes are chosen for build time on TensorRT 8.5 (builds are the GPU tier's cost).
+ZOO: Dict[str, ZooModel] = {m.name: m for m in (
+    ZooModel(
+        name="mobilenet-v3-small",
+        description="torchvision mobilenet_v3_small (depthwise, squeeze-excite, hardswish, BatchNorm), "
+                    "eval mode, calibrated random weights",
+        builder="mobilenet_v3_small", input_shapes={"image": (2, 3, 96, 96)}, opset=13,
+        params={"num_classes": 1000}),
+    ZooModel(
+        name="transformer-encoder",
+        description="nn.TransformerEncoder (self-attention + MatMul + LayerNorm + GELU), per-token "
+                    "classifier head, eval mode",
+        builder="transformer_encoder", input_shapes={"tokens": (4, 16, 96)}, opset=14,
+        params={"d_model": 96, "heads": 4, "ff": 256, "layers": 3, "classes": 16}),
+)}
+
+
+def entry_dir(model: ZooModel, cache_root: Path) -> Path:
+    return Path(cache_root) / "zoo" / f"{model.name}-{model.recipe_key()}"
+
+
+def _load(model: ZooModel, directory: Path) -> Path:
+    """The entry's ONNX path if the entry is sound; CacheIntegrityError naming what is wrong."""
+    meta_path = directory / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CacheIntegrityError(f"{meta_path}: unreadable ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("recipe") != model.recipe():
+        raise CacheIntegrityError(f"{meta_path}: made from another recipe")
+    onnx_path = directory / "model.onnx"
+    read_verified(onnx_path, meta.get("size"), meta.get("sha256"))  # raises CacheIntegrityError
+    return onnx_path
+
+
+def metadata(model: ZooModel, cache_root: Path) -> Dict[str, Any]:
+    """The metadata of a cached entry (torch versions, size, sha256); {} when absent."""
+    try:
+        return json.loads((entry_dir(model, cache_root) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def zoo_model_path(name: str, cache_root: Path, progress: Optional[Callable[[str], None]] = print) -> Path:
+    """The cached ONNX file of zoo model `name`, exported first when absent or damaged."""
+    if name not in ZOO:
+        raise KeyError(f"no zoo model named {name!r}; the zoo has: {', '.join(ZOO)}")
+    model = ZOO[name]
+    directory = entry_dir(model, cache_root)
+    lock = lock_path_for(directory)
+    if directory.exists():
+        with file_lock(lock, exclusive=False):
+            try:
+                return _load(model, directory)
+            except CacheIntegrityError as exc:
+                problem = str(exc)
+        warnings.warn(ZooCacheWarning(f"zoo model {name}: cache entry {directory} not usable ({problem}); "
+                                      "exporting it again"), stacklevel=2)
+    try:
+        from . import zoo_torch
+    except ImportError as exc:
+        raise TrainingUnavailable(
+            f"zoo model {name} is not in the cache ({directory}) and PyTorch/torchvision cannot be imported "
+            f"here ({exc}); run `python -m refit_core zoo-export` on a machine with requirements.txt installed "
+            "and bring its cache (REFIT_CACHE_DIR) along") from None
+    with atomic_directory(directory, lock=True) as tmp:
+        meta = zoo_torch.export(model, tmp / "model.onnx", progress=progress)
+        if meta["size"] > MAX_ONNX_BYTES:
+            raise ValueError(f"zoo model {name}: {meta['size']} bytes of ONNX, over the {MAX_ONNX_BYTES}-byte cap")
+        (tmp / "meta.json").write_text(json.dumps(dict(meta, recipe=model.recipe()), indent=1, sort_keys=True))
+    return _load(model, directory)
