@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .trt.engine import PRECISIONS
 from .errors import RefitCoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
-#: Per-precision tolerance of engine vs ONNX Runtime, per probe row:
-#: max|got - ref| <= atol + rtol * max|ref row| (cases.base.OutputTolerance).
-TOLERANCES = {"fp32": (1e-4, 1e-4), "fp16": (1e-2, 3e-2)}
 REFIT_WARMUP = 3
 INFER_WARMUP = 10
 
@@ -57,8 +55,8 @@ def _positive_int(text: str) -> int:
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the ONNX model file")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="build precision (fp32: TF32 off; fp16: BuilderFlag.FP16); default fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="build precision (fp32: TF32 off; tf32: TF32 allowed; fp16: BuilderFlag.FP16); default fp32")
     p.add_argument("--shapes", nargs="+", default=[], metavar="NAME:DIMS",
                    help="fixed shapes of dynamic inputs, trtexec style: --shapes input:1x3x224x224 mask:1x128 "
                         "(or comma-separated; put MODEL before --shapes)")
@@ -91,7 +89,6 @@ class Plan:
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
     """Everything about the model and options that can be refused without a GPU."""
-    from .cases.base import OutputTolerance
     from .cases.onnx_model import OnnxModelCase
     from .cases.user_model import ModelInputError, case_name_for, input_shapes_for, parse_shapes
     try:
@@ -110,10 +107,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     results = Path(args.results).expanduser() if args.results else None
     if results is not None and results.is_dir():
         raise CheckUnusable(f"--results {results} is a directory; give a file name such as {results / 'check.json'}")
-    atol, rtol = TOLERANCES[args.precision]
     name = case_name_for(path)
-    case = OnnxModelCase(name, lambda _directory: path, input_shapes, tolerance=OutputTolerance(atol=atol, rtol=rtol),
-                         seed=int(args.seed), precision=args.precision, allow_fp16_range=bool(args.allow_fp16_range))
+    case = OnnxModelCase(name, lambda _directory: path, input_shapes, seed=int(args.seed), precision=args.precision, allow_fp16_range=bool(args.allow_fp16_range))
     argv = getattr(args, "argv", None) or sys.argv[1:]
     return Plan(path, case, f"{name}-{args.precision}", args.precision, int(args.rounds), results,
                 bool(args.skip_builds), bool(args.verbose), ["python", "-m", "refit_core"] + [str(a) for a in argv])
@@ -224,20 +219,6 @@ def _weights(n: int) -> str:
     return f"{n} weight" + ("" if n == 1 else "s")
 
 
-def _latency(runner: Any, feeds: Dict[str, Any], rounds: int) -> List[float]:
-    """Seconds per inference (execute_async_v3 + stream sync, inputs already on the GPU)."""
-    runner.infer(feeds)  # sets shapes and tensor addresses; the loop reuses them
-    out = []
-    for i in range(INFER_WARMUP + rounds):
-        t0 = time.perf_counter()
-        if not runner.context.execute_async_v3(runner.stream.handle):
-            raise RuntimeError("TensorRT failed to enqueue an inference")
-        runner.stream.synchronize()
-        if i >= INFER_WARMUP:
-            out.append(time.perf_counter() - t0)
-    return out
-
-
 def _record_environment(run: Run, session: Any) -> None:
     import numpy as np
     from . import __version__
@@ -320,12 +301,13 @@ def _refit_checks(run: Run, engine: Any) -> Optional[RefitTimes]:
     run.outcome("refit_real_restores_built_outputs", same,
                 "outputs after refitting the real weights are bit-identical to the built engine's" if same else
                 "outputs after refitting the real weights differ from the built engine's (same weights!)")
+    noise = engine.case.noise_for(len(build))
     with Step("ONNX Runtime reference for the perturbed weights"):
         ref_target = engine.reference(target)
     blind = compare_outputs(ref_build, ref_target, tol)
     run.rec.record_case_check(plan.key, "perturbation_changes_reference", **blind.summary())
     run.outcome("perturbation_changes_reference", not blind.ok,
-                f"seeded perturbation (w*(1+{engine.case.noise:g}*N(0,1)), w*exp({engine.case.noise:g}*N(0,1)) for "
+                f"seeded perturbation (w*(1+{noise:g}*N(0,1)), w*exp({noise:g}*N(0,1)) for "
                 f"all-positive weights) moves ONNX Runtime's outputs by max|diff| "
                 f"{blind.max_abs:.3g} ({blind.rows - blind.rows_agreeing}/{blind.rows} rows beyond the tolerance)"
                 + ("" if not blind.ok else "; the check below could not tell a refit from no refit"))
@@ -419,8 +401,8 @@ def _build_timings(run: Run, engine: Any, session: Any, logger: Any, cache: Any,
                                  logger)
     session.on_close(plain.close)
     with Step(f"timing inference, {INFER_WARMUP} warm-up + {plan.rounds} runs per engine"):
-        with_refit = _latency(engine.runner, engine.feeds, plan.rounds)
-        without = _latency(TrtRunner(plain), engine.feeds, plan.rounds)
+        with_refit = engine.runner.time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
+        without = TrtRunner(plain).time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
     run.rec.record_timing(f"{key}.inference.refit_engine", with_refit)
     run.rec.record_timing(f"{key}.inference.plain_engine", without)
     a, b = statistics.median(with_refit), statistics.median(without)
@@ -434,7 +416,7 @@ def run_on_gpu(plan: Plan) -> int:
     """Build, map, refit, compare, time, report. Returns the exit status (0 or 1)."""
     import tempfile
     from .config import cache_dir
-    from .refit.coverage import coverage_of_model, format_table
+    from .refit.coverage import format_table
     from .trt import compat
     from .trt.cuda import CudaSession
     from .trt.engine import PlanCache
@@ -449,7 +431,7 @@ def run_on_gpu(plan: Plan) -> int:
         cache = PlanCache(cache_dir() / "plans")
         engine = _open_engine(plan, session, logger, cache, tmp)
         trt_names = engine.refitter.trt_weight_names()
-        coverage = coverage_of_model(plan.model, trt_names, compat.weight_prototypes(engine.refitter.refitter, trt_names))
+        coverage = engine.coverage()
         print("\nweight coverage (which ONNX initializers a refit by name can reach):")
         print(format_table(coverage))
         print()

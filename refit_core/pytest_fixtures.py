@@ -132,9 +132,10 @@ def case_engine(request: Any, pytestconfig: Any, case_resources: Any, cuda_sessi
                 plan_cache: Any) -> Any:
     """The registered case's engine (built with its build weights), shared for the session."""
     from .cases import registry
+    from .cases.mnist import MnistCase
     case = registry.get(request.param)
     inputs: Dict[str, Any] = {}
-    if case.name == "mnist":  # through the MNIST fixtures: CI fails on missing data, training skips
+    if isinstance(case, MnistCase):  # through the MNIST fixtures: CI fails on missing data, training skips
         trained = request.getfixturevalue("trained_lenet")
         inputs = {"inputs": {"trained": trained, "images": request.getfixturevalue("mnist_test_set")["images"]}}
     return refit_session(pytestconfig).open_case(case, case_resources, cuda_session, trt_logger, plan_cache,

@@ -138,6 +138,9 @@ class RefitSession:
         """The case's engine, built once per session (skips with the reason when it cannot be)."""
         if case.name not in self.engines:
             reason = case.unavailable_reason(resources)
+            if reason is None and case.precision == "tf32" and cuda_session.compute_capability < (8, 0):
+                reason = (f"TF32 needs compute capability >= 8.0 (Ampere); {cuda_session.gpu_name} has "
+                          f"{'.'.join(map(str, cuda_session.compute_capability))}, where TF32 would equal FP32")
             if reason is not None:
                 pytest.skip(f"case {case.name}: {reason}")
             try:

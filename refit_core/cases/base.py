@@ -124,6 +124,11 @@ class CaseEngine(ABC):
     rows x columns float64 array; `reference(weights)` computes the same from the
     weights alone; `fresh_probe(weights)` builds a new engine with `weights` (no plan
     cache) and probes it.
+
+    `plain_runner()` is the same model built WITHOUT REFIT, with the target weights, in the
+    case's precision (built once, plan-cached where the case caches plans): the fresh build
+    the refitted engine must equal, and the engine the refit tax is measured against.
+    `latency_feeds()` are the inputs inference latency is timed with (one batch).
     """
 
     case: "RefitCase"
@@ -140,8 +145,56 @@ class CaseEngine(ABC):
     @abstractmethod
     def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
-    @abstractmethod
-    def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray: ...
+    def fresh_probe(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Probe outputs of a new REFIT engine built with `weights` (the property tests' twin)."""
+        raise NotImplementedError(f"{type(self).__name__} does not build fresh REFIT engines")
+
+    _plain: Any = None
+
+    def probe_with(self, runner: Any) -> np.ndarray:
+        """The probe outputs (rows x columns, float64) of any runner of this model."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to probe a runner")
+
+    def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
+        """An EngineHandle of the model built without REFIT with `weights`, in the case's precision."""
+        raise NotImplementedError(f"{type(self).__name__} cannot build the model without REFIT")
+
+    def latency_feeds(self) -> Dict[str, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} has no inputs to time inference with")
+
+    def onnx_model_path(self) -> Optional[Path]:
+        """The ONNX file the engine was parsed from (None: built with the network API)."""
+        return None
+
+    def coverage(self) -> Any:
+        """The weight-coverage map of the engine (refit.coverage.Coverage) against the ONNX file it
+        was parsed from; None for engines built with the network API (no initializers to map)."""
+        path = self.onnx_model_path()
+        if path is None:
+            return None
+        from ..refit.coverage import coverage_of_model
+        from ..trt import compat
+        names = self.refitter.trt_weight_names()
+        return coverage_of_model(path, names, compat.weight_prototypes(self.refitter.refitter, names))
+
+    def plain_runner(self) -> Any:
+        """A runner of the engine built without REFIT with the target weights (built once)."""
+        if self._plain is None:
+            from ..trt.runner import TrtRunner
+            full = dict(self.build_weights)
+            full.update(self.target_weights)
+            handle = self.build_plain(full)
+            self.session.on_close(handle.close)
+            self._plain = TrtRunner(handle)
+            self._plain_handle = handle
+        return self._plain
+
+    def plain_probe(self) -> np.ndarray:
+        return self.probe_with(self.plain_runner())
+
+    def weight_bytes(self, weights: Mapping[str, np.ndarray]) -> int:
+        """Bytes TensorRT copies for `weights` (FP32 host arrays, what the refit hands over)."""
+        return int(sum(np.asarray(w).nbytes for w in weights.values()))
 
     def further_comparisons(self, weights: Mapping[str, np.ndarray]) -> Dict[str, Tuple[Comparison, str]]:
         """Comparisons beyond `probe()`, of the engine as it is now with the reference for
@@ -158,13 +211,24 @@ class CaseEngine(ABC):
         return {n: self.build_weights[n] for n in self.target_weights}
 
     def close(self) -> None:
+        if self._plain is not None:
+            self._plain_handle.close()
+            self._plain = None
         self.handle.close()
 
 
+def variant_name(base: str, precision: str) -> str:
+    """A case's name in one precision: the bare name for FP32 (records of earlier suites keep
+    their keys), `<name>-tf32` and `<name>-fp16` for the others."""
+    return base if precision == "fp32" else f"{base}-{precision}"
+
+
 class RefitCase(ABC):
-    """One registered model. `name` is the test id; `marks` are pytest mark names to add."""
+    """One registered model. `name` is the test id; `marks` are pytest mark names to add;
+    `precision` is the build precision of this variant (trt.engine.PRECISIONS)."""
 
     name: str = ""
+    precision: str = "fp32"
     description: str = ""
     tolerance: OutputTolerance = OutputTolerance()
     marks: Tuple[str, ...] = ()

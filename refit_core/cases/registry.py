@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from ..trt.engine import PRECISIONS
 from .base import RefitCase
 
 CASES: Dict[str, RefitCase] = {}
@@ -38,11 +39,28 @@ def names() -> List[str]:
     return list(CASES)
 
 
-def _register_builtin() -> None:
+def builtin_cases() -> List[RefitCase]:
+    """refit_core's own cases, each in the precisions of the matrix it runs in: every case in
+    FP32 and FP16; TF32 (FP32 with TF32 allowed) for the cases whose builds take seconds, and not
+    for BiDAF, whose every build takes ~50 s on TensorRT 8.5 (its FP32 and FP16 runs cover its
+    layers)."""
+    from ..models.zoo import ZOO
     from .bidaf import BidafCase
     from .mnist import MnistCase
-    from .tiny_mlp import TINY_MLP
-    for case in (MnistCase(), BidafCase("standin"), BidafCase("original"), TINY_MLP):
+    from .tiny_mlp import tiny_mlp_case
+    from .zoo import ZooCase
+    out: List[RefitCase] = []
+    for precision in PRECISIONS:
+        out.append(MnistCase(precision))
+        if precision != "tf32":
+            out += [BidafCase("standin", precision), BidafCase("original", precision)]
+        out.append(tiny_mlp_case(precision))
+        out += [ZooCase(name, precision) for name in ZOO]
+    return out
+
+
+def _register_builtin() -> None:
+    for case in builtin_cases():
         register(case)
 
 

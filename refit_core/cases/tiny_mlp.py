@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import variant_name
 from .onnx_model import OnnxModelCase
 
 
@@ -27,4 +28,6 @@ def write_tiny_mlp(directory: Path, seed: int = 7) -> Path:
     return atomic_write_bytes(directory / "tiny_mlp.onnx", model.SerializeToString())
 
 
-TINY_MLP = OnnxModelCase("tiny-mlp", write_tiny_mlp, {"x": (8, 16)})
+def tiny_mlp_case(precision: str = "fp32") -> OnnxModelCase:
+    return OnnxModelCase(variant_name("tiny-mlp", precision), write_tiny_mlp, {"x": (8, 16)}, noise=0.5,
+                         precision=precision)

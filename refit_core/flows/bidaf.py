@@ -41,13 +41,15 @@ def onnx_float_initializers(model_path: Path) -> Dict[str, np.ndarray]:
 
 
 def build_bidaf_engine(prepared: Any, options: BuildOptions, logger: Any, cache: Optional[PlanCache],
-                       gpu_name: str, progress: Callable[[str], None] = print
+                       gpu_name: str, progress: Callable[[str], None] = print, model_path: Optional[Path] = None
                        ) -> Tuple[EngineHandle, Optional[BuildResult]]:
+    """The prepared model's engine (`model_path`: the same graph with other initializers)."""
+    path = Path(model_path) if model_path is not None else Path(prepared.model_path)
     profile = bidaf_profile(prepared.input_names)
-    key = {"model": "bidaf", "onnx_sha256": sha256_file(prepared.model_path), "options": options.key_parts(),
+    key = {"model": "bidaf", "onnx_sha256": sha256_file(path), "options": options.key_parts(),
            "tensorrt": compat.trt_version_string(), "gpu": gpu_name,
            "profile": {k: [list(s) for s in v] for k, v in sorted(profile.items())}}
-    return load_or_build(cache, key, lambda: build_plan_from_onnx(prepared.model_path, options, [profile], logger),
+    return load_or_build(cache, key, lambda: build_plan_from_onnx(path, options, [profile], logger),
                          logger, progress)
 
 
@@ -59,14 +61,17 @@ class BidafTrt:
     prepared model get a spec, so users refit by the names they see in the model.
     """
 
-    def __init__(self, prepared: Any, handle: EngineHandle, synchronize: Optional[Callable[[], None]]) -> None:
+    def __init__(self, prepared: Any, handle: EngineHandle, synchronize: Optional[Callable[[], None]],
+                 fp16: bool = False) -> None:
+        """`fp16`: the engine was built with FP16 allowed (weights FP16 cannot hold are refused)."""
         from ..refit.refitter import EngineRefitter
         from ..trt.runner import TrtRunner
         self.prepared = prepared
         self.handle = handle
         self.runner = TrtRunner(handle)
         # specs derived from the initializers TensorRT lists as refittable by name
-        self.refitter = EngineRefitter(handle, None, onnx_float_initializers(prepared.model_path), synchronize)
+        self.refitter = EngineRefitter(handle, None, onnx_float_initializers(prepared.model_path), synchronize,
+                                       fp16=fp16)
         self.trt_weight_names_raw = self.refitter.trt_weight_names()
         self.specs = dict(self.refitter.specs)
         self.initial = {n: a.copy() for n, a in self.refitter.current.items()}

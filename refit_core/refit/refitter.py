@@ -13,6 +13,8 @@ missing-weights check, synchronisation, bookkeeping): the benchmarks report thei
 """
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -60,6 +62,8 @@ class EngineRefitter:
                                    fp16=fp16)
                      for n in named}
             current = {n: current[n] for n in named}
+        elif fp16:  # the caller's specs, checked against FP16's range too
+            specs = {n: dataclasses.replace(s, fp16=True) for n, s in specs.items()}
         self.specs: Dict[str, WeightSpec] = dict(specs)
         self.current: Dict[str, np.ndarray] = {k: np.array(v, copy=True) for k, v in current.items()}
         self._pending: Dict[str, np.ndarray] = {}

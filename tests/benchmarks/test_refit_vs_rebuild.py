@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.serial]
 
 REFIT_ROUNDS, REFIT_WARMUP = 30, 5
 MNIST_REBUILD_ROUNDS = 3
-BIDAF_REBUILD_ROUNDS = 2
+#: one rebuild per timing-cache state: each costs ~50 s on TensorRT 8.5 (the GPU tier's budget)
+BIDAF_REBUILD_ROUNDS = 1
 
 
 def _timed(fn, samples):
@@ -164,11 +165,17 @@ def test_mnist_inference_of_the_test_set(benchmark, mnist_engine, mnist_test_set
 
 
 # ---- BiDAF -----------------------------------------------------------------------------
+_BIDAF_TIMING_CACHES = {}  # model key -> serialized timing caches of this session's builds
+
+
 @pytest.fixture(scope="module")
-def bench_bidaf(cuda_session, trt_logger, bidaf_prepared):
-    """A fresh stand-in engine (built, not read from the cache) for the first-refit time."""
+def bench_bidaf(cuda_session, trt_logger, bidaf_prepared, plan_cache):
+    """A stand-in engine of its own (a new deserialization, so its first refit is the first),
+    from the plan cache: the case engine's plan, or built here and cached for it (one build of
+    ~50 s on TensorRT 8.5 instead of two). `built` (timing cache for the warm rebuild) is None
+    when the plan came from the cache."""
     from refit_core.flows import bidaf as flow
-    handle, built = flow.build_bidaf_engine(bidaf_prepared, BuildOptions(), trt_logger, None,
+    handle, built = flow.build_bidaf_engine(bidaf_prepared, BuildOptions(), trt_logger, plan_cache,
                                             cuda_session.gpu_name)
     engine = flow.BidafTrt(bidaf_prepared, handle, cuda_session.synchronize)
     yield flow, engine, built
@@ -195,7 +202,16 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
     from refit_core.trt.engine import build_plan_from_onnx
     flow, engine, built = bench_bidaf
     profile = [flow.bidaf_profile(bidaf_prepared.input_names)]
-    timing_cache = built.timing_cache if (cache == "warm_cache" and built is not None) else None
+    key = bidaf_model[0]
+    caches = _BIDAF_TIMING_CACHES.setdefault(key, [])  # from this session's earlier builds
+    if built is not None:
+        caches.append(built.timing_cache)
+    timing_cache = None
+    if cache == "warm_cache":
+        if not caches:
+            pytest.skip("no timing cache from an earlier build of this model in this session "
+                        "(its plan came from the plan cache and the cold rebuild did not run)")
+        timing_cache = caches[-1]
 
     accepted = []
 
@@ -203,10 +219,11 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
         res = build_plan_from_onnx(bidaf_prepared.model_path, BuildOptions(), profile, trt_logger,
                                    timing_cache=timing_cache)
         accepted.append(res.timing_cache_accepted)
+        if timing_cache is None:
+            caches.append(res.timing_cache)
         EngineHandle(res.plan, trt_logger).close()
 
     samples = _bench(benchmark, rebuild, BIDAF_REBUILD_ROUNDS, 0)
-    key = bidaf_model[0]
     _record(results, benchmark, f"bidaf.{key}.rebuild.{cache}", samples)
     _note_timing_cache(results, benchmark, f"bidaf.{key}.rebuild.{cache}", accepted)
     _ratio(results, f"bidaf.{key}", f"bidaf.{key}.rebuild.cold_cache", f"bidaf.{key}.refit.sample_weights")

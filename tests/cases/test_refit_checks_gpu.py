@@ -75,15 +75,45 @@ def test_refitting_the_same_weights_twice_is_bit_identical(case_engine):
 
 
 def test_refit_equals_a_fresh_build_with_the_same_weights(case_engine, results):
+    """The refitted engine agrees with the model built afresh, WITHOUT REFIT, with the target
+    weights (what a user gets by rebuilding; the refit tax benchmark times the same engine),
+    and that fresh build agrees with the reference too (else the comparison proves nothing)."""
     tol = case_engine.case.tolerance
     case_engine.refit_to(case_engine.target_weights)
     got = case_engine.probe()
-    fresh = case_engine.fresh_probe(case_engine.target_weights)
+    fresh = case_engine.plain_probe()
     cmp = compare_outputs(got, fresh, tol)
-    print(f"{case_engine.case.name}: refit vs fresh build {cmp}")
+    print(f"{case_engine.case.name}: refit vs fresh build without REFIT {cmp}")
     results.record_case_check(case_engine.case.name, "refit_vs_fresh_build", tolerance=tol.describe(),
-                              **cmp.summary())
+                              fresh_build="without REFIT", **cmp.summary())
     assert cmp.ok, f"refit vs fresh build outside {tol.describe()}: {cmp}"
+    fresh_vs_ref = compare_outputs(fresh, case_engine.reference(case_engine.target_weights), tol)
+    assert fresh_vs_ref.ok, f"the fresh build itself is off the reference: {fresh_vs_ref}"
+
+
+def test_weight_coverage_map(case_engine, results):
+    """Which ONNX initializers a refit by name reaches; printed, recorded (the gate compares it)."""
+    from refit_core.refit.coverage import BY_NAME, format_table
+    coverage = case_engine.coverage()
+    if coverage is None:
+        pytest.skip(f"{case_engine.case.name} is built with the network API: its weights are named by the "
+                    "code that builds it, there are no ONNX initializers to map")
+    print(f"\n{case_engine.case.name}: weight coverage\n{format_table(coverage)}")
+    results.record_case_coverage(case_engine.case.name, coverage.to_record())
+    by_name = set(coverage.names(BY_NAME))
+    assert set(case_engine.target_weights) <= by_name, \
+        f"weights the checks refit by name that the map does not call refittable: {sorted(set(case_engine.target_weights) - by_name)}"
+    unreachable = sorted(coverage.explanations())
+    if unreachable:  # asking for one is refused before TensorRT, saying why and what to do
+        from refit_core.flows.bidaf import onnx_float_initializers
+        name = unreachable[0]
+        array = onnx_float_initializers(case_engine.onnx_model_path())[name]
+        case_engine.refit_to(case_engine.all_build_weights())
+        with pytest.raises(WeightValidationError) as info:
+            case_engine.refit_to({name: array})
+        message = str(info.value)
+        assert name in message and "TensorRT" in message and "do_constant_folding" in message, message
+        np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
 
 
 BAD_KINDS = ("unknown name", "wrong shape", "wrong count", "float64", "NaN", "not contiguous")
@@ -125,3 +155,38 @@ def test_bad_weights_are_refused_and_the_engine_keeps_its_outputs(case_engine, k
     np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
     case_engine.refit_to(case_engine.target_weights)  # and the next good refit still works
     assert not np.array_equal(case_engine.probe(), case_engine.built_outputs)
+
+
+FP16_OVERFLOW_VALUES = 3
+
+
+def test_fp16_engines_refuse_weights_fp16_cannot_hold_unless_allowed(case_engine, results):
+    """An FP16 engine: a weight with values beyond 65504 is refused, naming the weight and the
+    count, and the engine keeps its outputs; allowed explicitly, TensorRT takes it, and what
+    that does to the outputs is recorded (cases.<case>.fp16_out_of_range_allowed)."""
+    if case_engine.case.precision != "fp16":
+        pytest.skip(f"{case_engine.case.name} is built in {case_engine.case.precision}: FP16's range does not apply")
+    name = _first_target(case_engine)
+    case_engine.refit_to(case_engine.all_build_weights())
+    weights = case_engine.all_build_weights()
+    big = np.array(weights[name], dtype=np.float32, copy=True)
+    big.reshape(-1)[:FP16_OVERFLOW_VALUES] = 1e6
+    weights[name] = big
+    with pytest.raises(WeightValidationError) as info:
+        case_engine.refit_to(weights)
+    message = str(info.value)
+    assert name in message and f"{FP16_OVERFLOW_VALUES} of {big.size} values exceed" in message, message
+    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+    case_engine.refitter.refit_with(weights, fill_missing=True, allow_fp16_range=True)
+    out = case_engine.probe()
+    finite = np.isfinite(out)
+    shown = float(np.abs(out[finite]).max()) if finite.any() else float("nan")
+    results.record_case_check(case_engine.case.name, "fp16_out_of_range_allowed", weight=name,
+                              values_set_to_1e6=FP16_OVERFLOW_VALUES, outputs=int(out.size),
+                              outputs_nonfinite=int((~finite).sum()),
+                              max_abs_finite_output=shown if np.isfinite(shown) else "none finite",
+                              changed=bool(not np.array_equal(out, case_engine.built_outputs)))
+    print(f"{case_engine.case.name}: allowed {FP16_OVERFLOW_VALUES} values of 1e6 in {name!r}: "
+          f"{int((~finite).sum())}/{out.size} outputs non-finite, max finite |out| {shown:.4g}")
+    case_engine.refit_to(case_engine.all_build_weights())
+    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)

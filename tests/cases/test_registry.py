@@ -127,7 +127,8 @@ def test_onnx_model_case_targets_change_the_reference(tmp_path):
     Runtime, so a refit that did nothing fails its generic reference check."""
     import onnxruntime as ort
     from refit_core.cases.onnx_model import with_initializers
-    from refit_core.cases.tiny_mlp import TINY_MLP, write_tiny_mlp
+    from refit_core.cases.tiny_mlp import tiny_mlp_case, write_tiny_mlp
+    TINY_MLP = tiny_mlp_case()
     from refit_core.flows.bidaf import onnx_float_initializers
     path = write_tiny_mlp(tmp_path)
     build = onnx_float_initializers(path)

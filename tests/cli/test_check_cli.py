@@ -126,7 +126,9 @@ def test_plan_takes_comma_separated_shapes_and_states_the_tolerance(dynamic_mode
     plan = check.plan_from_args(args)
     assert plan.case.input_shapes == {"x": (5, 3)}
     assert plan.key == "model-dyn-fp16" and plan.case.precision == "fp16"
-    assert plan.case.tolerance.rtol == check.TOLERANCES["fp16"][1] > check.TOLERANCES["fp32"][1]
+    from refit_core.cases.onnx_model import PRECISION_TOLERANCES
+    assert plan.case.tolerance == PRECISION_TOLERANCES["fp16"]
+    assert PRECISION_TOLERANCES["fp16"].rtol > PRECISION_TOLERANCES["tf32"].rtol > PRECISION_TOLERANCES["fp32"].rtol
     assert plan.case.build_options().key_parts()["precision"] == "fp16"
     assert plan.case.build_options(refit=False).key_parts() == {**plan.case.build_options().key_parts(), "refit": False}
     args = build_parser().parse_args(["check", str(dynamic_model), "--shapes", "x:5x3,x:6x3"])
