@@ -93,6 +93,51 @@ def model_timings(data: Dict[str, Any], model: str) -> Dict[str, Any]:
     return out
 
 
+def tax_and_floor(data: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any], Dict[str, Any]]]:
+    """(case, refit_tax entry, refit_floor entry) for every case of a record that has either."""
+    out = []
+    for case, checks in sorted((data.get("cases") or {}).items()):
+        if not isinstance(checks, dict):
+            continue
+        tax, floor = checks.get("refit_tax"), checks.get("refit_floor")
+        if isinstance(tax, dict) or isinstance(floor, dict):
+            out.append((case, tax if isinstance(tax, dict) else {}, floor if isinstance(floor, dict) else {}))
+    return out
+
+
+def tax_plot_name(data: Dict[str, Any]) -> str:
+    """The file name of one record's refit tax chart: refit_tax_<TensorRT version>.png."""
+    label = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in _label(data))
+    return f"refit_tax_{label}.png"
+
+
+def _tax_lines(records: Sequence[Record], with_plots: bool) -> List[str]:
+    lines = ["", "## Refit tax and refit floor", "",
+             "Refit tax: inference latency of the REFIT engine / the same model built without REFIT "
+             "(medians, GPU side, one run). Refit floor: the bytes of the weights a refit is given / the "
+             "measured host-to-device bandwidth; refit/floor says how far a refit is from moving its bytes.", ""]
+    rows = [(d, case, tax, floor) for _, d in records for case, tax, floor in tax_and_floor(d)]
+    if not rows:
+        return lines + ["No record here has refit tax or floor measurements (suites before they existed)."]
+    header = ["case", "TensorRT", "precision", "refit tax", "refit median", "weights (MB)", "H2D floor",
+              "refit/floor"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    for data, case, tax, floor in sorted(rows, key=lambda r: (r[1], version_key(_env(r[0]).get("tensorrt_version")))):
+        precision = tax.get("precision") or floor.get("precision") or "-"
+        mb = floor.get("weight_bytes")
+        r = tax.get("ratio")
+        cells = [case, _label(data), precision, f"x{float(r):.3f}" if isinstance(r, (int, float)) else "-", _seconds(floor.get("refit_median_s")),
+                 f"{mb / 1e6:.3f}" if isinstance(mb, (int, float)) else "-", _seconds(floor.get("floor_s")),
+                 _ratio(floor.get("ratio"))]
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
+    if with_plots:
+        lines.append("")
+        for _, data in records:
+            if tax_and_floor(data):
+                lines.append(f"![refit tax and refit/floor, TensorRT {md(_label(data))}]({tax_plot_name(data)})")
+    return lines
+
+
 def _tests_line(data: Dict[str, Any]) -> str:
     outcomes = [outcome for outcome, _ in test_outcomes(data).values()]
     counts = {k: outcomes.count(k) for k in ("passed", "failed", "skipped")}
@@ -164,6 +209,8 @@ def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NA
                 lines.append(f"- {md(model)}: refit {md(refit_name)}, rebuild {md(rebuild_name)}")
         if plot_name:
             lines += ["", f"![refit vs rebuild time per TensorRT version]({plot_name})"]
+
+    lines += _tax_lines(records, with_plots=bool(plot_name))
 
     lines += ["", "## Sources", ""]
     for path, data in records:
@@ -266,6 +313,45 @@ def _plot(records: Sequence[Record], path: Path) -> Path:
     return path
 
 
+def plot_refit_tax(data: Dict[str, Any], path: Path) -> Path:
+    """One record's chart: refit tax per case (bars, a line at x1) and refit/floor (log scale)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Patch
+        rows = tax_and_floor(data)
+        names = [_plain_label(case) for case, _, _ in rows]
+        fig = Figure(figsize=(max(7.0, 0.55 * len(rows) + 2.5), 7.5), dpi=100)
+        FigureCanvasAgg(fig)
+        top, bottom = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
+        xs = list(range(len(rows)))
+        colors = {"fp32": "#1f77b4", "tf32": "#2ca02c", "fp16": "#ff7f0e"}
+        prec = [(tax.get("precision") or floor.get("precision") or "fp32") for _, tax, floor in rows]
+        taxes = [float(tax.get("ratio") or 0.0) for _, tax, _ in rows]
+        floors = [float(floor.get("ratio") or 0.0) for _, _, floor in rows]
+        top.bar(xs, taxes, color=[colors.get(p, "#7f7f7f") for p in prec])
+        top.axhline(1.0, color="black", linewidth=0.8)
+        top.set_ylabel("REFIT / no REFIT latency")
+        top.set_title(_plain_label(f"Refit tax per case, TensorRT {_label(data)} ({_env(data).get('gpu_name', '')})"))
+        bottom.bar(xs, [f if f > 0 else float("nan") for f in floors], color=[colors.get(p, "#7f7f7f") for p in prec])
+        if any(f > 0 for f in floors):
+            bottom.set_yscale("log")
+        bottom.set_ylabel("refit median / H2D floor (log)")
+        bottom.set_title("Refit time over the host-to-device floor of its weight bytes")
+        for ax in (top, bottom):
+            ax.set_xticks(xs)
+            ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+            ax.grid(axis="y", alpha=0.3)
+        handles = [Patch(color=c, label=p) for p, c in colors.items()]
+        top.legend(handles=handles, fontsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def _plain_label(text: Any) -> str:
     """Chart text: one line, and "$" escaped so matplotlib never parses it as mathtext."""
     return one_line(text).replace("$", r"\$")
@@ -302,6 +388,9 @@ def write_report(paths: Sequence[str], out_dir: Optional[str] = None) -> int:
                   "(pip install matplotlib)", file=sys.stderr)
             return EXIT_NO_PLOT
         plot_refit_vs_rebuild(records, plot_path)
+        for _, data in records:
+            if tax_and_floor(data):
+                print(plot_refit_tax(data, out / tax_plot_name(data)))
     except OSError as exc:
         print(f"report: cannot write to {out}: {one_line(exc.strerror or exc)}", file=sys.stderr)
         return EXIT_UNREADABLE

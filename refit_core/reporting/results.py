@@ -151,6 +151,13 @@ def _today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
+def _positive_samples(samples: Sequence[float], what: str) -> List[float]:
+    out = [float(x) for x in samples]
+    if not out or not all(math.isfinite(x) and x > 0 for x in out):
+        raise ValueError(f"{what}: need at least one sample, each finite and > 0 seconds (got {out[:5]!r})")
+    return out
+
+
 def _name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string (got {value!r})")
@@ -338,6 +345,38 @@ class ResultsRecorder:
         category -> initializer names, TensorRT-only names, counts); the gate fails a weight
         that was refittable by name in the baseline and is not now."""
         self.set(("cases", _name(case, "case name"), "coverage"), dict(coverage))
+
+    def record_refit_tax(self, case: str, refit_engine_s: Sequence[float], plain_engine_s: Sequence[float],
+                         precision: str) -> float:
+        """cases.<case>.refit_tax: inference latency of the REFIT engine over the same model built
+        without REFIT (medians of the samples, seconds, each > 0, one run). Returns the ratio;
+        the gate fails a ratio that grew by more than tolerances.REFIT_TAX_MARGIN."""
+        a = _positive_samples(refit_engine_s, f"refit tax {case!r}: REFIT engine")
+        b = _positive_samples(plain_engine_s, f"refit tax {case!r}: engine without REFIT")
+        ratio = statistics.median(a) / statistics.median(b)
+        self.set(("cases", _name(case, "case name"), "refit_tax"),
+                 {"ratio": ratio, "refit_engine_median_s": statistics.median(a),
+                  "plain_engine_median_s": statistics.median(b), "rounds": min(len(a), len(b)),
+                  "precision": _name(precision, "precision")})
+        return ratio
+
+    def record_refit_floor(self, case: str, refit_s: Sequence[float], weight_bytes: int, h2d_bytes_per_s: float,
+                           weights: int, precision: str) -> float:
+        """cases.<case>.refit_floor: the warm refit's median over the host-to-device floor
+        (weight_bytes / measured copy bandwidth). Returns the ratio (information: bandwidth and
+        fixed costs vary by machine, the gate shows it and never fails on it)."""
+        samples = _positive_samples(refit_s, f"refit floor {case!r}: refit")
+        if not (isinstance(weight_bytes, int) and weight_bytes > 0):
+            raise ValueError(f"refit floor {case!r}: weight_bytes must be a positive int (got {weight_bytes!r})")
+        if not (math.isfinite(float(h2d_bytes_per_s)) and h2d_bytes_per_s > 0):
+            raise ValueError(f"refit floor {case!r}: bandwidth must be finite and > 0 (got {h2d_bytes_per_s!r})")
+        median = statistics.median(samples)
+        floor = weight_bytes / float(h2d_bytes_per_s)
+        self.set(("cases", _name(case, "case name"), "refit_floor"),
+                 {"refit_median_s": median, "weight_bytes": int(weight_bytes), "weights": int(weights),
+                  "h2d_gb_per_s": float(h2d_bytes_per_s) / 1e9, "floor_s": floor, "ratio": median / floor,
+                  "rounds": len(samples), "precision": _name(precision, "precision")})
+        return median / floor
 
     def record_property_test(self, name: str, stats: Dict[str, Any]) -> None:
         """property_tests.<name> = {stat: finite number | int | bool | str}."""

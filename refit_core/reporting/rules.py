@@ -253,8 +253,36 @@ def _coverage_rows(metric: str, b: Any, c: Any) -> List[GateRow]:
     return rows
 
 
-def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any]) -> List[GateRow]:
+#: The check names of a case's refit tax and refit floor (ResultsRecorder.record_refit_tax/_floor).
+REFIT_TAX_CHECK, REFIT_FLOOR_CHECK = "refit_tax", "refit_floor"
+
+
+def _ratio_of(entry: Any) -> Any:
+    return entry.get("ratio") if isinstance(entry, dict) else None
+
+
+def _refit_tax_row(metric: str, b: Any, c: Any, tol: Tolerances, incomparable: Optional[str]) -> Optional[GateRow]:
+    """The refit tax may grow by at most tol.refit_tax_growth of the baseline's ratio (same GPU);
+    absent from the candidate: MISSING."""
+    rb, rc = _ratio_of(b), _ratio_of(c)
+    if rb is None and rc is None and b is None and c is None:
+        return None
+    row = _absent(metric, b if rb is None else rb, c if rc is None else rc, lambda v: f"x{float(v):.3f}"
+                  if isinstance(v, (int, float)) else plain(v))
+    if row:
+        return row
+    if incomparable:
+        return GateRow(metric, f"x{rb:.3f}", f"x{rc:.3f}", f"info ({incomparable})", INFO)
+    limit = rb * (1.0 + tol.refit_tax_growth)
+    verdict = REGRESSION if rc > limit + _EPS else OK
+    return GateRow(metric, f"x{rb:.3f}", f"x{rc:.3f} ({(rc / rb - 1) * 100:+.1f}%)",
+                   f"<= x{limit:.3f} (growth <= {tol.refit_tax_growth:.0%})", verdict)
+
+
+def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Optional[Tolerances] = None,
+                   incomparable: Optional[str] = None) -> List[GateRow]:
     """cases, property_tests, bad_inputs (required when in the baseline) and notes (info)."""
+    tol = tol or Tolerances()
     rows: List[Optional[GateRow]] = []
     cb, cc = _section(b, "cases"), _section(c, "cases")
     for case in sorted(set(cb) | set(cc)):
@@ -265,6 +293,11 @@ def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any]) -> List[GateRow]:
                 rows.append(_weights_row(metric, checks_b.get(check), checks_c.get(check)))
             elif check == COVERAGE_CHECK:
                 rows += _coverage_rows(metric, checks_b.get(check), checks_c.get(check))
+            elif check == REFIT_TAX_CHECK:
+                rows.append(_refit_tax_row(metric, checks_b.get(check), checks_c.get(check), tol, incomparable))
+            elif check == REFIT_FLOOR_CHECK:
+                rows.append(_info_row(metric, _ratio_of(checks_b.get(check)), _ratio_of(checks_c.get(check)),
+                                      lambda v: f"refit x{float(v):.1f} the H2D floor"))
             else:
                 rows.append(_info_row(metric, checks_b.get(check), checks_c.get(check)))
     pb, pc = _section(b, "property_tests"), _section(c, "property_tests")
@@ -415,7 +448,7 @@ def compare(baseline: Dict[str, Any], candidate: Dict[str, Any],
     rows += _provenance_rows(_section(baseline, "provenance"), _section(candidate, "provenance"))
     rows += _mnist_rows(_section(baseline, "mnist"), _section(candidate, "mnist"), tol)
     rows += _bidaf_rows(_section(baseline, "bidaf"), _section(candidate, "bidaf"), tol)
-    rows += _evidence_rows(baseline, candidate)
+    rows += _evidence_rows(baseline, candidate, tol, incomparable)
     rows += _timing_rows(_section(baseline, "timings"), _section(candidate, "timings"), tol,
                          incomparable)
     rows += _ratio_rows(_section(baseline, "ratios"), _section(candidate, "ratios"),

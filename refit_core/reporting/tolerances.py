@@ -66,6 +66,10 @@ class Tolerances:
     max_refit_slowdown: float = field(default=2.0, metadata=_option(
         "max-refit-slowdown", parse_number, "FACTOR",
         "a refit median may be this many times the baseline's (same GPU only)"))
+    refit_tax_growth: float = field(default=0.15, metadata=_option(
+        "refit-tax-growth", parse_number, "FRACTION",
+        "a case's refit tax (REFIT engine latency / latency without REFIT) may grow by this fraction "
+        "of the baseline's (0.15: x1.20 may become x1.38; same GPU only)"))
 
     def __post_init__(self) -> None:
         for f in fields(self):
