@@ -406,8 +406,7 @@ def _build_timings(run: Run, engine: Any, session: Any, logger: Any, cache: Any,
     run.rec.record_timing(f"{key}.inference.refit_engine", with_refit)
     run.rec.record_timing(f"{key}.inference.plain_engine", without)
     a, b = statistics.median(with_refit), statistics.median(without)
-    run.rec.record_case_check(key, "refit_tax", ratio=a / b, refit_engine_median_s=a, plain_engine_median_s=b,
-                              rounds=plan.rounds)
+    run.rec.record_refit_tax(key, with_refit, without, plan.precision)
     run.fact(f"refit tax: inference median {_duration(a)} with REFIT vs {_duration(b)} without = x{a / b:.3f} "
              f"(one run, median of {plan.rounds} each)")
 

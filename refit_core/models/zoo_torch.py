@@ -46,10 +46,13 @@ def _calibrate_head_(head: nn.Linear, features: torch.Tensor) -> None:
 
 
 def mobilenet_v3_small(model: ZooModel, gen: torch.Generator) -> nn.Module:
-    """torchvision's MobileNetV3-Small with BatchNorm statistics measured on N(0, 1) images and
-    the classifier rescaled to unit-variance logits (weights=None alone gives logits ~1e-9)."""
-    import torchvision
-    net = torchvision.models.mobilenet_v3_small(weights=None, **model.params)
+    """torchvision's MobileNetV3 with the first `blocks` blocks of mobilenet_v3_small's configuration,
+    BatchNorm statistics measured on N(0, 1) images and the classifier rescaled to unit-variance
+    logits (random initialisation alone gives logits ~1e-9)."""
+    from torchvision.models import mobilenetv3
+    settings, _ = mobilenetv3._mobilenet_v3_conf("mobilenet_v3_small")
+    net = mobilenetv3.MobileNetV3(settings[:model.params["blocks"]], model.params["last_channel"],
+                                  num_classes=model.params["num_classes"])
     _randomise_(net, gen)
     shape = model.input_shapes["image"]
     for m in net.modules():
