@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from refit_core.reporting.report import build_markdown, tax_plot_name, write_report
 from refit_core.reporting.results import ResultsRecorder, load_results
 
@@ -22,6 +24,7 @@ def _write(tmp_path: Path, version: str, taxes) -> Path:
 
 
 def test_each_case_and_version_gets_a_row_and_each_version_a_chart(tmp_path: Path, capsys):
+    pytest.importorskip("matplotlib", reason="the charts need matplotlib (requirements.txt)")
     paths = [_write(tmp_path, "8.5.3.1", {"mobilenet-v3-small": 1.32, "mobilenet-v3-small-fp16": 1.37}),
              _write(tmp_path, "8.6.0", {"mobilenet-v3-small": 1.1})]
     out = tmp_path / "report"
