@@ -293,14 +293,21 @@ def _refit_checks(run: Run, engine: Any) -> Optional[RefitTimes]:
         return None
     got = engine.probe()
     cmp = compare_outputs(got, ref_build, tol)
-    same = bool(np.array_equal(got, engine.built_outputs))
+    differing = int((got != engine.built_outputs).sum())
     run.rec.record_case_check(plan.key, "refit_real_vs_reference", tolerance=tol.describe(),
-                              bit_identical_to_built=same, **cmp.summary())
+                              bit_identical_to_built=not differing, values_differing_from_built=differing,
+                              **cmp.summary())
     run.outcome("refit_real_vs_reference", cmp.ok,
                 f"refit with the real weights ({_weights(len(build))}) vs ONNX Runtime: " + _compare_line(cmp, tol))
-    run.outcome("refit_real_restores_built_outputs", same,
-                "outputs after refitting the real weights are bit-identical to the built engine's" if same else
-                "outputs after refitting the real weights differ from the built engine's (same weights!)")
+    # FP16: TensorRT may round a weight to FP16 differently when refitting than when building
+    back = compare_outputs(got, engine.built_outputs, tol)
+    restored = not differing or (engine.case.precision == "fp16" and back.ok)
+    run.outcome("refit_real_restores_built_outputs", restored,
+                "outputs after refitting the real weights are bit-identical to the built engine's" if not differing
+                else f"after refitting the real weights, {differing} of {got.size} outputs differ from the built "
+                     f"engine's (max |diff| {back.max_abs:.3g}; "
+                     + ("FP16: within the tolerance, TensorRT rounded some weight differently than at build)"
+                        if restored else "same weights!)"))
     noise = engine.case.noise_for(len(build))
     with Step("ONNX Runtime reference for the perturbed weights"):
         ref_target = engine.reference(target)

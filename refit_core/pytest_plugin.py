@@ -65,6 +65,10 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--refit-model", action="append", default=[], metavar="MODEL.onnx",
                     help="add your ONNX model as a case of the generic refit checks (repeatable); "
                          "write --refit-model=PATH when PATH lies outside the project")
+    group.addoption("--refit-build-jobs", type=int, default=None, metavar="N",
+                    help="build the case engines the selected tests need N at a time, in worker processes, "
+                         "before the first one is used (default: half the CPU cores, at most 6; 1: one at a "
+                         "time, in the session, when first used)")
     group.addoption("--refit-shapes", action="append", default=[], metavar="NAME:DIMS",
                     help="probe shape of a --refit-model input with dynamic dimensions, trtexec style: "
                          "input:1x3x224x224 (repeatable)")
@@ -132,6 +136,26 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: List[Any]) -
         rest = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else ""
         candidate = canonical_test_id(f"{Path(item.path).as_posix()}::{rest}" if rest else Path(item.path).as_posix())
         state.stable_ids[item.nodeid] = candidate if candidate.startswith("tests/") else canonical_test_id(item.nodeid)
+    state.needed_cases = needed_cases(config, items)
+
+
+def needed_cases(config: Any, items: List[Any]) -> List[str]:
+    """The registered cases whose engines the selected GPU tests open, in test order: the
+    `case_engine` parameter, and `bidaf-<key>` for the BiDAF fixtures. Under --benchmark-only,
+    the benchmarks' only (the other tests skip)."""
+    benchmark_only = bool(config.getoption("benchmark_only", False))
+    out: Dict[str, None] = {}
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if spec is None or item.get_closest_marker("gpu") is None:
+            continue
+        if benchmark_only and "benchmark" not in getattr(item, "fixturenames", ()):
+            continue
+        if "case_engine" in spec.params:
+            out[str(spec.params["case_engine"])] = None
+        if "bidaf_model" in spec.params and "bidaf_engine" in getattr(item, "fixturenames", ()):
+            out[f"bidaf-{spec.params['bidaf_model']}"] = None
+    return list(out)
 
 
 def pytest_runtest_setup(item: Any) -> None:

@@ -107,6 +107,8 @@ class RefitSession:
         self.problem: Optional[str] = None  # a sentence that makes the session exit 2
         self.hypothesis_profile = DEFAULT_HYPOTHESIS_PROFILE
         self.user_cases: List[str] = []  # --refit-model cases registered for this session
+        self.needed_cases: List[str] = []  # cases the selected tests open, in test order (collection)
+        self.prewarmed = False
 
     # ---- results ----------------------------------------------------------------------
     def get_recorder(self) -> Any:
@@ -133,16 +135,50 @@ class RefitSession:
             self.get_recorder().record_test(self.stable_id(report.nodeid), outcome, report_reason(report))
 
     # ---- engines ----------------------------------------------------------------------
+    def say(self, line: str) -> None:
+        """A progress line on the terminal, past pytest's output capture."""
+        from contextlib import nullcontext
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        reporter = self.config.pluginmanager.getplugin("terminalreporter")
+        with capman.global_and_fixture_disabled() if capman is not None else nullcontext():
+            if reporter is not None:
+                reporter.write_line(line)
+            else:
+                print(line, flush=True)
+
+    @staticmethod
+    def case_skip_reason(case: Any, resources: Any, cuda_session: Any) -> Optional[str]:
+        reason = case.unavailable_reason(resources)
+        if reason is None and case.precision == "tf32" and cuda_session.compute_capability < (8, 0):
+            reason = (f"TF32 needs compute capability >= 8.0 (Ampere); {cuda_session.gpu_name} has "
+                      f"{'.'.join(map(str, cuda_session.compute_capability))}, where TF32 would equal FP32")
+        return reason
+
+    def prewarm(self, resources: Any, cuda_session: Any, plan_cache: Any) -> None:
+        """Once, before the first case engine: build the plan-cached engines of every case the
+        selected tests use, --refit-build-jobs at a time (cases.prewarm)."""
+        if self.prewarmed:
+            return
+        self.prewarmed = True
+        from .cases import registry
+        from .cases.prewarm import default_jobs, jobs_for, prewarm
+        workers = self.config.getoption("--refit-build-jobs", None)
+        workers = default_jobs() if workers is None else int(workers)
+        cases = [registry.get(n) for n in self.needed_cases if n in registry.CASES and n not in self.engines]
+        cases = [c for c in cases if c.plan_cached and self.case_skip_reason(c, resources, cuda_session) is None]
+        jobs = jobs_for(cases)
+        if workers <= 1 or len(jobs) <= 1 or plan_cache is None:
+            return
+        prewarm(jobs, resources, plan_cache.root, workers, say=self.say)
+
     def open_case(self, case: Any, resources: Any, cuda_session: Any, logger: Any, plan_cache: Any,
                   **inputs: Any) -> Any:
         """The case's engine, built once per session (skips with the reason when it cannot be)."""
         if case.name not in self.engines:
-            reason = case.unavailable_reason(resources)
-            if reason is None and case.precision == "tf32" and cuda_session.compute_capability < (8, 0):
-                reason = (f"TF32 needs compute capability >= 8.0 (Ampere); {cuda_session.gpu_name} has "
-                          f"{'.'.join(map(str, cuda_session.compute_capability))}, where TF32 would equal FP32")
+            reason = self.case_skip_reason(case, resources, cuda_session)
             if reason is not None:
                 pytest.skip(f"case {case.name}: {reason}")
+            self.prewarm(resources, cuda_session, plan_cache)
             try:
                 self.engines[case.name] = case.open(resources, cuda_session, logger, plan_cache, **inputs)
             except TrainingUnavailable as exc:

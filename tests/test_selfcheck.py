@@ -299,7 +299,7 @@ def test_cheap_precise_tests_run_first_and_order_is_otherwise_kept():
            "tests/refit/test_refit_properties_gpu.py::test_round_trip_and_idempotence_are_bit_exact",
            "tests/flows/test_mnist_gpu.py::test_cli_mnist_prints_the_sample_lines",
            "tests/refit/test_rollback_gpu.py::test_tensorrt_refuses_a_weight_it_does_not_have[middle]",
-           "tests/cases/test_refit_checks_gpu.py::test_refit_back_restores_the_built_outputs_bit_exactly[mnist]",
+           "tests/cases/test_refit_checks_gpu.py::test_refit_back_restores_the_built_outputs[mnist]",
            "tests/refit/test_refit_teeth_gpu.py::test_a_bias_alone_refits",
            "tests/cases/test_refit_checks_gpu.py::test_refit_to_target_matches_the_reference[bidaf-standin]"]
     items = [types.SimpleNamespace(nodeid=i) for i in ids]

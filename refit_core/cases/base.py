@@ -232,6 +232,10 @@ class RefitCase(ABC):
     description: str = ""
     tolerance: OutputTolerance = OutputTolerance()
     marks: Tuple[str, ...] = ()
+    #: its engines come from the plan cache: a prewarm (cases.prewarm) may build them ahead in another process
+    plan_cached: bool = False
+    #: warm_plain() can build the no-REFIT engine without the REFIT one (a prewarm runs the two at once)
+    warms_plain_alone: bool = False
 
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
         """None when the case can run, else why not (the tests skip with it)."""
@@ -240,6 +244,11 @@ class RefitCase(ABC):
     @abstractmethod
     def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> CaseEngine:
         """Build (or load) the engine with the build weights and return it ready to refit."""
+
+    def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
+        """Put the no-REFIT engine that `CaseEngine.plain_runner()` uses into the plan cache,
+        without building the REFIT engine (only where `warms_plain_alone`)."""
+        raise NotImplementedError(f"{type(self).__name__} needs its REFIT engine to know the plain build's weights")
 
     def __str__(self) -> str:
         return self.name

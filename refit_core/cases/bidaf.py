@@ -156,6 +156,18 @@ def trt_outputs(runner: Any, prepared: Any, pairs: Sequence[Tuple[str, str]]) ->
     return bidaf_outputs(runs)
 
 
+def build_plain_engine(case: "BidafCase", prepared: Any, weights: Mapping[str, np.ndarray], tmp_dir: Path,
+                       logger: Any, plan_cache: Any, gpu_name: str) -> Any:
+    """The prepared model with `weights` built WITHOUT REFIT in the case's precision (plan cached)."""
+    from ..fileio import atomic_write_bytes
+    from ..flows.bidaf import build_bidaf_engine
+    from .onnx_model import with_initializers
+    path = atomic_write_bytes(Path(tmp_dir) / "plain-build.onnx", with_initializers(prepared.model_path, weights))
+    handle, _ = build_bidaf_engine(prepared, case.build_options(refit=False), logger, plan_cache, gpu_name,
+                                   model_path=path)
+    return handle
+
+
 def _bidaf_engine_class() -> Any:
     from ..flows.bidaf import BidafTrt
 
@@ -194,14 +206,8 @@ def _bidaf_engine_class() -> Any:
             return trt_outputs(runner, self.prepared, self.pairs).scores
 
         def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
-            from ..fileio import atomic_write_bytes
-            from ..flows.bidaf import build_bidaf_engine
-            from .onnx_model import with_initializers
-            path = atomic_write_bytes(self.tmp_dir / "plain-build.onnx",
-                                      with_initializers(self.prepared.model_path, weights))
-            handle, _ = build_bidaf_engine(self.prepared, self.case.build_options(refit=False), self.logger,
-                                           self.plan_cache, self.session.gpu_name, model_path=path)
-            return handle
+            return build_plain_engine(self.case, self.prepared, weights, self.tmp_dir, self.logger,
+                                      self.plan_cache, self.session.gpu_name)
 
         def latency_feeds(self) -> Dict[str, np.ndarray]:
             from ..data.reading_comprehension import SAMPLE_CONTEXT, SAMPLE_QUERY
@@ -226,6 +232,8 @@ def _bidaf_engine_class() -> Any:
 
 class BidafCase(RefitCase):
     description = "BiDAF through graph surgery and the ONNX parser; refit of the sample's two weights"
+    plan_cached = True
+    warms_plain_alone = True  # the target weights come from the model's initializers, not the engine
 
     def __init__(self, key: str, precision: str = "fp32") -> None:
         if key not in ("standin", "original"):
@@ -240,6 +248,18 @@ class BidafCase(RefitCase):
     def build_options(self, refit: bool = True) -> Any:
         from ..trt.engine import BuildOptions
         return BuildOptions(refit=refit, precision=self.precision)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickled (to a prewarm worker) without the prepared models of this process."""
+        state = dict(self.__dict__)
+        state["_prepared"] = {}
+        return state
+
+    def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
+        from ..flows.bidaf import onnx_float_initializers
+        prepared = self.prepare(resources)
+        weights = target_weights(onnx_float_initializers(prepared.model_path))
+        build_plain_engine(self, prepared, weights, resources.tmp_dir, logger, plan_cache, session.gpu_name).close()
 
     def model_path(self, resources: CaseResources) -> Optional[Path]:
         if self.key == "standin":

@@ -10,6 +10,8 @@ Shapes are written the way trtexec takes them: `input:1x3x224x224`.
 """
 from __future__ import annotations
 
+import functools
+
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -102,7 +104,12 @@ def user_model_case(path: Path, shapes: Optional[Dict[str, Shape]] = None) -> On
         raise ModelInputError(f"model file {path} does not exist")
     resolved = path.resolve()
     input_shapes = input_shapes_for(resolved, dict(shapes or {}))
-    return OnnxModelCase(case_name_for(resolved), lambda _directory: resolved, input_shapes)
+    return OnnxModelCase(case_name_for(resolved), functools.partial(_given_file, resolved), input_shapes)
+
+
+def _given_file(path: Path, _directory: Path) -> Path:
+    """OnnxModelCase's make_model for a file the user gave (a function, so the case pickles)."""
+    return path
 
 
 def user_model_cases(paths: Sequence[str], shapes: Dict[str, Shape]) -> List[OnnxModelCase]:

@@ -59,12 +59,37 @@ def test_refit_to_target_matches_the_reference(case_engine, results):
         assert further.ok, f"refit vs reference, {name}, outside {described}: {further}"
 
 
-def test_refit_back_restores_the_built_outputs_bit_exactly(case_engine):
+def _restored(engine):
+    """Refit the build weights back and return the probe outputs: the state a refused refit must
+    leave untouched (compared bit for bit)."""
+    engine.refit_to(engine.all_build_weights())
+    return engine.probe()
+
+
+def test_refit_back_restores_the_built_outputs(case_engine, results):
+    """Refitting the build weights back gives the built engine's outputs: bit for bit in FP32
+    and TF32. In FP16 TensorRT may convert a weight to FP16 differently when refitting than
+    when building (measured: the BiDAF stand-in's LSTM on 8.5.3.1, one FP16 step in 2% of the
+    scores), so there the outputs must agree within the case's tolerance and the restore must
+    be deterministic; how many values differ is recorded (cases.<case>.checks.refit_back_vs_built)."""
+    case = case_engine.case
     case_engine.refit_to(case_engine.target_weights)
     changed = case_engine.probe()
-    case_engine.refit_to(case_engine.all_build_weights())
-    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+    back = _restored(case_engine)
     assert not np.array_equal(changed, case_engine.built_outputs), "the target refit changed nothing"
+    case_engine.refit_to(case_engine.target_weights)
+    np.testing.assert_array_equal(_restored(case_engine), back, err_msg="refitting the build weights back "
+                                  "twice gave different outputs")
+    differ = back != case_engine.built_outputs
+    cmp = compare_outputs(back, case_engine.built_outputs, case.tolerance)
+    results.record_case_check(case.name, "refit_back_vs_built", values=int(differ.size),
+                              values_differing=int(differ.sum()), bit_exact=bool(not differ.any()), **cmp.summary())
+    if differ.any():
+        print(f"{case.name}: after refitting the build weights back, {int(differ.sum())} of {differ.size} outputs "
+              f"differ from the built engine's (max |diff| {cmp.max_abs:.3g})")
+    if case.precision != "fp16":
+        np.testing.assert_array_equal(back, case_engine.built_outputs)
+    assert cmp.ok, f"refit back vs the built engine outside {case.tolerance.describe()}: {cmp}"
 
 
 def test_refitting_the_same_weights_twice_is_bit_identical(case_engine):
@@ -108,12 +133,12 @@ def test_weight_coverage_map(case_engine, results):
         from refit_core.flows.bidaf import onnx_float_initializers
         name = unreachable[0]
         array = onnx_float_initializers(case_engine.onnx_model_path())[name]
-        case_engine.refit_to(case_engine.all_build_weights())
+        before = _restored(case_engine)
         with pytest.raises(WeightValidationError) as info:
             case_engine.refit_to({name: array})
         message = str(info.value)
         assert name in message and "TensorRT" in message and "do_constant_folding" in message, message
-        np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+        np.testing.assert_array_equal(case_engine.probe(), before)
 
 
 BAD_KINDS = ("unknown name", "wrong shape", "wrong count", "float64", "NaN", "not contiguous")
@@ -147,14 +172,14 @@ def _bad(engine, kind):
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
 def test_bad_weights_are_refused_and_the_engine_keeps_its_outputs(case_engine, kind):
-    case_engine.refit_to(case_engine.all_build_weights())
+    before = _restored(case_engine)
     weights, name, fragment = _bad(case_engine, kind)
     with pytest.raises((WeightValidationError, RefitError)) as info:
         case_engine.refit_to(weights)
     assert name in str(info.value) and fragment in str(info.value), str(info.value)
-    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+    np.testing.assert_array_equal(case_engine.probe(), before)
     case_engine.refit_to(case_engine.target_weights)  # and the next good refit still works
-    assert not np.array_equal(case_engine.probe(), case_engine.built_outputs)
+    assert not np.array_equal(case_engine.probe(), before)
 
 
 FP16_OVERFLOW_VALUES = 3
@@ -167,7 +192,7 @@ def test_fp16_engines_refuse_weights_fp16_cannot_hold_unless_allowed(case_engine
     if case_engine.case.precision != "fp16":
         pytest.skip(f"{case_engine.case.name} is built in {case_engine.case.precision}: FP16's range does not apply")
     name = _first_target(case_engine)
-    case_engine.refit_to(case_engine.all_build_weights())
+    before = _restored(case_engine)
     weights = case_engine.all_build_weights()
     big = np.array(weights[name], dtype=np.float32, copy=True)
     big.reshape(-1)[:FP16_OVERFLOW_VALUES] = 1e6
@@ -176,7 +201,7 @@ def test_fp16_engines_refuse_weights_fp16_cannot_hold_unless_allowed(case_engine
         case_engine.refit_to(weights)
     message = str(info.value)
     assert name in message and f"{FP16_OVERFLOW_VALUES} of {big.size} values exceed" in message, message
-    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+    np.testing.assert_array_equal(case_engine.probe(), before)
     case_engine.refitter.refit_with(weights, fill_missing=True, allow_fp16_range=True)
     out = case_engine.probe()
     finite = np.isfinite(out)
@@ -185,8 +210,7 @@ def test_fp16_engines_refuse_weights_fp16_cannot_hold_unless_allowed(case_engine
                               values_set_to_1e6=FP16_OVERFLOW_VALUES, outputs=int(out.size),
                               outputs_nonfinite=int((~finite).sum()),
                               max_abs_finite_output=shown if np.isfinite(shown) else "none finite",
-                              changed=bool(not np.array_equal(out, case_engine.built_outputs)))
+                              changed=bool(not np.array_equal(out, before)))
     print(f"{case_engine.case.name}: allowed {FP16_OVERFLOW_VALUES} values of 1e6 in {name!r}: "
           f"{int((~finite).sum())}/{out.size} outputs non-finite, max finite |out| {shown:.4g}")
-    case_engine.refit_to(case_engine.all_build_weights())
-    np.testing.assert_array_equal(case_engine.probe(), case_engine.built_outputs)
+    np.testing.assert_array_equal(_restored(case_engine), before)

@@ -1,0 +1,109 @@
+"""Building case engines ahead in worker processes (cases.prewarm), CPU side: which jobs, that
+every case travels to a worker, that a failing job is reported and not raised, that the
+plain build a worker makes is byte for byte the one the session asks for, and which cases
+the selected tests need."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from refit_core.cases import registry
+from refit_core.cases.base import CaseResources, RefitCase
+from refit_core.cases.prewarm import BOTH, ENGINE, PLAIN, default_jobs, jobs_for, prewarm
+from refit_core.pytest_plugin import needed_cases
+
+
+def test_fp16_first_and_bidaf_builds_its_two_engines_as_two_jobs():
+    cases = [registry.get(n) for n in ("tiny-mlp", "bidaf-standin", "tiny-mlp-fp16", "bidaf-standin-fp16")]
+    jobs = [(j.case.name, j.kind) for j in jobs_for(cases)]
+    assert jobs == [("tiny-mlp-fp16", BOTH), ("bidaf-standin-fp16", ENGINE), ("bidaf-standin-fp16", PLAIN),
+                    ("tiny-mlp", BOTH), ("bidaf-standin", ENGINE), ("bidaf-standin", PLAIN)]
+    assert 1 <= default_jobs() <= 6
+
+
+def test_every_plan_cached_case_pickles_for_a_worker(tmp_path):
+    from refit_core.cases.user_model import user_model_case
+    from refit_core.cases.tiny_mlp import write_tiny_mlp
+    user = user_model_case(write_tiny_mlp(tmp_path))
+    cached = [c for c in registry.CASES.values() if c.plan_cached] + [user]
+    assert {"bidaf-standin", "tiny-mlp", "mobilenet-v3-small-fp16"} <= {c.name for c in cached}
+    for case in cached:
+        twin = pickle.loads(pickle.dumps(case))
+        assert twin.name == case.name and twin.precision == case.precision
+    assert pickle.loads(pickle.dumps(user)).make_model(tmp_path) == user.make_model(tmp_path)
+
+
+class _Failing(RefitCase):
+    name = "always-fails"
+    plan_cached = True
+
+    def open(self, resources, session, logger, plan_cache):
+        raise RuntimeError("cannot build")
+
+
+def test_a_failing_job_is_reported_with_its_reason_not_raised(tmp_path):
+    """Here the worker cannot even start CUDA (no GPU): the outcome says so in one line, and
+    the session goes on to build the case itself."""
+    lines = []
+    resources = CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path / "tmp")
+    outcomes = prewarm(jobs_for([_Failing(), _Failing()]), resources, tmp_path / "plans", 2, say=lines.append)
+    assert len(outcomes) == 2 and all(o.problem for o in outcomes)
+    assert all("\n" not in o.problem for o in outcomes)
+    assert lines[0].startswith("refit_core: building 2 case engine job(s)") and "2 at a time" in lines[0]
+    assert sum("failed, the session builds it" in line for line in lines) == 2
+    assert lines[-1].startswith("refit_core: plans ready in")
+
+
+def test_unchanged_initializers_keep_their_bytes(tmp_path):
+    """The plain build's file (and its plan-cache key) depends on the values alone: passing the
+    unchanged build weights too gives the same bytes as passing only the changed ones."""
+    from refit_core.cases.onnx_model import with_initializers
+    from refit_core.cases.tiny_mlp import write_tiny_mlp
+    from refit_core.flows.bidaf import onnx_float_initializers
+    path = write_tiny_mlp(tmp_path)
+    inits = onnx_float_initializers(path)
+    changed = {"fc1.bias": inits["fc1.bias"] + 1.0}
+    assert with_initializers(path, {**inits, **changed}) == with_initializers(path, changed)
+    assert with_initializers(path, inits) == path.read_bytes()
+    assert with_initializers(path, changed) != path.read_bytes()
+
+
+def test_bidaf_plain_weights_need_no_engine(tmp_path):
+    """BidafCase.warm_plain builds the model with target_weights(its initializers); the engine's
+    plain_runner builds it with the build weights (the same initializers) plus the target:
+    the files are identical, so the session finds the worker's plan."""
+    from refit_core.cases.bidaf import target_weights
+    from refit_core.cases.onnx_model import with_initializers
+    from refit_core.flows.bidaf import onnx_float_initializers
+    case = registry.get("bidaf-standin")
+    resources = CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path)
+    prepared = case.prepare(resources)
+    inits = onnx_float_initializers(prepared.model_path)
+    target = target_weights(inits)
+    assert with_initializers(prepared.model_path, {**inits, **target}) == with_initializers(prepared.model_path, target)
+    other = case.prepare(CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path / "again"))
+    assert Path(other.model_path).read_bytes() == Path(prepared.model_path).read_bytes(), \
+        "graph surgery is not deterministic: a worker's REFIT plan would not be found by the session"
+    assert not np.array_equal(target[sorted(target)[0]], inits[sorted(target)[0]])
+
+
+def _item(params, fixtures, gpu=True):
+    return SimpleNamespace(callspec=SimpleNamespace(params=params), fixturenames=fixtures,
+                           get_closest_marker=lambda name: object() if gpu and name == "gpu" else None)
+
+
+@pytest.mark.parametrize("benchmark_only, expected", [(False, ["tiny-mlp", "bidaf-standin", "mnist"]),
+                                                       (True, ["mnist"])])
+def test_needed_cases_follow_the_selected_gpu_tests(benchmark_only, expected):
+    items = [_item({"case_engine": "tiny-mlp"}, ["case_engine"]),
+             _item({"case_engine": "tiny-mlp"}, ["case_engine"]),
+             _item({"bidaf_model": "standin"}, ["bidaf_model", "bidaf_engine"]),
+             _item({"bidaf_model": "standin"}, ["bidaf_model"]),  # the model only, no engine
+             _item({"case_engine": "mobilenet-v3-small"}, ["case_engine"], gpu=False),
+             _item({"case_engine": "mnist"}, ["case_engine", "benchmark"])]
+    config = SimpleNamespace(getoption=lambda name, default=None: benchmark_only if name == "benchmark_only" else default)
+    assert needed_cases(config, items) == expected
