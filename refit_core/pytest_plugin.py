@@ -69,6 +69,9 @@ def pytest_addoption(parser: Any) -> None:
                     help="build the case engines the selected tests need N at a time, in worker processes, "
                          "before the first one is used (default: half the CPU cores, at most 6; 1: one at a "
                          "time, in the session, when first used)")
+    group.addoption("--refit-slow-builds", action="store_true", default=False,
+                    help="also run the cases whose engines take minutes to build (RefitCase.slow_build: BiDAF in "
+                         "FP16 on TensorRT 8.5); without it they skip saying why")
     group.addoption("--refit-shapes", action="append", default=[], metavar="NAME:DIMS",
                     help="probe shape of a --refit-model input with dynamic dimensions, trtexec style: "
                          "input:1x3x224x224 (repeatable)")

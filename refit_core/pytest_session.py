@@ -146,8 +146,9 @@ class RefitSession:
             else:
                 print(line, flush=True)
 
-    @staticmethod
-    def case_skip_reason(case: Any, resources: Any, cuda_session: Any) -> Optional[str]:
+    def case_skip_reason(self, case: Any, resources: Any, cuda_session: Any) -> Optional[str]:
+        if case.slow_build and not self.config.getoption("--refit-slow-builds", False):
+            return f"{case.slow_build}; run with --refit-slow-builds to include it"
         reason = case.unavailable_reason(resources)
         if reason is None and case.precision == "tf32" and cuda_session.compute_capability < (8, 0):
             reason = (f"TF32 needs compute capability >= 8.0 (Ampere); {cuda_session.gpu_name} has "

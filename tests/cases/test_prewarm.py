@@ -22,7 +22,7 @@ def test_fp16_first_and_bidaf_builds_its_two_engines_as_two_jobs():
     jobs = [(j.case.name, j.kind) for j in jobs_for(cases)]
     assert jobs == [("tiny-mlp-fp16", BOTH), ("bidaf-standin-fp16", ENGINE), ("bidaf-standin-fp16", PLAIN),
                     ("tiny-mlp", BOTH), ("bidaf-standin", ENGINE), ("bidaf-standin", PLAIN)]
-    assert 1 <= default_jobs() <= 6
+    assert 1 <= default_jobs() <= 3
 
 
 def test_every_plan_cached_case_pickles_for_a_worker(tmp_path):
@@ -107,3 +107,20 @@ def test_needed_cases_follow_the_selected_gpu_tests(benchmark_only, expected):
              _item({"case_engine": "mnist"}, ["case_engine", "benchmark"])]
     config = SimpleNamespace(getoption=lambda name, default=None: benchmark_only if name == "benchmark_only" else default)
     assert needed_cases(config, items) == expected
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_slow_build_cases_skip_saying_why_unless_asked(tmp_path, asked):
+    from refit_core.pytest_session import RefitSession
+    state = RefitSession.__new__(RefitSession)  # only its config is read here
+    state.config = SimpleNamespace(getoption=lambda name, default=None: asked if name == "--refit-slow-builds" else default)
+    resources = CaseResources(data_dir=None, cache_root=tmp_path, tmp_dir=tmp_path)
+    gpu = SimpleNamespace(compute_capability=(9, 0), gpu_name="H200")
+    slow, quick = registry.get("bidaf-standin-fp16"), registry.get("bidaf-standin")
+    assert slow.slow_build and not quick.slow_build
+    reason = state.case_skip_reason(slow, resources, gpu)
+    if asked:
+        assert reason is None
+    else:
+        assert "8.5" in reason and reason.endswith("run with --refit-slow-builds to include it")
+    assert state.case_skip_reason(quick, resources, gpu) is None
