@@ -66,14 +66,7 @@ class OnnxModelEngine(CaseEngine):
         self.built_outputs = self.probe()
 
     def _build(self, path: Path, plan_cache: Any, options: Any) -> Tuple[Any, Any]:
-        from ..fileio import sha256_file
-        from ..trt import compat
-        from ..trt.engine import build_plan_from_onnx, load_or_build
-        key = {"model": self.case.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
-               "tensorrt": compat.trt_version_string(), "gpu": self.session.gpu_name,
-               "shapes": {k: list(v) for k, v in sorted(self.case.input_shapes.items())}}
-        return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.case.profiles(path),
-                                                                           self.logger), self.logger)
+        return self.case.load_or_build(path, options, self.session, self.logger, plan_cache)
 
     @staticmethod
     def _rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:
@@ -87,10 +80,8 @@ class OnnxModelEngine(CaseEngine):
         return self._rows(runner.infer(self.feeds), [t.name for t in runner.outputs])
 
     def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
-        from ..fileio import atomic_write_bytes
-        path = atomic_write_bytes(self.tmp_dir / "plain-build.onnx", with_initializers(self.model_path, weights))
-        handle, _ = self._build(path, self.plan_cache, self.case.build_options(refit=False))
-        return handle
+        return self.case.build_plain_engine(self.model_path, weights, self.tmp_dir, self.session, self.logger,
+                                            self.plan_cache)
 
     def latency_feeds(self) -> Dict[str, np.ndarray]:
         return dict(self.feeds)
@@ -109,6 +100,9 @@ class OnnxModelCase(RefitCase):
 
     description = "an ONNX model through the ONNX parser, ONNX Runtime as the reference"
     plan_cached = True
+    #: warm_plain() assumes every float initializer is refittable by name (true of most models); where
+    #: TensorRT disagrees the session's plain build has other weights, misses the cache and builds itself
+    warms_plain_alone = True
 
     def __init__(self, name: str, make_model: Callable[[Path], Path], input_shapes: Shapes,
                  tolerance: Optional[OutputTolerance] = None, noise: Optional[float] = None,
@@ -126,6 +120,41 @@ class OnnxModelCase(RefitCase):
         """The BuildOptions of this case's engines (`refit=False`: the same without REFIT)."""
         from ..trt.engine import BuildOptions
         return BuildOptions(refit=refit, precision=self.precision)
+
+    def load_or_build(self, path: Path, options: Any, session: Any, logger: Any, plan_cache: Any) -> Tuple[Any, Any]:
+        """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache."""
+        from ..fileio import sha256_file
+        from ..trt import compat
+        from ..trt.engine import build_plan_from_onnx, load_or_build
+        key = {"model": self.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
+               "tensorrt": compat.trt_version_string(), "gpu": session.gpu_name,
+               "shapes": {k: list(v) for k, v in sorted(self.input_shapes.items())}}
+        return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.profiles(path), logger),
+                             logger)
+
+    def build_plain_engine(self, model_path: Path, weights: Mapping[str, np.ndarray], tmp_dir: Path, session: Any,
+                           logger: Any, plan_cache: Any) -> Any:
+        """The model with `weights` built WITHOUT REFIT in this case's precision (plan cached)."""
+        from ..fileio import atomic_write_bytes
+        path = atomic_write_bytes(Path(tmp_dir) / "plain-build.onnx", with_initializers(model_path, weights))
+        handle, _ = self.load_or_build(path, self.build_options(refit=False), session, logger, plan_cache)
+        return handle
+
+    def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
+        from ..flows.bidaf import onnx_float_initializers
+        path, tmp = self.model_file(resources)
+        target = self.target_weights(onnx_float_initializers(path))
+        self.build_plain_engine(path, target, tmp, session, logger, plan_cache).close()
+
+    def case_dir(self, resources: CaseResources) -> Path:
+        tmp = resources.tmp_dir / self.name
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp
+
+    def model_file(self, resources: CaseResources) -> Tuple[Path, Path]:
+        """(the ONNX file, this case's temp directory): `make_model` writes or finds the file there."""
+        tmp = self.case_dir(resources)
+        return Path(self.make_model(tmp)), tmp
 
     def noise_for(self, weights: int) -> float:
         """The perturbation's size: `noise`, or for noise=None min(0.5, 1/sqrt(weights)), so that
@@ -171,9 +200,8 @@ class OnnxModelCase(RefitCase):
         return [dynamic] if dynamic else []
 
     def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> CaseEngine:
-        tmp = resources.tmp_dir / self.name
-        tmp.mkdir(parents=True, exist_ok=True)
-        return OnnxModelEngine(self, Path(self.make_model(tmp)), session, logger, plan_cache, tmp)
+        path, tmp = self.model_file(resources)
+        return OnnxModelEngine(self, path, session, logger, plan_cache, tmp)
 
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
         return None

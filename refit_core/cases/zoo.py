@@ -7,10 +7,14 @@ skips and says how to make it (`python -m refit_core zoo-export`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, Tuple
 
-from .base import CaseEngine, CaseResources, variant_name
+from .base import CaseResources, variant_name
 from .onnx_model import OnnxModelCase
+
+
+def _no_file(_directory: Path) -> Path:
+    raise RuntimeError("a zoo case's ONNX file comes from the zoo cache (ZooCase.model_file)")
 
 
 class ZooCase(OnnxModelCase):
@@ -21,19 +25,14 @@ class ZooCase(OnnxModelCase):
         from ..models.zoo import ZOO
         model = ZOO[model_name]
         self.model_name = model_name
-        super().__init__(variant_name(model_name, precision), self._model_path, model.input_shapes,
+        super().__init__(variant_name(model_name, precision), _no_file, model.input_shapes,
                          seed=model.seed, precision=precision)
         self.description = f"zoo: {model.description}"
-        self._resources_root: Optional[Path] = None
 
-    def _model_path(self, _directory: Path) -> Path:
+    def model_file(self, resources: CaseResources) -> Tuple[Path, Path]:
+        """The cached export (made now where PyTorch is installed and nothing is cached)."""
         from ..models.zoo import zoo_model_path
-        assert self._resources_root is not None
-        return zoo_model_path(self.model_name, self._resources_root)
-
-    def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> CaseEngine:
-        self._resources_root = resources.cache_root
-        return super().open(resources, session, logger, plan_cache)
+        return zoo_model_path(self.model_name, resources.cache_root), self.case_dir(resources)
 
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
         from ..models.zoo import ZOO, entry_dir

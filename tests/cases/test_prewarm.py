@@ -17,12 +17,18 @@ from refit_core.cases.prewarm import BOTH, ENGINE, PLAIN, default_jobs, jobs_for
 from refit_core.pytest_plugin import needed_cases
 
 
-def test_fp16_first_and_bidaf_builds_its_two_engines_as_two_jobs():
+def test_fp16_first_and_each_engine_is_its_own_job():
     cases = [registry.get(n) for n in ("tiny-mlp", "bidaf-standin", "tiny-mlp-fp16", "bidaf-standin-fp16")]
     jobs = [(j.case.name, j.kind) for j in jobs_for(cases)]
-    assert jobs == [("tiny-mlp-fp16", BOTH), ("bidaf-standin-fp16", ENGINE), ("bidaf-standin-fp16", PLAIN),
-                    ("tiny-mlp", BOTH), ("bidaf-standin", ENGINE), ("bidaf-standin", PLAIN)]
+    assert jobs == [("tiny-mlp-fp16", ENGINE), ("tiny-mlp-fp16", PLAIN), ("bidaf-standin-fp16", ENGINE),
+                    ("bidaf-standin-fp16", PLAIN), ("tiny-mlp", ENGINE), ("tiny-mlp", PLAIN),
+                    ("bidaf-standin", ENGINE), ("bidaf-standin", PLAIN)]
     assert 1 <= default_jobs() <= 3
+
+
+def test_a_case_that_cannot_warm_its_plain_build_alone_gets_one_job():
+    case = _Failing()
+    assert [j.kind for j in jobs_for([case])] == [BOTH]
 
 
 def test_every_plan_cached_case_pickles_for_a_worker(tmp_path):
@@ -39,7 +45,7 @@ def test_every_plan_cached_case_pickles_for_a_worker(tmp_path):
 
 class _Failing(RefitCase):
     name = "always-fails"
-    plan_cached = True
+    plan_cached = True  # warms_plain_alone stays False
 
     def open(self, resources, session, logger, plan_cache):
         raise RuntimeError("cannot build")
@@ -124,3 +130,20 @@ def test_slow_build_cases_skip_saying_why_unless_asked(tmp_path, asked):
     else:
         assert "8.5" in reason and reason.endswith("run with --refit-slow-builds to include it")
     assert state.case_skip_reason(quick, resources, gpu) is None
+
+
+def test_an_onnx_case_warms_the_plain_file_its_engine_will_ask_for(tmp_path):
+    """OnnxModelCase.warm_plain assumes every float initializer is refittable by name; when it is,
+    the engine's plain build (build weights = those initializers, plus the target) writes the
+    same bytes, so its plan is found."""
+    from refit_core.cases.onnx_model import with_initializers
+    from refit_core.flows.bidaf import onnx_float_initializers
+    case = registry.get("tiny-mlp-fp16")
+    resources = CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path)
+    path, tmp = case.model_file(resources)
+    inits = onnx_float_initializers(path)
+    warmed = with_initializers(path, case.target_weights(inits))
+    build = {n: inits[n] for n in sorted(inits)}  # what the refitter reads when TensorRT lists them all
+    assert with_initializers(path, {**build, **case.target_weights(build)}) == warmed
+    fewer = {n: build[n] for n in sorted(build)[1:]}  # one initializer not refittable: another file, no false hit
+    assert with_initializers(path, {**fewer, **case.target_weights(fewer)}) != warmed
