@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,gate,report,check,selfcheck}`.
+"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,zoo-export,gate,report,check,selfcheck}`.
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
 and `mnist` fails with one sentence (no traceback) where there is no GPU.
@@ -50,6 +50,36 @@ def cmd_bidaf_splits(args: argparse.Namespace) -> int:
     return report(measure_now=args.measure)
 
 
+def cmd_zoo_export(args: argparse.Namespace) -> int:
+    """Export (or find, cached and sound) each zoo model; one line per model."""
+    import time
+    from pathlib import Path
+    from .config import cache_dir
+    from .models.zoo import ZOO, entry_dir, metadata, zoo_model_path
+    names = args.names or list(ZOO)
+    unknown = [n for n in names if n not in ZOO]
+    if unknown:
+        raise RefitCoreError(f"no zoo model named {', '.join(map(repr, unknown))}; the zoo has: {', '.join(ZOO)}")
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else cache_dir()
+    def stamp(path: Path) -> Optional[tuple]:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    for name in names:
+        before = stamp(entry_dir(ZOO[name], root) / "model.onnx")
+        start = time.perf_counter()
+        path = zoo_model_path(name, root)
+        seconds = time.perf_counter() - start
+        meta = metadata(ZOO[name], root)
+        how = "cached" if before is not None and stamp(path) == before else f"exported in {seconds:.1f} s"
+        print(f"{name}: {path} ({meta.get('size', 0) / 1e6:.2f} MB, opset {ZOO[name].opset}, "
+              f"torch {meta.get('torch', '?')}, {how})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m refit_core",
                                      description="TensorRT engine refit flows, results gate and report.")
@@ -74,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", action="store_true",
                    help="also measure now with ONNX Runtime; exit 1 if it differs from the metadata")
     p.set_defaults(func=cmd_bidaf_splits)
+
+    p = sub.add_parser("zoo-export", help="export the model zoo to ONNX with PyTorch, once, into the cache the "
+                       "GPU machines read (REFIT_CACHE_DIR)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="zoo models to export (default: all)")
+    p.add_argument("--cache-dir", help="cache root (default: $REFIT_CACHE_DIR or ~/.cache/refit_core)")
+    p.set_defaults(func=cmd_zoo_export)
 
     from .reporting.cli import add_gate_arguments, add_report_arguments, run_gate, run_report
     p = sub.add_parser("gate", help="compare two results files; exit 0 passed, 1 regression or "
