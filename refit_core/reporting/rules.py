@@ -279,6 +279,30 @@ def _refit_tax_row(metric: str, b: Any, c: Any, tol: Tolerances, incomparable: O
                    f"<= x{limit:.3f} (growth <= {tol.refit_tax_growth:.0%})", verdict)
 
 
+def _refit_floor_row(metric: str, b: Any, c: Any, tol: Tolerances, incomparable: Optional[str]) -> Optional[GateRow]:
+    """A case's median refit may take at most tol.max_refit_slowdown times the baseline's (same GPU);
+    its ratio to the host-to-device floor is shown beside it; absent from the candidate: MISSING."""
+    def median(entry: Any) -> Any:
+        return entry.get("refit_median_s") if isinstance(entry, dict) else None
+
+    def show(entry: Any) -> str:
+        return f"{median(entry) * 1e3:.3g} ms (x{float(_ratio_of(entry)):.0f} the H2D floor)"
+    mb, mc = median(b), median(c)
+    if b is None and c is None:
+        return None
+    row = _absent(metric, b, c, lambda e: show(e) if median(e) is not None else plain(e))
+    if row:
+        return row
+    if mb is None or mc is None:
+        return GateRow(metric, plain(b), plain(c), "info (no refit median recorded)", INFO)
+    if incomparable:
+        return GateRow(metric, show(b), show(c), f"info ({incomparable})", INFO)
+    limit = mb * tol.max_refit_slowdown
+    verdict = REGRESSION if mc > limit + _EPS else OK
+    return GateRow(metric, show(b), f"{show(c)} ({mc / mb:.2f}x)",
+                   f"refit <= {tol.max_refit_slowdown:g}x the baseline's", verdict)
+
+
 def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Optional[Tolerances] = None,
                    incomparable: Optional[str] = None) -> List[GateRow]:
     """cases, property_tests, bad_inputs (required when in the baseline) and notes (info)."""
@@ -296,8 +320,7 @@ def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Optional[Tolerance
             elif check == REFIT_TAX_CHECK:
                 rows.append(_refit_tax_row(metric, checks_b.get(check), checks_c.get(check), tol, incomparable))
             elif check == REFIT_FLOOR_CHECK:
-                rows.append(_info_row(metric, _ratio_of(checks_b.get(check)), _ratio_of(checks_c.get(check)),
-                                      lambda v: f"refit x{float(v):.1f} the H2D floor"))
+                rows.append(_refit_floor_row(metric, checks_b.get(check), checks_c.get(check), tol, incomparable))
             else:
                 rows.append(_info_row(metric, checks_b.get(check), checks_c.get(check)))
     pb, pc = _section(b, "property_tests"), _section(c, "property_tests")

@@ -1,6 +1,7 @@
 """The refit tax and refit floor in records and in the gate (CPU tier): the tax may grow by at
 most Tolerances.refit_tax_growth on the same GPU; missing in the candidate fails; the floor is
-information."""
+information; a case's median refit may slow down by at most Tolerances.max_refit_slowdown
+(same GPU)."""
 from __future__ import annotations
 
 import math
@@ -16,13 +17,14 @@ ENV = dict(tensorrt_version="8.6.0", gpu_name="NVIDIA H200", cuda_driver_version
            cuda_runtime_version="12.1", python_version="3.9.20", numpy_version="1.26.4", tactic_sources="no-cudnn")
 
 
-def _record(tax=None, floor=True, gpu="NVIDIA H200"):
+def _record(tax=None, floor=True, gpu="NVIDIA H200", refit_ms=3.0):
     rec = ResultsRecorder(created="2026-11-23")
     rec.record_environment(**dict(ENV, gpu_name=gpu))
     if tax is not None:
         rec.record_refit_tax(CASE, [tax * 1e-3] * 5, [1e-3] * 5, "fp16")
     if floor:
-        rec.record_refit_floor(CASE, [2e-3, 3e-3, 4e-3], 4_000_000, 4e10, 12, "fp16")
+        rec.record_refit_floor(CASE, [(refit_ms - 1) * 1e-3, refit_ms * 1e-3, (refit_ms + 1) * 1e-3], 4_000_000,
+                               4e10, 12, "fp16")
     rec.record_test(f"tests/cases/test_refit_checks_gpu.py::test_refit_to_target[{CASE}]", "passed")
     return rec.to_dict()
 
@@ -72,7 +74,20 @@ def test_a_tax_missing_from_the_candidate_fails_and_a_new_one_is_information():
     assert compare(_record(None), _record(1.2)).row(f"cases.{CASE}.refit_tax").verdict == INFO
 
 
-def test_on_another_gpu_the_tax_is_information_and_the_floor_never_fails():
-    result = compare(_record(1.0), _record(3.0, gpu="NVIDIA H100 80GB HBM3"))
+def test_on_another_gpu_the_tax_and_the_refit_time_are_information():
+    result = compare(_record(1.0), _record(3.0, gpu="NVIDIA H100 80GB HBM3", refit_ms=30.0))
     assert result.row(f"cases.{CASE}.refit_tax").verdict == INFO
-    assert result.row(f"cases.{CASE}.refit_floor").verdict == OK  # same ratio in both
+    assert result.row(f"cases.{CASE}.refit_floor").verdict == INFO
+
+
+@pytest.mark.parametrize("after_ms, verdict", [(3.0, OK), (6.0, OK), (6.2, REGRESSION), (1.5, OK)])
+def test_a_case_refit_that_slowed_down_beyond_the_allowed_factor_fails(after_ms, verdict):
+    """Measured: the transformer encoder's refit went from 21 ms (8.5.3.1) to 154 ms (8.6.0) on the H200."""
+    assert Tolerances().max_refit_slowdown == 2.0
+    row = compare(_record(1.0, refit_ms=3.0), _record(1.0, refit_ms=after_ms)).row(f"cases.{CASE}.refit_floor")
+    assert row.verdict == verdict, row
+
+
+def test_a_refit_time_missing_from_the_candidate_fails():
+    result = compare(_record(1.0), _record(1.0, floor=False))
+    assert result.row(f"cases.{CASE}.refit_floor").verdict == MISSING and not result.passed
