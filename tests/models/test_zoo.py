@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from refit_core.errors import TrainingUnavailable, ZooCacheWarning
-from refit_core.models.zoo import MAX_ONNX_BYTES, ZOO, entry_dir, zoo_model_path
+from refit_core.models.zoo import MAX_ONNX_BYTES, MIN_INPUT_DEPENDENCE, ZOO, entry_dir, zoo_model_path
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,9 @@ def test_export_is_small_and_its_outputs_move_with_inputs_and_weights(exported, 
     assert 0 < path.stat().st_size <= MAX_ONNX_BYTES
     a, b = _run(path, _feeds(name, 1)), _run(path, _feeds(name, 2))
     assert 0.3 < a.std() < 3.0, f"outputs of std {a.std():.3g}: degenerate (issue: logits ~1e-9 at random init)"
-    # measured: the encoder's outputs move by order one between inputs; the MobileNet's by ~5% of their
-    # spread (global pooling averages random images out). 1% is far above float noise (~1e-7).
-    assert np.abs(a - b).max() > 0.01 * a.std(), "the outputs do not depend on the input"
+    # with heads calibrated over all outputs at once (ZOO_FORMAT 1) the MobileNet's moved by ~5% of their
+    # spread between random images: an engine answering for the wrong input would have passed FP16 checks
+    assert np.abs(a - b).max() > MIN_INPUT_DEPENDENCE * a.std(), "the outputs hardly depend on the input"
     inits = onnx_float_initializers(path)
     biggest = max(inits, key=lambda n: inits[n].size)
     rng = np.random.default_rng(0)
