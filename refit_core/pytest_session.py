@@ -162,15 +162,20 @@ class RefitSession:
             return
         self.prewarmed = True
         from .cases import registry
-        from .cases.prewarm import default_jobs, jobs_for, prewarm
+        from .cases.prewarm import default_jobs, jobs_for, load_build_times, prewarm, record_build_times
+        from .trt.compat import trt_version_string
         workers = self.config.getoption("--refit-build-jobs", None)
         workers = default_jobs() if workers is None else int(workers)
         cases = [registry.get(n) for n in self.needed_cases if n in registry.CASES and n not in self.engines]
         cases = [c for c in cases if c.plan_cached and self.case_skip_reason(c, resources, cuda_session) is None]
-        jobs = jobs_for(cases)
-        if workers <= 1 or len(jobs) <= 1 or plan_cache is None:
+        if workers <= 1 or plan_cache is None:
             return
-        prewarm(jobs, resources, plan_cache.root, workers, say=self.say)
+        scope = f"TensorRT {trt_version_string()} | {cuda_session.gpu_name}"
+        jobs = jobs_for(cases, load_build_times(plan_cache.root), scope)
+        if len(jobs) <= 1:
+            return
+        outcomes = prewarm(jobs, resources, plan_cache.root, workers, say=self.say)
+        record_build_times(plan_cache.root, outcomes, scope)
 
     def open_case(self, case: Any, resources: Any, cuda_session: Any, logger: Any, plan_cache: Any,
                   **inputs: Any) -> Any:

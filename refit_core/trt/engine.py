@@ -310,6 +310,15 @@ class PlanCache:
         return plan_path
 
 
+_builds_here = 0  # plans load_or_build built (not read) in this process
+
+
+def builds_in_this_process() -> int:
+    """How many plans load_or_build has built, not read from the cache, in this process (the
+    prewarm workers tell a build from a cache hit with it)."""
+    return _builds_here
+
+
 def load_or_build(cache: Optional[PlanCache], key_parts: Dict[str, Any], build: Callable[[], BuildResult],
                   logger: Any, progress: Callable[[str], None] = print) -> Tuple[EngineHandle, Optional[BuildResult]]:
     """The sample's "Reading engine from file" path: use the cached plan when it is sound,
@@ -327,7 +336,9 @@ def load_or_build(cache: Optional[PlanCache], key_parts: Dict[str, Any], build: 
                 warnings.warn(f"cached TensorRT plan {cache.paths(key)[0]} did not deserialize ({exc}); "
                               "rebuilding", EngineCacheWarning, stacklevel=2)
     progress("Building an engine from scratch; this may take a while...")
+    global _builds_here
     result = build()
+    _builds_here += 1
     progress(f"Completed creating engine in {result.seconds:.1f} s")
     if cache is not None:
         try:

@@ -147,3 +147,31 @@ def test_an_onnx_case_warms_the_plain_file_its_engine_will_ask_for(tmp_path):
     assert with_initializers(path, {**build, **case.target_weights(build)}) == warmed
     fewer = {n: build[n] for n in sorted(build)[1:]}  # one initializer not refittable: another file, no false hit
     assert with_initializers(path, {**fewer, **case.target_weights(fewer)}) != warmed
+
+
+def test_measured_jobs_start_longest_first_after_the_unmeasured_ones(tmp_path):
+    from refit_core.cases.prewarm import Outcome, load_build_times, record_build_times
+    cases = [registry.get(n) for n in ("tiny-mlp", "tiny-mlp-fp16", "bidaf-standin")]
+    scope = "TensorRT 9.9 | GPU X"
+    plain = jobs_for(cases)
+    outcomes = [Outcome(plain[0], 3.0, built=True),                 # tiny-mlp-fp16 ENGINE
+                Outcome(plain[1], 50.0, built=True),                # tiny-mlp-fp16 PLAIN
+                Outcome(plain[2], 9.0, built=False),                # read from the cache: not a build time
+                Outcome(plain[3], 80.0, problem="boom", built=True),  # failed: not recorded
+                Outcome(plain[4], 20.0, built=True)]                # bidaf-standin ENGINE
+    record_build_times(tmp_path, outcomes, scope)
+    times = load_build_times(tmp_path)
+    assert times == {plain[0].time_key(scope): 3.0, plain[1].time_key(scope): 50.0, plain[4].time_key(scope): 20.0}
+    order = [(j.case.name, j.kind) for j in jobs_for(cases, times, scope)]
+    assert order == [("tiny-mlp", ENGINE), ("tiny-mlp", PLAIN), ("bidaf-standin", PLAIN),  # never measured
+                     ("tiny-mlp-fp16", PLAIN), ("bidaf-standin", ENGINE), ("tiny-mlp-fp16", ENGINE)]
+    # another TensorRT version or GPU measured nothing yet: the default order
+    assert jobs_for(cases, times, "TensorRT 10.0 | GPU X") == plain
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[1, 2]", '{"a": "slow"}'])
+def test_an_unreadable_build_time_record_only_loses_the_order(tmp_path, content):
+    from refit_core.cases.prewarm import BUILD_TIMES_FILE, load_build_times
+    (tmp_path / BUILD_TIMES_FILE).write_text(content)
+    assert load_build_times(tmp_path) == {}
+    assert jobs_for([registry.get("tiny-mlp")], load_build_times(tmp_path), "s") == jobs_for([registry.get("tiny-mlp")])
