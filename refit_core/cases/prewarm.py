@@ -10,7 +10,9 @@ job for a worker process (spawned: its own CUDA context) that runs the case's ow
 Jobs start longest first: by the seconds the same job took to build in an earlier session
 with the same TensorRT version and GPU (kept in ``prewarm-build-times.json`` beside the plans;
 a job that only read its plans is not recorded), and jobs never measured before all others,
-FP16 first. With a few workers the longest build bounds the wall time, so it must not start last.
+FP16 first, so that the longest build does not start last. (Measured on an H200, it did not
+shorten the tier: concurrent builds share one GPU's tactic timing, and the builds ended near their
+total time / workers in either order.)
 
 Only cases whose engines come from the plan cache (`RefitCase.plan_cached`) are warmed. A job
 that fails is reported and the session builds that case itself (the test then shows the real

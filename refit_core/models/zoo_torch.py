@@ -150,7 +150,7 @@ def export(model: ZooModel, path: Path, progress: Optional[Callable[[str], None]
                            f"by {moves:.3g} standard deviations, under {MIN_INPUT_DEPENDENCE})")
     say(f"zoo: {model.name} exported in {time.perf_counter() - t0:.1f} s "
         f"({path.stat().st_size / 1e6:.1f} MB, ONNX Runtime vs PyTorch {err:.1e}, output std {spread:.2f}, "
-        f"another input moves them by {moves:.1f} std)")
+        f"another input moves them by {moves:.2g} std)")
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "onnx": onnx.__version__,
             "size": path.stat().st_size, "sha256": sha256_file(path), "ort_vs_torch_rel": err,
             "output_std": spread, "input_dependence": moves}
