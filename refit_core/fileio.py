@@ -66,22 +66,82 @@ def md5_file(path: PathLike) -> str:
     return hash_file(path, "md5")
 
 
-def read_bytes_nofollow(path: PathLike) -> bytes:
-    """A file's bytes; refuses (OSError) when `path` itself is a symlink or not a regular file."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+class NotARegularFile(OSError):
+    """`path` is a FIFO, device, socket or directory: never read (a FIFO would block forever)."""
+
+
+class FileTooLarge(OSError):
+    """`path` holds more bytes than the reader allows."""
+
+
+def read_bytes_nofollow(path: PathLike, max_bytes: Optional[int] = None) -> bytes:
+    """A regular file's bytes, at most `max_bytes` of them.
+
+    Refuses (OSError subclasses) a symlink at `path`, anything but a regular file (opened
+    non-blocking, so a FIFO never hangs the reader: NotARegularFile) and a file larger than
+    `max_bytes` (FileTooLarge, also when it grows while being read).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     fd = os.open(str(path), flags)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(f"{path} is not a regular file")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise FileTooLarge(f"{path} has {info.st_size} bytes, more than the {max_bytes} allowed")
         chunks = []
+        total = 0
         while True:
             chunk = os.read(fd, _CHUNK)
             if not chunk:
                 break
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise FileTooLarge(f"{path} has more than the {max_bytes} bytes allowed")
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names one key twice (json would silently keep the last)."""
+
+
+def _no_duplicates(pairs: list) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (only finite numbers are)")
+
+
+def loads_json_strict(text: Union[str, bytes]) -> Any:
+    """Parse JSON strictly: duplicate keys, NaN/Infinity and nesting too deep for the parser
+    raise ValueError (DuplicateKeyError for the first); never RecursionError."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def read_json_strict(path: PathLike, max_bytes: int = 64 << 20) -> Any:
+    """`loads_json_strict` of a regular file of at most `max_bytes` (see read_bytes_nofollow).
+
+    Raises OSError subclasses for the file (missing, symlink, not regular, too large) and
+    ValueError for the content; callers turn either into their own error naming `path`.
+    """
+    return loads_json_strict(read_bytes_nofollow(path, max_bytes))
 
 
 def read_verified(path: PathLike, size: Optional[int], sha256: Optional[str]) -> bytes:

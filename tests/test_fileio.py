@@ -1,6 +1,8 @@
 """fileio: verified reads, manifest member names, locks that never follow symlinks."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +81,40 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+# --- safe reads: regular files only, bounded, strict JSON ----------------------------------
+
+def test_read_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(fileio.NotARegularFile):
+        fileio.read_bytes_nofollow(fifo)  # a blocking open would hang here
+    with pytest.raises(fileio.NotARegularFile):
+        fileio.read_json_strict(fifo)
+
+
+def test_read_refuses_more_than_max_bytes(tmp_path):
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * 100)
+    assert fileio.read_bytes_nofollow(path, max_bytes=100) == b"x" * 100
+    with pytest.raises(fileio.FileTooLarge):
+        fileio.read_bytes_nofollow(path, max_bytes=99)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"a": 1, "a": 2}', "duplicate key 'a'"),
+    ('{"outer": {"k": true, "k": false}}', "duplicate key 'k'"),
+    ('{"a": NaN}', "NaN"),
+    ('{"a": -Infinity}', "-Infinity"),
+    ("[" * 200000 + "]" * 200000, "nested too deeply"),
+    (b"\xff\xfe{}", "not UTF-8"),
+])
+def test_strict_json_refuses(text, problem):
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
+        fileio.loads_json_strict(text)
+
+
+def test_strict_json_reads_what_json_reads():
+    text = '{"a": [1, 2.5, "x", null, true], "b": {"c": {}}}'
+    assert fileio.loads_json_strict(text) == json.loads(text)
