@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,zoo-export,gate,report,check,selfcheck}`.
+"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,fetch-mnist,zoo-export,gate,report,check,selfcheck}`.
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
 and `mnist` fails with one sentence (no traceback) where there is no GPU.
@@ -30,11 +30,16 @@ def cmd_mnist(args: argparse.Namespace) -> int:
 
 def cmd_train_mnist(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
-    from .models.lenet_weights import load_or_train
-    trained = load_or_train(resolve_data_dir(args.data_dir), progress=True)
+    from .models.lenet_weights import committed_lenet_path, load_or_train, update_committed_lenet
+    data_dir = resolve_data_dir(args.data_dir)
+    trained = load_or_train(data_dir, progress=True)
     acc = trained.metadata.get("test_accuracy")
     print(f"LeNet weights cached; test accuracy {100.0 * float(acc):.2f}%" if acc is not None
           else "LeNet weights cached")
+    if args.update_asset:
+        meta = update_committed_lenet(trained, data_dir)
+        print(f"committed asset updated: {committed_lenet_path()} ({meta['size_bytes']} bytes, "
+              f"sha256 {meta['sha256']}); commit it with its manifest")
     return 0
 
 
@@ -55,7 +60,7 @@ def cmd_zoo_export(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
     from .config import cache_dir
-    from .models.zoo import ZOO, entry_dir, metadata, zoo_model_path
+    from .models.zoo import ZOO, entry_dir, metadata, update_zoo_asset, zoo_model_path
     names = args.names or list(ZOO)
     unknown = [n for n in names if n not in ZOO]
     if unknown:
@@ -77,6 +82,16 @@ def cmd_zoo_export(args: argparse.Namespace) -> int:
         how = "cached" if before is not None and stamp(path) == before else f"exported in {seconds:.1f} s"
         print(f"{name}: {path} ({meta.get('size', 0) / 1e6:.2f} MB, opset {ZOO[name].opset}, "
               f"torch {meta.get('torch', '?')}, {how})")
+        if args.update_asset:
+            asset = update_zoo_asset(name, root)
+            print(f"{name}: committed asset updated: {asset['file']} ({asset['size_bytes']} bytes, "
+                  f"sha256 {asset['sha256']}); commit it with its manifest")
+    return 0
+
+
+def cmd_fetch_mnist(args: argparse.Namespace) -> int:
+    from .data.mnist import fetch_mnist
+    fetch_mnist(args.directory)
     return 0
 
 
@@ -89,9 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $REFIT_DATA_DIR)")
     p.set_defaults(func=cmd_mnist)
 
-    p = sub.add_parser("train-mnist", help="train LeNet (PyTorch) and cache its weights for GPU machines")
+    p = sub.add_parser("train-mnist", help="train LeNet (PyTorch) into the training cache; --update-asset also "
+                       "replaces the committed weights the GPU tier uses")
     p.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $REFIT_DATA_DIR)")
+    p.add_argument("--update-asset", action="store_true",
+                   help="replace refit_core/assets/lenet_weights.npz and its manifest with these weights")
     p.set_defaults(func=cmd_train_mnist)
+
+    p = sub.add_parser("fetch-mnist", help="download the four MNIST files into DIR, verifying their sha256")
+    p.add_argument("directory", metavar="DIR", help="folder to put the files in (then REFIT_DATA_DIR=DIR)")
+    p.set_defaults(func=cmd_fetch_mnist)
 
     p = sub.add_parser("bidaf", help="the engine_refit_onnx_bidaf flow: prepare, build, refit fake then real")
     p.add_argument("--model", help="BiDAF ONNX model (default: the bundled stand-in)")
@@ -109,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "GPU machines read (REFIT_CACHE_DIR)")
     p.add_argument("names", nargs="*", metavar="NAME", help="zoo models to export (default: all)")
     p.add_argument("--cache-dir", help="cache root (default: $REFIT_CACHE_DIR or ~/.cache/refit_core)")
+    p.add_argument("--update-asset", action="store_true",
+                   help="replace the committed refit_core/assets/zoo-NAME.onnx files (and manifests) with these exports")
     p.set_defaults(func=cmd_zoo_export)
 
     from .reporting.cli import add_gate_arguments, add_report_arguments, run_gate, run_report

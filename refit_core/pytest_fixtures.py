@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 import pytest
 
 from .config import DATA_DIR_ENV, cache_dir
-from .errors import DataError, TrainingUnavailable
+from .errors import DataError
 from .pytest_session import gpu_skip_reason, in_ci, provenance_of, refit_session
 
 # --------------------------------------------------------------------------------------
@@ -35,13 +35,11 @@ def mnist_dir(pytestconfig: Any) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_lenet(mnist_dir: Path) -> Any:
-    """LeNet weights trained once (PyTorch) and cached; on the GPU kit read from the cache."""
-    from .models.lenet_weights import load_or_train
-    try:
-        return load_or_train(mnist_dir, progress=True)
-    except TrainingUnavailable as exc:
-        pytest.skip(str(exc))
+def trained_lenet() -> Any:
+    """The committed LeNet weights (refit_core/assets/lenet_weights.npz), checked against their
+    sha256: the same on every machine; a damaged file is an error, never retrained."""
+    from .models.lenet_weights import committed_lenet
+    return committed_lenet()
 
 
 @pytest.fixture(scope="session")

@@ -248,6 +248,12 @@ class RefitCase(ABC):
     def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> CaseEngine:
         """Build (or load) the engine with the build weights and return it ready to refit."""
 
+    def inputs_sha256(self) -> str:
+        """sha256 (64 hex digits) of what this case runs on: its weights and model file, the same
+        for every precision variant. A results record carries it per case, so that the gate
+        compares only like with like. Every case class provides it (cheaply: cached)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what it runs on (inputs_sha256)")
+
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
         """Put the no-REFIT engine that `CaseEngine.plain_runner()` uses into the plan cache,
         without building the REFIT engine (only where `warms_plain_alone`)."""

@@ -247,6 +247,7 @@ class BidafCase(RefitCase):
             self.slow_build = ("BiDAF's FP16 engines take minutes to build on TensorRT 8.5 (measured on an H200 with "
                                "8.5.3.1: 252 s with REFIT and 128 s without, more than the whole tier's budget)")
         self._prepared: Dict[Path, Any] = {}
+        self._original: Optional[Path] = None  # the original model model_path() found (for inputs_sha256)
 
     def build_options(self, refit: bool = True) -> Any:
         from ..trt.engine import BuildOptions
@@ -270,7 +271,32 @@ class BidafCase(RefitCase):
             return default_model_path()
         from ..onnx_prep.bidaf import find_original_bidaf
         found = find_original_bidaf(resources.data_dir) if resources.data_dir else None
+        if found:
+            self._original = Path(found)
         return Path(found) if found else None
+
+    def inputs_sha256(self) -> str:
+        """sha256 of the model file: the committed stand-in (verified against its manifest), or
+        the user's original bidaf-9.onnx (the one model_path() found, else the one in
+        $REFIT_DATA_DIR)."""
+        from ..models.assets import asset_sha256, file_sha256
+        if self.key == "standin":
+            from ..models.bidaf import STANDIN_ONNX
+            return asset_sha256(STANDIN_ONNX)
+        path = self._original
+        if path is None:
+            from ..config import resolve_data_dir
+            from ..errors import DataError
+            from ..onnx_prep.bidaf import find_original_bidaf
+            try:
+                found = find_original_bidaf(resolve_data_dir(None))
+            except DataError:
+                found = None
+            if not found:
+                raise DataError(f"case {self.name}: the original bidaf-9 model was not found, so there are no "
+                                "inputs to hash")
+            path = Path(found)
+        return file_sha256(path)
 
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
         if self.model_path(resources) is not None:

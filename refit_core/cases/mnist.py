@@ -14,6 +14,10 @@ from ..interfaces import LENET_SHAPES, MNIST_REFIT_TARGETS
 from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase, variant_name
 
 PROBE_IMAGES = 256
+#: what flows.mnist builds through the network API, as far as inputs_sha256 is concerned: bump
+#: `version` when build_network changes the network it builds from the same weights
+NETWORK_RECIPE = {"network": "LeNet through the TensorRT network API (flows.mnist)", "version": 1,
+                  "shapes": {k: list(v) for k, v in LENET_SHAPES.items()}}
 #: the Hypothesis property tests refit every weight to arbitrary values (x1e4 magnitudes,
 #: sign flips, sparsity): per image row, max|diff| <= 1e-3 + 1e-4 * max|reference logit of
 #: the row|. Looser than the case's rtol 1e-5 because cancellation in 800-term sums of
@@ -110,16 +114,25 @@ class MnistCase(RefitCase):
         self.name = variant_name("mnist", precision)
         self.tolerance = TOLERANCES[precision]
 
+    def inputs_sha256(self) -> str:
+        """sha256 over the committed weights file's sha256 and NETWORK_RECIPE."""
+        import json
+        from ..fileio import sha256_bytes
+        from ..models.assets import asset_sha256
+        from ..models.lenet_weights import committed_lenet_path
+        blob = {"weights_file_sha256": asset_sha256(committed_lenet_path()), "network": NETWORK_RECIPE}
+        return sha256_bytes(json.dumps(blob, sort_keys=True).encode("utf-8"))
+
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
         if resources.data_dir is None:
             return "MNIST data not available: pass --data-dir DIR or set REFIT_DATA_DIR"
         return None
 
     def load_inputs(self, resources: CaseResources) -> Dict[str, Any]:
-        """Trained weights (cached; PyTorch only to train) and the normalised test set."""
+        """The committed trained weights (verified) and the normalised test set."""
         from ..data.mnist import load_mnist, normalize_images
-        from ..models.lenet_weights import load_or_train
-        trained = load_or_train(resources.data_dir, progress=True)
+        from ..models.lenet_weights import committed_lenet
+        trained = committed_lenet()
         test = load_mnist(resources.data_dir, "test")
         return {"trained": trained, "images": normalize_images(test.images),
                 "labels": test.labels.astype(np.int64)}

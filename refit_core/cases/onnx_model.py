@@ -115,6 +115,7 @@ class OnnxModelCase(RefitCase):
         self.seed = seed
         self.precision = precision  # "fp32" or "fp16" (BuildOptions.precision)
         self.allow_fp16_range = allow_fp16_range  # fp16: let weights FP16 cannot hold through
+        self._model_path: Optional[Path] = None  # the file model_file() last gave (for inputs_sha256)
 
     def build_options(self, refit: bool = True) -> Any:
         """The BuildOptions of this case's engines (`refit=False`: the same without REFIT)."""
@@ -154,7 +155,18 @@ class OnnxModelCase(RefitCase):
     def model_file(self, resources: CaseResources) -> Tuple[Path, Path]:
         """(the ONNX file, this case's temp directory): `make_model` writes or finds the file there."""
         tmp = self.case_dir(resources)
-        return Path(self.make_model(tmp)), tmp
+        self._model_path = Path(self.make_model(tmp))
+        return self._model_path, tmp
+
+    def inputs_sha256(self) -> str:
+        """sha256 of the ONNX file's bytes (the file model_file() gave; before any, the one
+        `make_model` writes into a scratch folder)."""
+        import tempfile
+        from ..models.assets import file_sha256
+        if self._model_path is not None and self._model_path.is_file():
+            return file_sha256(self._model_path)
+        with tempfile.TemporaryDirectory(prefix="refit-inputs-") as scratch:
+            return file_sha256(Path(self.make_model(Path(scratch))))
 
     def noise_for(self, weights: int) -> float:
         """The perturbation's size: `noise`, or for noise=None min(0.5, 1/sqrt(weights)), so that

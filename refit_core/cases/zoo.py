@@ -1,13 +1,13 @@
 """The zoo cases: each zoo model (models.zoo) as an OnnxModelCase, in every precision.
 
-The ONNX file comes from the zoo cache (exported with PyTorch where it is installed; the GPU
-kit reads what the CPU machine exported). Without a cached file and without PyTorch the case
-skips and says how to make it (`python -m refit_core zoo-export`).
+The ONNX file is the committed export (refit_core/assets/zoo-NAME.onnx, checked against its
+manifest's sha256): the same bytes on every machine, no PyTorch needed. A damaged file is an
+error naming it; `python -m refit_core zoo-export --update-asset` remakes them on purpose.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 from .base import CaseResources, variant_name
 from .onnx_model import OnnxModelCase
@@ -30,18 +30,16 @@ class ZooCase(OnnxModelCase):
         self.description = f"zoo: {model.description}"
 
     def model_file(self, resources: CaseResources) -> Tuple[Path, Path]:
-        """The cached export (made now where PyTorch is installed and nothing is cached)."""
-        from ..models.zoo import zoo_model_path
-        return zoo_model_path(self.model_name, resources.cache_root), self.case_dir(resources)
+        """The committed export (refit_core/assets/zoo-NAME.onnx), verified against its manifest."""
+        from ..models.zoo import committed_zoo_model
+        self._model_path = committed_zoo_model(self.model_name)
+        return self._model_path, self.case_dir(resources)
 
-    def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
-        from ..models.zoo import ZOO, entry_dir
-        if (entry_dir(ZOO[self.model_name], resources.cache_root) / "model.onnx").is_file():
-            return None
-        try:
-            import torch  # noqa: F401
-            import torchvision  # noqa: F401
-        except ImportError as exc:
-            return (f"zoo model {self.model_name} is not cached under {resources.cache_root} and PyTorch/torchvision "
-                    f"cannot be imported ({exc}); run `python -m refit_core zoo-export` where they are installed")
-        return None
+    def inputs_sha256(self) -> str:
+        """sha256 of the committed ONNX file (verified against its manifest)."""
+        from ..models.assets import asset_sha256
+        return asset_sha256(self.committed_path())
+
+    def committed_path(self) -> Path:
+        from ..models.assets import zoo_asset
+        return zoo_asset(self.model_name)

@@ -162,14 +162,14 @@ def run_mnist_flow(data_dir: Any, progress: Callable[[str], None] = print) -> Mn
     """The whole sample, as the CLI runs it: build with zero conv1, measure, refit, measure."""
     from ..data.mnist import load_mnist, normalize_images
     from ..models.lenet_reference import accuracy, lenet_forward
-    from ..models.lenet_weights import load_or_train
+    from ..models.lenet_weights import committed_lenet
     from ..refit.refitter import EngineRefitter
     from ..config import cache_dir
     from ..trt.cuda import CudaSession
     from ..trt.recorders import make_logger
     from ..trt.runner import TrtRunner
 
-    trained = load_or_train(data_dir, progress=True)
+    trained = committed_lenet()
     test = load_mnist(data_dir, "test")
     images = normalize_images(test.images)
     labels = test.labels.astype(np.int64)

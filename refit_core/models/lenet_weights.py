@@ -1,7 +1,11 @@
-"""Trained LeNet weights: configuration, container and an on-disk cache. No PyTorch here.
+"""Trained LeNet weights: configuration, container, the committed asset and an on-disk
+training cache. No PyTorch here.
 
-The GPU kit has no PyTorch, so it must be able to read the training configuration and the
-cached weights; training itself lives in lenet_torch and is imported only when needed.
+The GPU tier, the flows and the gate use the committed weights (`committed_lenet()`:
+refit_core/assets/lenet_weights.npz, checked against the sha256 its manifest records), so no
+GPU result depends on the CPU that trained them. `train-mnist` trains through the cache
+(`load_or_train`) and refreshes the asset only when asked (`--update-asset`).
+Training itself lives in lenet_torch and is imported only when needed.
 A cache entry is trusted only if its metadata matches the data checksums and the
 hyper-parameters, its arrays hash to the sha256 its metadata records, and they have the
 right names, dtype (float32, never cast), shapes and values. Any other entry is named in a
@@ -19,6 +23,7 @@ import os
 import platform
 import warnings
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
@@ -29,7 +34,7 @@ from ..config import CACHE_DIR_ENV, cache_dir, resolve_data_dir
 from ..data.mnist import dataset_fingerprint
 from ..errors import DataError, TrainingUnavailable, WeightCacheWarning
 from ..fileio import (atomic_write_json, atomic_write_with, file_lock, lock_path_for, read_bytes_nofollow,
-                      sha256_bytes, sha256_chunks)
+                      loads_json_strict, sha256_bytes, sha256_chunks)
 from ..interfaces import LENET_SHAPES
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,14 @@ PathLike = Union[str, "os.PathLike[str]"]
 # Bump when the file layout or training code changes in a way that makes old caches wrong.
 # 2: the metadata records weights_sha256 (the arrays' content hash), checked on load.
 CACHE_FORMAT = 2
+
+#: the eight float32 arrays take 1.7 MB; an npz or json entry larger than this is not ours
+MAX_WEIGHTS_FILE_BYTES = 8 << 20
+MAX_METADATA_BYTES = 1 << 20
+#: room for an .npy member's header beside its data
+_NPY_HEADER_ROOM = 4096
+#: how the committed asset is remade (recorded in its manifest)
+UPDATE_ASSET_COMMAND = "python -m refit_core train-mnist --update-asset"
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
@@ -170,13 +183,65 @@ def save_cache(trained: TrainedWeights, npz_path: Path, json_path: Path) -> None
         atomic_write_json(json_path, meta, indent=2)
 
 
-def _read_entry_file(path: Path, missing: str, unreadable: str) -> bytes:
+def _read_entry_file(path: Path, missing: str, unreadable: str, max_bytes: int) -> bytes:
     try:
-        return read_bytes_nofollow(path)
+        return read_bytes_nofollow(path, max_bytes)
     except FileNotFoundError:
         raise DataError(f"{path}: {missing}") from None
     except OSError as exc:
         raise DataError(f"{path}: {unreadable} ({exc})") from exc
+
+
+def parse_weights_npz(data: bytes, source: str) -> Dict[str, np.ndarray]:
+    """The eight LeNet arrays of an npz archive, read without trusting its sizes.
+
+    Each member must be `<name>.npy` of a LeNet weight; its declared size, its .npy header
+    (shape and dtype float32) and its data length are checked before anything is allocated,
+    so a compression bomb or a header declaring a huge shape is a DataError naming `source`,
+    never a MemoryError."""
+    expected = {f"{name}.npy": name for name in LENET_SHAPES}
+    out: Dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+            names = [info.filename for info in infos]
+            if sorted(names) != sorted(expected):
+                raise DataError(f"{source}: members {sorted(names)[:12]} are not the eight LeNet weights "
+                                f"{sorted(expected)}")
+            for info in infos:
+                name = expected[info.filename]
+                shape = LENET_SHAPES[name]
+                nbytes = 4 * int(np.prod(shape))
+                limit = nbytes + _NPY_HEADER_ROOM
+                if info.file_size > limit:
+                    raise DataError(f"{source}: member {info.filename} declares {info.file_size} bytes, more than "
+                                    f"the {limit} a {shape} float32 array takes")
+                with archive.open(info) as handle:
+                    raw = handle.read(limit + 1)
+                if len(raw) > limit:
+                    raise DataError(f"{source}: member {info.filename} holds more than {limit} bytes")
+                buf = io.BytesIO(raw)
+                version = np.lib.format.read_magic(buf)
+                if version == (1, 0):
+                    got_shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+                elif version == (2, 0):
+                    got_shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+                else:
+                    raise DataError(f"{source}: member {info.filename} has .npy format {version}")
+                if dtype != np.dtype("<f4") or fortran or tuple(got_shape) != shape:
+                    raise DataError(f"{source}: {name} is {dtype} {tuple(got_shape)}"
+                                    f"{' (Fortran order)' if fortran else ''}; the weights are float32 {shape} "
+                                    "(no silent casts)")
+                body = raw[buf.tell():]
+                if len(body) != nbytes:
+                    raise DataError(f"{source}: {name} holds {len(body)} bytes of data, expected {nbytes}")
+                out[name] = np.frombuffer(body, dtype=np.float32).reshape(shape).copy()
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+            zlib.error) as exc:
+        raise DataError(f"{source}: unreadable weights ({type(exc).__name__}: {exc})") from None
+    return out
 
 
 def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
@@ -184,12 +249,12 @@ def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
     """Load a cache entry, or raise DataError naming the file and saying why it cannot be trusted."""
     npz_path, json_path = Path(npz_path), Path(json_path)
     with file_lock(lock_path_for(npz_path), exclusive=False):
-        meta_bytes = _read_entry_file(json_path, "metadata missing", "unreadable metadata")
-        npz_bytes = _read_entry_file(npz_path, "weights file missing", "unreadable weights")
+        meta_bytes = _read_entry_file(json_path, "metadata missing", "unreadable metadata", MAX_METADATA_BYTES)
+        npz_bytes = _read_entry_file(npz_path, "weights file missing", "unreadable weights", MAX_WEIGHTS_FILE_BYTES)
     try:
-        meta = json.loads(meta_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{json_path}: unreadable metadata ({exc})") from exc
+        meta = loads_json_strict(meta_bytes)
+    except ValueError as exc:
+        raise DataError(f"{json_path}: unreadable metadata ({exc})") from None
     if not isinstance(meta, dict):
         raise DataError(f"{json_path}: metadata is not a JSON object (a JSON {type(meta).__name__})")
     if meta.get("cache_format") != CACHE_FORMAT:
@@ -201,27 +266,66 @@ def read_cache(npz_path: Path, json_path: Path, fingerprint: Mapping[str, Any],
     expected_hash = meta.get("weights_sha256")
     if not isinstance(expected_hash, str):
         raise DataError(f"{json_path}: no weights_sha256 recorded; the weights cannot be checked")
-    try:
-        loaded = np.load(io.BytesIO(npz_bytes), allow_pickle=False)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{npz_path}: unreadable weights ({exc})") from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError(f"{npz_path}: not an npz archive (holds a single {type(loaded).__name__})")
-    try:
-        with loaded as npz:
-            weights = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{npz_path}: unreadable weights ({exc})") from exc
-    for name, arr in weights.items():
-        if arr.dtype != np.dtype(np.float32):
-            raise DataError(f"{npz_path}: {name} has dtype {arr.dtype}, the cache holds float32 only "
-                            "(no silent casts)")
+    weights = parse_weights_npz(npz_bytes, str(npz_path))
     check_weight_shapes(weights, source=str(npz_path))
     got_hash = weights_sha256(weights)
     if got_hash != expected_hash:
         raise DataError(f"{npz_path}: weights sha256 {got_hash} differs from {expected_hash} recorded in "
                         f"{json_path.name} (replaced or corrupt)")
     return TrainedWeights(weights=weights, metadata=meta)
+
+
+def committed_lenet_path() -> Path:
+    """refit_core/assets/lenet_weights.npz (its manifest: lenet_weights.json beside it)."""
+    from .assets import ASSETS_DIR, LENET_WEIGHTS
+    return ASSETS_DIR / LENET_WEIGHTS
+
+
+def committed_lenet() -> TrainedWeights:
+    """The committed LeNet weights, checked against their manifest (file sha256 and size, then
+    the arrays' names, shapes, dtype and content hash). DataError naming the file otherwise;
+    never retrained. numpy and the standard library only."""
+    from .assets import read_asset
+    path = committed_lenet_path()
+    data, meta = read_asset(path)
+    weights = parse_weights_npz(data, str(path))
+    check_weight_shapes(weights, source=str(path))
+    got = weights_sha256(weights)
+    if got != meta.get("weights_sha256"):
+        raise DataError(f"{path}: arrays hash to {got}, its manifest records weights_sha256 "
+                        f"{meta.get('weights_sha256')!r}")
+    return TrainedWeights(weights=weights, metadata=meta)
+
+
+def npz_bytes(weights: Mapping[str, np.ndarray]) -> bytes:
+    """The weights as npz bytes (uncompressed, names in LeNet order)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{name: np.ascontiguousarray(weights[name], dtype=np.float32) for name in LENET_SHAPES})
+    return buf.getvalue()
+
+
+def update_committed_lenet(trained: TrainedWeights, data_dir: PathLike) -> Dict[str, Any]:
+    """Replace the committed weights with `trained` (on purpose: `train-mnist --update-asset`);
+    returns the new manifest."""
+    from .assets import write_asset
+    check_weight_shapes(trained.weights, source="weights to commit")
+    meta = trained.metadata
+    manifest = {
+        "what": "LeNet weights (the sample's network) trained on MNIST with PyTorch, float32 npz",
+        "made_by": UPDATE_ASSET_COMMAND,
+        "recipe": meta.get("config", meta.get("hyper_parameters")),
+        "data_fingerprint": dataset_fingerprint(resolve_data_dir(data_dir)),
+        "test_accuracy": meta.get("test_accuracy"),
+        "epoch_mean_loss": meta.get("epoch_mean_loss"),
+        "weights_sha256": weights_sha256(trained.weights),
+        "weight_shapes": {k: list(v) for k, v in LENET_SHAPES.items()},
+        "torch_version": meta.get("torch_version"),
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "machine": platform.machine(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return write_asset(committed_lenet_path(), npz_bytes(trained.weights), manifest)
 
 
 def _train_weights(data_dir: Path, config: LenetTrainConfig, progress: bool) -> TrainedWeights:

@@ -1,7 +1,10 @@
 """The model zoo: real architectures (torchvision's MobileNetV3-Small, a transformer encoder),
-made with PyTorch on the CPU machine, exported to ONNX once and cached. No PyTorch here.
+made with PyTorch on the CPU machine, exported to ONNX once and committed. No PyTorch here.
 
-The GPU kit has no PyTorch: what travels is the cached ONNX file. An entry is keyed on its
+The GPU tier uses the committed files (`committed_zoo_model`: refit_core/assets/zoo-NAME.onnx,
+checked against the sha256 and the recipe its manifest records), so no GPU result depends on
+the CPU that exported them. `zoo-export` exports into a cache and, with `--update-asset`,
+refreshes the committed files on purpose. A cache entry is keyed on its
 recipe (architecture, sizes, seed, opset, `ZOO_FORMAT`); its metadata records the torch and
 torchvision versions that made it and the file's sha256, checked on every load. A damaged
 entry, or one made from another recipe, is named in a ZooCacheWarning and exported again where
@@ -21,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..errors import CacheIntegrityError, TrainingUnavailable, ZooCacheWarning
-from ..fileio import atomic_directory, file_lock, lock_path_for, read_verified, sha256_bytes
+from ..errors import CacheIntegrityError, DataError, TrainingUnavailable, ZooCacheWarning
+from ..fileio import atomic_directory, file_lock, lock_path_for, read_json_strict, read_verified, sha256_bytes
 
 #: Bump when the export or calibration code changes what a recipe produces.
 ZOO_FORMAT = 1
@@ -30,8 +33,13 @@ ZOO_FORMAT = 1
 #: deviations (checked at export). The MobileNet's move by 0.05: global pooling averages random
 #: images out, and calibrating its head for more made its TF32 error too large (zoo_torch).
 MIN_INPUT_DEPENDENCE = 0.02
-#: Each zoo ONNX file must stay under this (what travels to the GPU machine is limited).
-MAX_ONNX_BYTES = 20 * 1000 * 1000
+#: Each zoo ONNX file must stay under this (what travels to the GPU machine is limited; committed, see
+#: models.assets.MAX_ASSET_BYTES).
+MAX_ONNX_BYTES = 5 * 1000 * 1000
+#: a cache entry's meta.json is a few hundred bytes
+MAX_META_BYTES = 1 << 20
+#: how the committed zoo files are remade (recorded in their manifests)
+UPDATE_ASSET_COMMAND = "python -m refit_core zoo-export --update-asset"
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ def _load(model: ZooModel, directory: Path) -> Path:
     """The entry's ONNX path if the entry is sound; CacheIntegrityError naming what is wrong."""
     meta_path = directory / "meta.json"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = read_json_strict(meta_path, MAX_META_BYTES)
     except (OSError, ValueError) as exc:
         raise CacheIntegrityError(f"{meta_path}: unreadable ({exc})") from None
     if not isinstance(meta, dict) or meta.get("recipe") != model.recipe():
@@ -100,9 +108,36 @@ def _load(model: ZooModel, directory: Path) -> Path:
 def metadata(model: ZooModel, cache_root: Path) -> Dict[str, Any]:
     """The metadata of a cached entry (torch versions, size, sha256); {} when absent."""
     try:
-        return json.loads((entry_dir(model, cache_root) / "meta.json").read_text())
+        meta = read_json_strict(entry_dir(model, cache_root) / "meta.json", MAX_META_BYTES)
     except (OSError, ValueError):
         return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def committed_zoo_model(name: str) -> Path:
+    """The committed ONNX file of zoo model `name`, verified against its manifest (size, sha256,
+    and the recipe ZOO has now). DataError naming the file otherwise; never exported again here."""
+    from .assets import read_asset, zoo_asset
+    if name not in ZOO:
+        raise KeyError(f"no zoo model named {name!r}; the zoo has: {', '.join(ZOO)}")
+    path = zoo_asset(name)
+    _, meta = read_asset(path)
+    if meta.get("recipe") != ZOO[name].recipe():
+        raise DataError(f"{path}: exported from another recipe than ZOO[{name!r}] has now; remake it on purpose "
+                        f"with `{UPDATE_ASSET_COMMAND} {name}` and commit it")
+    return path
+
+
+def update_zoo_asset(name: str, cache_root: Path) -> Dict[str, Any]:
+    """Replace the committed file of zoo model `name` with the cache's export (exported first where
+    absent); returns the new manifest."""
+    from .assets import write_asset, zoo_asset
+    path = zoo_model_path(name, cache_root, progress=print)
+    meta = metadata(ZOO[name], cache_root)
+    data = read_verified(path, meta.get("size"), meta.get("sha256"))
+    manifest = {k: v for k, v in meta.items() if k not in ("size", "sha256")}
+    manifest.update(what=f"zoo model {name}: {ZOO[name].description}", made_by=f"{UPDATE_ASSET_COMMAND} {name}")
+    return write_asset(zoo_asset(name), data, manifest)
 
 
 def zoo_model_path(name: str, cache_root: Path, progress: Optional[Callable[[str], None]] = print) -> Path:
@@ -131,5 +166,6 @@ def zoo_model_path(name: str, cache_root: Path, progress: Optional[Callable[[str
         meta = zoo_torch.export(model, tmp / "model.onnx", progress=progress)
         if meta["size"] > MAX_ONNX_BYTES:
             raise ValueError(f"zoo model {name}: {meta['size']} bytes of ONNX, over the {MAX_ONNX_BYTES}-byte cap")
-        (tmp / "meta.json").write_text(json.dumps(dict(meta, recipe=model.recipe()), indent=1, sort_keys=True))
+        (tmp / "meta.json").write_text(json.dumps(dict(meta, recipe=model.recipe()), indent=1, sort_keys=True,
+                                                  allow_nan=False))
     return _load(model, directory)

@@ -6,8 +6,6 @@ Runtime inference on the committed file) does not, so the GPU kit can use it.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+from ..assets import ASSETS_DIR
 STANDIN_ONNX = ASSETS_DIR / "bidaf_standin.onnx"
 STANDIN_METADATA = ASSETS_DIR / "bidaf_standin.json"
