@@ -2,7 +2,9 @@
 
 The refit sample trains on MNIST and checks the refitted engine against it, so the data is
 read strictly: every header is checked against the bytes that are really there, and every
-problem is a DataError that names the file. Nothing is ever downloaded unless asked.
+problem is a DataError that names the file. Files are read bounded (a gzip bomb stops where the
+IDX header says the data ends), and a SHA256SUMS beside them is checked. Nothing is ever
+downloaded unless asked: `python -m refit_core fetch-mnist DIR` (fetch_mnist) does that.
 """
 from __future__ import annotations
 
@@ -10,17 +12,20 @@ import functools
 import gzip
 import hashlib
 import os
-import shutil
+import re
 import struct
+import urllib.error
+import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..config import DATA_DIR_ENV
 from ..errors import DataError
+from ..fileio import atomic_write_bytes, atomic_write_text, read_bytes_nofollow, sha256_bytes
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -42,6 +47,25 @@ MNIST_FILES: Dict[str, str] = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+
+# The published gzip files' sha256 (torchvision's mirror and yann.lecun.com serve the same bytes).
+MNIST_SHA256: Dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "db8f937d487057fb14a9f0fbe97f0bc8d311ab41b750d41e1ff37c43b9e55e19",
+    "train-labels-idx1-ubyte.gz": "ec02e7948609e5754d47881c09b8afdd8dfa60600b9e5388c8c54a67069ec772",
+    "t10k-images-idx3-ubyte.gz": "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
+    "t10k-labels-idx1-ubyte.gz": "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
+}
+# torchvision's mirror list, in its order of preference.
+MNIST_MIRRORS: Tuple[str, ...] = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                                  "http://yann.lecun.com/exdb/mnist/")
+# Mirrors to use instead (comma-separated base URLs), e.g. a local copy.
+MIRRORS_ENV = "REFIT_MNIST_MIRRORS"
+SUMS_FILE = "SHA256SUMS"
+
+# The largest MNIST file is 47,040,016 bytes decompressed: nothing read here may exceed this.
+MAX_IDX_BYTES = 64 << 20
+MAX_SUMS_BYTES = 64 << 10
+_DOWNLOAD_TIMEOUT_S = 30
 
 # Sub-folders searched below the data directory (TensorRT's sample-data layout keeps the
 # files in <data>/mnist/).
@@ -124,21 +148,97 @@ def find_mnist_files(data_dir: PathLike, splits: Sequence[str] = SPLITS) -> Dict
         raise DataError(
             f"MNIST file(s) missing: {', '.join(missing)}; searched: {where} "
             f"(point --data-dir or {DATA_DIR_ENV} at the folder holding the IDX files, "
-            "or fetch them explicitly with refit_core.data.mnist.download_mnist)")
+            "or fetch them with `python -m refit_core fetch-mnist DIR`)")
     return found
 
 
-def _read_decompressed(path: Path) -> bytes:
-    """The file's bytes, gunzipped when the name ends in .gz; errors name the file."""
+def read_sums(directory: Path) -> Dict[str, str]:
+    """{file name: sha256} from directory/SHA256SUMS ({} when there is none); DataError naming it
+    when it is not a sha256sum listing."""
+    path = directory / SUMS_FILE
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except EOFError as exc:
-        raise DataError(f"{path}: gzip stream is truncated ({exc})") from exc
-    except (OSError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
+        raw = read_bytes_nofollow(path, MAX_SUMS_BYTES)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    sums: Dict[str, str] = {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file of sha256 sums") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line.rstrip("\r"))
+        if match is None:
+            raise DataError(f"{path}: line {number} is not '<sha256>  <file name>'")
+        sums[match.group(2)] = match.group(1).lower()
+    return sums
+
+
+def _take(inflater: "zlib._Decompress", pending: List[bytes], n: int) -> bytes:
+    """Up to n more decompressed bytes (pending[0] holds the input not yet consumed)."""
+    out = []
+    got = 0
+    while got < n:
+        chunk = inflater.decompress(pending[0], n - got)
+        pending[0] = inflater.unconsumed_tail
+        if chunk:
+            out.append(chunk)
+            got += len(chunk)
+        elif not pending[0] or inflater.eof:
+            break
+    return b"".join(out)
+
+
+def gunzip_idx(raw: bytes, source: str) -> bytes:
+    """Decompress a gzipped IDX file, never beyond what its header declares (+1 byte, so that
+    trailing data is still seen) nor beyond MAX_IDX_BYTES: a gzip bomb is a DataError."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = [raw]
+    try:
+        head = _take(inflater, pending, 4)
+        if len(head) < 4:
+            return head
+        ndim = head[3]
+        dims_raw = _take(inflater, pending, 4 * ndim)
+        head += dims_raw
+        if len(dims_raw) < 4 * ndim:
+            return head
+        size = 1  # Python ints: a header of 2^31 x 2^31 x 28 must not overflow
+        for d in struct.unpack(f">{ndim}I", dims_raw):
+            size *= d
+        if len(head) + size > MAX_IDX_BYTES:
+            raise DataError(f"{source}: the IDX header declares {size} bytes of data, more than an MNIST file "
+                            f"holds ({MAX_IDX_BYTES} bytes at most); refusing to decompress it")
+        body = _take(inflater, pending, size + 1)
+    except zlib.error as exc:
+        raise DataError(f"{source}: not a valid gzip stream ({exc})") from None
+    if len(body) > size:
+        raise DataError(f"{source}: the gzip stream holds more than the {size} bytes of data the IDX header "
+                        "declares (trailing bytes); stopped decompressing there")
+    if len(body) < size and not inflater.eof:
+        raise DataError(f"{source}: gzip stream is truncated ({len(body)} of {size} data bytes)")
+    return head + body
+
+
+def _read_decompressed(path: Path) -> bytes:
+    """The file's bytes (bounded), checked against SHA256SUMS beside it when that lists the file,
+    gunzipped when the name ends in .gz; errors name the file."""
+    try:
+        raw = read_bytes_nofollow(path, MAX_IDX_BYTES)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    expected = read_sums(path.parent).get(path.name)
+    if expected is not None:
+        got = sha256_bytes(raw)
+        if got != expected:
+            raise DataError(f"{path}: sha256 {got} differs from {expected} listed in {path.parent / SUMS_FILE}: "
+                            "not the file its name says (renamed, replaced or damaged)")
+    if path.suffix == ".gz":
+        return gunzip_idx(raw, str(path))
+    return raw
 
 
 def parse_idx(data: bytes, expected_magic: int, source: str = "<bytes>") -> np.ndarray:
@@ -240,23 +340,9 @@ def normalize_images(images_uint8: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _digest(path: str, mtime_ns: int, size: int) -> Tuple[str, str]:
-    """sha256 and md5 of a file's decompressed bytes; mtime/size are the cache key."""
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    p = Path(path)
-    try:
-        opener = gzip.open if p.suffix == ".gz" else open
-        with opener(p, "rb") as fh:  # type: ignore[operator]
-            while True:
-                chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
-                sha.update(chunk)
-                md5.update(chunk)
-    except EOFError as exc:
-        raise DataError(f"{p}: gzip stream is truncated ({exc})") from exc
-    except (OSError, zlib.error) as exc:
-        raise DataError(f"{p}: cannot read ({exc})") from exc
-    return sha.hexdigest(), md5.hexdigest()
+    """sha256 and md5 of a file's decompressed bytes (read bounded); mtime/size are the cache key."""
+    data = _read_decompressed(Path(path))
+    return hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest()
 
 
 def dataset_fingerprint(data_dir: PathLike, splits: Sequence[str] = SPLITS) -> Dict[str, Dict[str, str]]:
@@ -274,33 +360,96 @@ def dataset_fingerprint(data_dir: PathLike, splits: Sequence[str] = SPLITS) -> D
     return out
 
 
-def download_mnist(dest: PathLike) -> Path:
-    """Download MNIST through torchvision into dest/mnist/ and return that folder.
+def mirrors() -> Tuple[str, ...]:
+    """The base URLs fetch_mnist tries in order: $REFIT_MNIST_MIRRORS (comma-separated) or MNIST_MIRRORS."""
+    chosen = os.environ.get(MIRRORS_ENV, "").strip()
+    if not chosen:
+        return MNIST_MIRRORS
+    return tuple(u.strip() if u.strip().endswith("/") else u.strip() + "/" for u in chosen.split(",") if u.strip())
 
-    Only ever called on explicit request. Raises DataError when torchvision is missing or
-    the download fails (e.g. no network).
-    """
+
+def _file_ok(path: Path, sha256: str) -> bool:
     try:
-        from torchvision.datasets import MNIST  # type: ignore
-    except ImportError as exc:
-        raise DataError(
-            f"cannot download MNIST: torchvision is not installed ({exc}); copy the four IDX "
-            f"files into a folder and point --data-dir or {DATA_DIR_ENV} at it") from exc
-    root = Path(dest).expanduser()
-    target = root / "mnist"
-    try:
-        for train in (True, False):
-            MNIST(root=str(root / "_torchvision"), train=train, download=True)
-    except Exception as exc:  # network errors come in many types
-        raise DataError(f"downloading MNIST into {root} failed: {exc}") from exc
-    raw = root / "_torchvision" / "MNIST" / "raw"
-    target.mkdir(parents=True, exist_ok=True)
-    for base in MNIST_FILES.values():
-        for name in (base + ".gz", base):
-            if (raw / name).is_file():
-                shutil.copyfile(raw / name, target / name)
+        return sha256_bytes(read_bytes_nofollow(path, MAX_IDX_BYTES)) == sha256
+    except OSError:
+        return False
+
+
+def _download(url: str, name: str, say: Callable[[str], None]) -> bytes:
+    """The bytes at `url` (at most MAX_IDX_BYTES), with a progress line every ~25%."""
+    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        if total > MAX_IDX_BYTES:
+            raise DataError(f"{url}: {total} bytes offered, more than an MNIST file holds")
+        chunks: List[bytes] = []
+        got, next_report = 0, 0.25
+        while True:
+            chunk = response.read(_CHUNK)
+            if not chunk:
                 break
+            got += len(chunk)
+            if got > MAX_IDX_BYTES:
+                raise DataError(f"{url}: more than {MAX_IDX_BYTES} bytes, more than an MNIST file holds")
+            chunks.append(chunk)
+            if total and got / total >= next_report and got < total:
+                say(f"  {name}: {100 * got // total}% of {total / 1e6:.1f} MB")
+                next_report += 0.25
+    return b"".join(chunks)
+
+
+def offline_advice(dest: Path, bases: Sequence[str]) -> str:
+    names = ", ".join(MNIST_SHA256)
+    return (f"download these four files by hand from {' or '.join(bases)}: {names}, and place them in {dest} "
+            f"(their sha256 are in refit_core/data/mnist.py, MNIST_SHA256); or set {DATA_DIR_ENV} to a folder "
+            "holding a copy")
+
+
+def fetch_mnist(dest: PathLike, progress: Callable[[str], None] = print) -> Path:
+    """Download the four MNIST files into `dest` (standard library only), verify each against
+    MNIST_SHA256, write each atomically and SHA256SUMS beside them; files already there and
+    correct are kept. Mirrors: mirrors(), tried in order for each file.
+
+    Raises DataError: one line naming the file when every mirror served wrong bytes, or saying
+    what to do by hand when no mirror can be reached."""
+    target = Path(dest).expanduser()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{target}: cannot create the folder ({exc})") from None
+    bases = mirrors()
+    for name, sha in MNIST_SHA256.items():
+        path = target / name
+        if _file_ok(path, sha):
+            progress(f"{name}: already in {target}, sha256 ok")
+            continue
+        problems: List[str] = []
+        reached = False
+        for base in bases:
+            url = base + name
+            progress(f"{name}: downloading {url}")
+            try:
+                data = _download(url, name, progress)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                if isinstance(exc, urllib.error.HTTPError):
+                    reached = True
+                reason = getattr(exc, "reason", exc)
+                problems.append(f"{url}: {reason}")
+                continue
+            reached = True
+            got = sha256_bytes(data)
+            if got != sha:
+                problems.append(f"{url}: sha256 {got}, expected {sha}")
+                progress(f"{name}: refused from {base} (sha256 {got}, expected {sha}); trying the next mirror")
+                continue
+            atomic_write_bytes(path, data)
+            progress(f"{name}: {len(data) / 1e6:.1f} MB, sha256 ok")
+            break
         else:
-            raise DataError(f"torchvision download did not produce {base}[.gz] in {raw}")
-    find_mnist_files(target)  # verify
+            if not reached:
+                raise DataError(f"cannot download MNIST: no mirror reachable ({'; '.join(problems)}); "
+                                + offline_advice(target, bases))
+            raise DataError(f"{name}: refused, no mirror served the expected bytes ({'; '.join(problems)}); "
+                            + offline_advice(target, bases))
+    atomic_write_text(target / SUMS_FILE, "".join(f"{sha}  {name}\n" for name, sha in sorted(MNIST_SHA256.items())))
+    progress(f"MNIST is in {target} (sha256 verified, listed in {SUMS_FILE}); use it with {DATA_DIR_ENV}={target}")
     return target

@@ -13,7 +13,7 @@ import pytest
 
 from refit_core.data import mnist
 from refit_core.data.mnist import (IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES, MnistSplit,
-                                   dataset_fingerprint, download_mnist, find_mnist_files,
+                                   dataset_fingerprint, find_mnist_files,
                                    load_mnist, normalize_images, read_idx, write_idx)
 from refit_core.errors import DataError
 
@@ -228,17 +228,6 @@ def test_fingerprint_is_cached(write_mnist, monkeypatch) -> None:
 
     monkeypatch.setattr(mnist.hashlib, "sha256", boom)
     assert dataset_fingerprint(data) == first
-
-
-# ---------------------------------------------------------------- download (explicit only)
-
-
-def test_download_without_torchvision_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "torchvision", None)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
-    with pytest.raises(DataError, match="torchvision"):
-        download_mnist(tmp_path)
-    assert not (tmp_path / "mnist").exists()
 
 
 # ---------------------------------------------------------------- the real data set
