@@ -25,6 +25,8 @@ from refit_core.models.bidaf import reference as ref
 from refit_core.models.bidaf import splits as standin_splits
 from refit_core.text.tokenize import tokenize
 
+from .conftest import BITEXACT_ENV
+
 INPUTS = {  # name -> shape (symbolic first dimension)
     "context_word": ["c", 1], "context_char": ["c", 1, 1, 16],
     "query_word": ["q", 1], "query_char": ["q", 1, 1, 16],
@@ -398,25 +400,72 @@ def test_answer_from_span():
 
 # --------------------------------------------------------------------------- regeneration
 # Training from scratch takes minutes (metadata "train_seconds"), too long for every CI run:
-# CI regenerates the data and a short, deterministic training prefix and compares hashes
-# with the ones the generator recorded; the full retrain is opt-in (REFIT_FULL_REGEN=1).
+# CI regenerates the data and a short training prefix. Float training is not bit-identical
+# across CPUs (other kernels on other instruction sets), so CI compares exactly only what is
+# portable (data, vocabulary, graph structure) and the numbers within a stated tolerance; the
+# bit-exact comparisons are opt-in (BITEXACT_ENV, the machine that made the asset; REFIT_FULL_REGEN).
 
-@pytest.mark.slow
-def test_regenerated_training_prefix_is_bit_identical(metadata):
-    """Data -> vocabulary -> the first training steps -> ONNX: the same sha256 as recorded
-    when the committed file was generated (one thread; this CPU)."""
+#: the first steps' losses and the prefix weights' RMS, relative: summation order moves them by
+#: ~1e-6 over 12 steps; another seed, learning rate or data set moves them by more than 1e-2
+PREFIX_RTOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def prefix(metadata):
     pytest.importorskip("torch")
-    from refit_core.models.bidaf.generate import prefix_sha256
+    from refit_core.models.bidaf.generate import prefix_fingerprint
+    from refit_core.models.bidaf.train import vocab_from_examples
+    train = rc.train_examples()
+    return prefix_fingerprint(train, vocab_from_examples(train), metadata["prefix_check"]["steps"])
+
+
+def test_committed_graph_structure_is_recorded(model, metadata):
+    """The committed file's structure (nodes, interface, initializer names and shapes) is the
+    one its metadata records and the one a regenerated prefix has."""
+    from refit_core.models.bidaf.generate import graph_structure_sha256
+    assert graph_structure_sha256(model) == metadata["structure_sha256"]
+
+
+def test_regenerated_data_and_vocabulary_are_exact(metadata):
+    from refit_core.models.bidaf.generate import vocab_sha256
     from refit_core.models.bidaf.train import vocab_from_examples
     train = rc.train_examples()
     assert rc.dataset_fingerprint(train) == metadata["data"]["train_sha256"]
-    steps = metadata["prefix_check"]["steps"]
-    assert prefix_sha256(train, vocab_from_examples(train), steps) == metadata["prefix_check"]["onnx_sha256"]
+    for split in rc.EVAL_SPLITS:
+        assert rc.dataset_fingerprint(rc.split_examples(split)) == metadata["data"]["split_sha256"][split]
+    vocab = vocab_from_examples(train)
+    assert (vocab.n_words, vocab.n_chars) == (metadata["vocab"]["words"], metadata["vocab"]["chars"])
+    assert vocab_sha256(vocab) == metadata["prefix_check"]["vocab_sha256"]
+
+
+@pytest.mark.slow
+def test_regenerated_training_prefix_has_the_recorded_structure_and_numbers(prefix, metadata):
+    """Data -> vocabulary -> the first training steps -> ONNX, on any CPU: the graph structure
+    exactly (also the committed file's), the losses of each step and every initializer's RMS
+    within PREFIX_RTOL of what the metadata records."""
+    recorded = metadata["prefix_check"]
+    assert prefix["structure_sha256"] == recorded["structure_sha256"] == metadata["structure_sha256"]
+    assert prefix["vocab_sha256"] == recorded["vocab_sha256"]
+    assert len(prefix["losses"]) == len(recorded["losses"]) == recorded["steps"]
+    np.testing.assert_allclose(prefix["losses"], recorded["losses"], rtol=PREFIX_RTOL, atol=0,
+                               err_msg="losses of the first training steps")
+    assert set(prefix["initializer_rms"]) == set(recorded["initializer_rms"])
+    for name, rms in recorded["initializer_rms"].items():
+        assert prefix["initializer_rms"][name] == pytest.approx(rms, rel=PREFIX_RTOL, abs=1e-7), name
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get(BITEXACT_ENV) != "1",
+                    reason=f"bit-exact regeneration holds only on the machine that made the asset; set {BITEXACT_ENV}=1 there")
+def test_regenerated_training_prefix_is_bit_identical(prefix, metadata):
+    """On the machine that made the asset: the prefix's ONNX file has the recorded sha256."""
+    assert prefix["onnx_sha256"] == metadata["prefix_check"]["onnx_sha256"]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("REFIT_FULL_REGEN") != "1",
-                    reason="full retrain of the stand-in takes minutes; set REFIT_FULL_REGEN=1")
+                    reason="full retrain of the stand-in takes minutes and is bit-exact only on the machine "
+                           "that made it; set REFIT_FULL_REGEN=1 there")
 def test_full_regeneration_is_bit_identical(tmp_path, metadata):
     """Regenerate from scratch (data -> vocab -> training -> ONNX): the same file."""
     pytest.importorskip("torch")

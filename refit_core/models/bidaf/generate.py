@@ -90,16 +90,51 @@ def train_and_export(out: Path, train, vocab, train_config, progress: bool = Tru
     return proto, model, stats
 
 
-def prefix_sha256(train, vocab, steps: int = PREFIX_STEPS) -> str:
-    """sha256 of the ONNX file after only the first ``steps`` training steps: a bit-identity
-    check of data, vocabulary, training and export that CI can afford."""
+def graph_structure_sha256(model: onnx.ModelProto) -> str:
+    """sha256 of everything in the ONNX graph but the initializers' values: opsets, inputs,
+    outputs, nodes (op, domain, tensors, attributes) and each initializer's name, type and
+    shape. The same on every CPU for the same data and recipe (float values are not)."""
+    from ...fileio import sha256_bytes
+    g = model.graph
+    blob = {
+        "opsets": sorted((o.domain, o.version) for o in model.opset_import),
+        "inputs": [v.SerializeToString().hex() for v in g.input],
+        "outputs": [v.SerializeToString().hex() for v in g.output],
+        "nodes": [[n.op_type, n.domain, list(n.input), list(n.output),
+                   sorted((a.name, a.SerializeToString().hex()) for a in n.attribute)] for n in g.node],
+        "initializers": [[i.name, i.data_type, list(i.dims)] for i in g.initializer],
+    }
+    return sha256_bytes(json.dumps(blob, sort_keys=True).encode("utf-8"))
+
+
+def vocab_sha256(vocab) -> str:
+    from ...fileio import sha256_bytes
+    return sha256_bytes(json.dumps(vocab.to_json(), sort_keys=True).encode("utf-8"))
+
+
+def prefix_fingerprint(train, vocab, steps: int = PREFIX_STEPS) -> Dict[str, object]:
+    """The first ``steps`` training steps, exported: what CI compares with the metadata.
+
+    Portable (exact on every CPU): vocabulary and graph structure. Numeric (within
+    tests' stated tolerances): each step's loss and each initializer's root mean square.
+    ``onnx_sha256`` is bit-exact only on the machine that made the asset (float training
+    differs across CPUs: other kernels on other instruction sets)."""
     import tempfile
     from .train import BidafTrainConfig
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "prefix.onnx"
-        train_and_export(path, train, vocab, BidafTrainConfig(), progress=False,
-                         log=lambda *_: None, max_steps=steps)
-        return sha256_of(path)
+        proto, _, stats = train_and_export(path, train, vocab, BidafTrainConfig(), progress=False,
+                                           log=lambda *_: None, max_steps=steps)
+        return {
+            "steps": steps,
+            "onnx_sha256": sha256_of(path),
+            "structure_sha256": graph_structure_sha256(proto),
+            "vocab_sha256": vocab_sha256(vocab),
+            "losses": [round(x, 7) for x in stats["step_losses"]],
+            "initializer_rms": {i.name: round(float(np.sqrt(np.mean(np.square(
+                numpy_helper.to_array(i).astype(np.float64))))), 7)
+                for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT},
+        }
 
 
 def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict[str, object]:
@@ -143,8 +178,8 @@ def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict
         f"({s}) stand-in {table[s]['standin']:.4f} regex {table[s]['regex']:.4f} "
         f"heuristic {table[s]['heuristic']:.4f}" for s in rc.EVAL_SPLITS))
     log("goals: " + ", ".join(f"{g} {'met' if ok else 'NOT met'}" for g, ok in met.items()))
-    log("prefix bit-identity hash ...")
-    prefix = prefix_sha256(train, vocab)
+    log("training prefix fingerprint ...")
+    prefix = prefix_fingerprint(train, vocab)
 
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     metadata: Dict[str, object] = {
@@ -160,11 +195,12 @@ def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict
         "model": BidafConfig().to_dict(),
         "train": train_config.to_dict(),
         "train_seconds": round(stats["train_seconds"], 1),
+        "structure_sha256": graph_structure_sha256(proto),
         "final_loss": round(stats["final_loss"], 6),
         "splits": table,
         "goals": {"exact_match": GOALS, "margin_split": "b", "margin_over_best_baseline": GOAL_MARGIN},
         "goals_met": met,
-        "prefix_check": {"steps": PREFIX_STEPS, "onnx_sha256": prefix},
+        "prefix_check": prefix,
         "sample": {"context": rc.SAMPLE_CONTEXT, "query": rc.SAMPLE_QUERY,
                    "answer": sample, "answer_with_ones_like_fakes": fake_sample,
                    "span_with_ones_like_fakes": list(fake_span)},

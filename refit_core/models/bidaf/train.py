@@ -108,7 +108,7 @@ def _train(examples, vocab, config, tc, progress, log, max_steps=None):
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: _cosine(step, total, tc.lr_final / tc.lr))
     t0 = time.perf_counter()
-    stats: Dict[str, float] = {}
+    stats: Dict[str, object] = {"step_losses": []}
     limit = total if max_steps is None else min(total, max_steps)
     bar = tqdm(total=limit, desc="training BiDAF stand-in", disable=not progress, unit="step")
     done = 0
@@ -133,6 +133,7 @@ def _train(examples, vocab, config, tc, progress, log, max_steps=None):
             opt.step()
             sched.step()
             loss_sum += float(loss.detach())
+            stats["step_losses"].append(float(loss.detach()))
             bar.update(1)
         stats["final_loss"] = loss_sum / steps_per_epoch
         bar.set_postfix(epoch=epoch + 1, loss=f"{stats['final_loss']:.4f}")
