@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import zipfile
 import multiprocessing
 import sys
 import time
@@ -69,7 +71,7 @@ def _damage(kind: str, npz: Path, meta_path: Path) -> str:
         buf = io.BytesIO()
         np.save(buf, np.zeros(5, np.float32))
         npz.write_bytes(buf.getvalue())
-        return "not an npz archive"
+        return "unreadable weights"
     if kind == "truncated npz":
         npz.write_bytes(npz.read_bytes()[:200])
         return "unreadable weights"
@@ -94,12 +96,36 @@ def _damage(kind: str, npz: Path, meta_path: Path) -> str:
     if kind == "npz missing":
         npz.unlink()
         return "missing"
+    if kind == "npz is a FIFO":
+        npz.unlink()
+        os.mkfifo(npz)
+        return "not a regular file"
+    if kind == "sidecar is a FIFO":
+        meta_path.unlink()
+        os.mkfifo(meta_path)
+        return "not a regular file"
+    if kind == "sidecar with a duplicate key":
+        meta_path.write_text('{"weights_sha256": "x", ' + json.dumps(meta)[1:])
+        return "duplicate key"
+    if kind == "sidecar nested too deeply":
+        meta_path.write_text("[" * 200000 + "]" * 200000)
+        return "nested too deeply"
+    if kind == "npz bomb":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for name, shape in LENET_SHAPES.items():
+                member = io.BytesIO()
+                np.save(member, np.zeros(shape, np.float32))
+                z.writestr(f"{name}.npy", member.getvalue() + (bytes(1 << 26) if name == "fc1.weight" else b""))
+        npz.write_bytes(buf.getvalue())
+        return "fc1.weight.npy declares"
     raise AssertionError(kind)  # pragma: no cover
 
 
 DAMAGE = ["npz swapped for all-zero weights", "int64 array", "complex array", "wrong shape",
           "plain .npy instead of npz", "truncated npz", "sidecar is a JSON list", "sidecar is JSON null",
-          "sidecar fields of wrong types", "sidecar without weights hash", "sidecar not JSON", "npz missing"]
+          "sidecar fields of wrong types", "sidecar without weights hash", "sidecar not JSON", "npz missing",
+          "npz is a FIFO", "sidecar is a FIFO", "sidecar with a duplicate key", "sidecar nested too deeply", "npz bomb"]
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
