@@ -16,9 +16,11 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
@@ -206,6 +208,65 @@ def _umask() -> int:
     return current
 
 
+#: a temp file or directory of a writer that is still alive is younger than this; older ones,
+#: and those whose writer's process is gone, are debris of a killed writer
+STALE_TEMP_SECONDS = 300.0
+# ".<target name>.<writer pid>.<random>.tmp": the name says which process writes it
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
+
+
+def clear_stale_temp_files(directory: PathLike, max_age_s: float = STALE_TEMP_SECONDS) -> int:
+    """Remove the temp files and directories that killed writers left in `directory`.
+
+    A temp entry (`.<name>.<pid>.<random>.tmp`, as atomic_write_with and atomic_directory make
+    them) is removed when its writer's process is gone or it is older than `max_age_s`; a
+    hidden `.tmp` entry without a pid only when older. Symlinks are removed, never followed.
+    Returns how many entries were removed; errors (a concurrent remover) are ignored."""
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(str(directory)))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        match = _TEMP_NAME.match(name)
+        dead = match is not None and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1)))
+        if not dead and now - info.st_mtime < max_age_s:
+            continue
+        try:
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def atomic_write_with(path: PathLike, write: Callable[[Any], None], binary: bool = True) -> Path:
     """Write `path` atomically: `write(handle)` fills a fresh temp file beside it, which then
     replaces `path`. On any error the temp file is removed and `path` is left as it was."""
@@ -213,7 +274,7 @@ def atomic_write_with(path: PathLike, write: Callable[[Any], None], binary: bool
     target.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp opens with O_CREAT | O_EXCL and a random name: an existing file or symlink at
     # that name makes it pick another, it never writes through one.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=str(target.parent))
     tmp = Path(tmp_name)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets the usual mode
@@ -296,7 +357,7 @@ def atomic_directory(path: PathLike, lock: bool = False) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent)))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=str(target.parent)))
     try:
         yield tmp
         _fsync_dir(tmp)

@@ -213,6 +213,12 @@ def plan_cache_key(parts: Dict[str, Any]) -> str:
     return sha256_bytes(blob)[:24]
 
 
+#: a plan larger than this is not one of ours (the suite's largest are tens of MB)
+MAX_PLAN_BYTES = 2 << 30
+#: a sidecar is a few hundred bytes
+MAX_SIDECAR_BYTES = 1 << 20
+
+
 class PlanCache:
     """Plans on disk (``<key>.plan``) with a JSON sidecar (``<key>.json``: TensorRT version,
     key, size and sha256 of the plan).
@@ -224,6 +230,11 @@ class PlanCache:
     writers and readers of one key take a lock (``.<key>.lock``, flock) so that a reader
     never pairs one writer's plan with another's sidecar; where the lock cannot be had (a
     read-only cache, a planted symlink) the sha256 check alone still refuses any mismatch.
+
+    Any damage is "rebuild", never a hang or a MemoryError: files are read non-blocking (a
+    FIFO is refused) and bounded (the sidecar to MAX_SIDECAR_BYTES, strict JSON; the plan to
+    the size its sidecar records, at most MAX_PLAN_BYTES, checked before reading). Opening the
+    cache clears the temp files of writers that were killed mid-write (fileio.clear_stale_temp_files).
 
     ``trt_version`` None asks refit_core.trt.compat (TensorRT) lazily, on first use; tests
     pass a version string and run without TensorRT.
@@ -237,6 +248,8 @@ class PlanCache:
         except OSError as exc:  # a read-only parent: every store warns, every load misses
             warnings.warn(f"plan cache directory {self.root} cannot be created ({exc}); "
                           "plans will not be cached", EngineCacheWarning, stacklevel=2)
+        else:
+            fileio.clear_stale_temp_files(self.root)
 
     @property
     def trt_version(self) -> str:
@@ -263,7 +276,7 @@ class PlanCache:
         if not meta_exists:
             return None, f"its metadata {meta_path.name} is missing"
         try:
-            meta = json.loads(fileio.read_bytes_nofollow(meta_path).decode("utf-8"))
+            meta = fileio.read_json_strict(meta_path, MAX_SIDECAR_BYTES)
         except (OSError, ValueError) as exc:
             return None, f"its metadata {meta_path.name} is unreadable ({exc})"
         if not isinstance(meta, dict):
@@ -275,6 +288,15 @@ class PlanCache:
             return None, f"its metadata belongs to another entry (key {meta.get('key')!r}, not {key!r})"
         if not plan_exists:
             return None, "the plan file is missing (its metadata is there)"
+        size = meta.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_PLAN_BYTES:
+            return None, f"its metadata records size {size!r}, not a plan size (1 .. {MAX_PLAN_BYTES} bytes)"
+        try:
+            actual = os.lstat(str(plan_path)).st_size
+        except OSError as exc:
+            return None, f"the plan file cannot be examined ({exc})"
+        if actual != size:
+            return None, f"the plan file has {actual} bytes, its metadata records {size} (truncated or replaced)"
         try:
             data = fileio.read_verified(plan_path, meta.get("size"), meta.get("sha256"))
         except CacheIntegrityError as exc:

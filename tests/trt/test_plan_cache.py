@@ -231,6 +231,22 @@ def _damage(kind: str, root: Path, cache: PlanCache, tmp_path: Path) -> None:
         o_plan, o_meta = cache.paths(other)
         shutil.copyfile(o_plan, plan_path)
         shutil.copyfile(o_meta, meta_path)
+    elif kind == "plan is a FIFO":
+        plan_path.unlink()
+        os.mkfifo(plan_path)
+    elif kind == "sidecar is a FIFO":
+        meta_path.unlink()
+        os.mkfifo(meta_path)
+    elif kind == "sidecar with a duplicate key":
+        meta_path.write_text('{"sha256": "' + "0" * 64 + '", ' + json.dumps(meta)[1:])
+    elif kind == "sidecar nested too deeply":
+        meta_path.write_text("[" * 200000 + "]" * 200000)
+    elif kind == "plan grown past its recorded size":
+        with open(plan_path, "ab") as fh:
+            fh.truncate(len(data) + (64 << 20))  # sparse: 64 MB that must not be read
+    elif kind == "sidecar records a huge size":
+        meta["size"] = 1 << 50
+        meta_path.write_text(json.dumps(meta))
     else:  # pragma: no cover
         raise AssertionError(kind)
 
@@ -238,7 +254,8 @@ def _damage(kind: str, root: Path, cache: PlanCache, tmp_path: Path) -> None:
 DAMAGE = ["truncated", "corrupt byte", "plan swapped, same size", "sidecar missing", "sidecar not JSON",
           "sidecar empty", "sidecar a JSON list", "sidecar size not a number", "other TensorRT version",
           "plan missing", "plan is a directory", "plan is a symlink out of the cache",
-          "foreign entry (another key's files)"]
+          "foreign entry (another key's files)", "plan is a FIFO", "sidecar is a FIFO", "sidecar with a duplicate key",
+          "sidecar nested too deeply", "plan grown past its recorded size", "sidecar records a huge size"]
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
@@ -276,3 +293,42 @@ def test_version_is_asked_lazily_when_not_given(tmp_path: Path) -> None:
 def test_keys_that_are_not_plain_names_are_refused(key: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="plan-cache key"):
         make_cache(tmp_path / "plans").paths(key)
+
+
+# ------------------------------------------------------------------ writers killed mid-write
+
+def _killed_writer(path: str, ready: Any) -> None:
+    """Write a plan through fileio's atomic writer and be killed (SIGKILL) in the middle."""
+    import signal
+    from refit_core import fileio
+
+    def write(handle: Any) -> None:
+        handle.write(b"half a plan " * 1000)
+        handle.flush()
+        ready.set()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    fileio.atomic_write_with(path, write)
+
+
+def test_opening_the_cache_clears_temp_files_of_killed_writers(tmp_path: Path) -> None:
+    root = tmp_path / "plans"
+    root.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    for _ in range(3):
+        ready = ctx.Event()
+        proc = ctx.Process(target=_killed_writer, args=(str(root / f"{KEY}.plan"), ready))
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == -9 and ready.is_set()
+    left = [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
+    assert len(left) == 3, left  # what a killed writer leaves: its temp file, named with its pid
+    # a live writer's fresh temp file (this process) must survive; one of ours that is old must not
+    live = root / f".{KEY}.json.{os.getpid()}.live123.tmp"
+    live.write_bytes(b"being written")
+    old = root / f".{KEY}.json.{os.getpid()}.old456.tmp"
+    old.write_bytes(b"forgotten")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    make_cache(root)
+    remaining = sorted(p.name for p in root.iterdir())
+    assert remaining == [live.name], remaining
