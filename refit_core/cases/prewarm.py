@@ -33,6 +33,7 @@ from .base import CaseResources, RefitCase
 
 #: beside the plans: {"<TensorRT version> | <GPU> | <case> | <job kind>": seconds of its last build}
 BUILD_TIMES_FILE = "prewarm-build-times.json"
+_MAX_BUILD_TIMES_BYTES = 1 << 20
 
 #: job kinds: the REFIT engine and the no-REFIT one in one job, or each on its own
 BOTH, ENGINE, PLAIN = "engine+plain", "engine", "plain"
@@ -87,13 +88,15 @@ def jobs_for(cases: Sequence[RefitCase], measured: Optional[Mapping[str, float]]
 
 def load_build_times(plan_root: Path) -> Dict[str, float]:
     """The recorded build times; {} when there are none or the file is unreadable (it only orders jobs)."""
-    try:
-        data = json.loads((Path(plan_root) / BUILD_TIMES_FILE).read_text())
+    from ..fileio import read_json_strict
+    try:  # non-blocking, bounded, strict: a FIFO, a huge or a malformed file is "none recorded"
+        data = read_json_strict(Path(plan_root) / BUILD_TIMES_FILE, _MAX_BUILD_TIMES_BYTES)
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: float(v) for k, v in data.items() if isinstance(k, str) and isinstance(v, (int, float))}
+    return {k: float(v) for k, v in data.items()
+            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e7}
 
 
 def record_build_times(plan_root: Path, outcomes: Sequence[Outcome], scope: str) -> None:

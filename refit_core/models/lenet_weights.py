@@ -33,7 +33,7 @@ import numpy as np
 from ..config import CACHE_DIR_ENV, cache_dir, resolve_data_dir
 from ..data.mnist import dataset_fingerprint
 from ..errors import DataError, TrainingUnavailable, WeightCacheWarning
-from ..fileio import (atomic_write_json, atomic_write_with, file_lock, lock_path_for, read_bytes_nofollow,
+from ..fileio import (atomic_write_json, atomic_write_with, clear_stale_temp_files, file_lock, lock_path_for, read_bytes_nofollow,
                       loads_json_strict, sha256_bytes, sha256_chunks)
 from ..interfaces import LENET_SHAPES
 
@@ -349,6 +349,7 @@ def load_or_train(data_dir: Optional[PathLike] = None, config: Optional[LenetTra
     fp = dataset_fingerprint(data_path)
     stem = lenet_cache_dir(cache_root) / cache_key(fp, config)
     npz_path, json_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    clear_stale_temp_files(stem.parent)
     rejected: Optional[str] = None
     if os.path.lexists(str(npz_path)) or os.path.lexists(str(json_path)):
         try:

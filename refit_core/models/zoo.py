@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..errors import CacheIntegrityError, DataError, TrainingUnavailable, ZooCacheWarning
-from ..fileio import atomic_directory, file_lock, lock_path_for, read_json_strict, read_verified, sha256_bytes
+from ..fileio import atomic_directory, clear_stale_temp_files, file_lock, lock_path_for, read_json_strict, read_verified, sha256_bytes
 
 #: Bump when the export or calibration code changes what a recipe produces.
 ZOO_FORMAT = 1
@@ -146,6 +146,7 @@ def zoo_model_path(name: str, cache_root: Path, progress: Optional[Callable[[str
         raise KeyError(f"no zoo model named {name!r}; the zoo has: {', '.join(ZOO)}")
     model = ZOO[name]
     directory = entry_dir(model, cache_root)
+    clear_stale_temp_files(directory.parent)
     lock = lock_path_for(directory)
     if directory.exists():
         with file_lock(lock, exclusive=False):

@@ -22,11 +22,14 @@ from typing import Any, Dict, List, Mapping, Union
 import numpy as np
 
 from ..errors import CacheIntegrityError, DataError, PreparedModelCacheWarning
-from ..fileio import file_lock, lock_path_for, plain_member, read_bytes_nofollow, read_verified, sha256_file
+from ..fileio import clear_stale_temp_files, file_lock, lock_path_for, plain_member, read_json_strict, read_verified, sha256_file
 from ..text.category_map import CategoryMap
 from .bidaf import MANIFEST_NAME, PREPARED_DIR_PREFIX, PreparedBidaf, _MANIFEST_FORMAT, prepare_bidaf
 
 __all__ = ["load_prepared", "prepare_cached", "prepared_cache_dir"]
+
+
+_MAX_MANIFEST_BYTES = 1 << 20  # a manifest lists a handful of files
 
 
 def _read_manifest(out_dir: Path) -> Dict[str, Any]:
@@ -35,7 +38,7 @@ def _read_manifest(out_dir: Path) -> Dict[str, Any]:
         raise CacheIntegrityError(f"{str(out_dir)!r} holds no prepared BiDAF ({MANIFEST_NAME} missing): "
                                   f"run prepare_bidaf first")
     try:
-        manifest = json.loads(read_bytes_nofollow(manifest_path).decode("utf-8"))
+        manifest = read_json_strict(manifest_path, _MAX_MANIFEST_BYTES)
     except (OSError, ValueError) as exc:
         raise CacheIntegrityError(f"{str(manifest_path)!r} is not a prepared-BiDAF manifest: {exc}") from exc
     if not isinstance(manifest, dict):
@@ -133,6 +136,7 @@ def prepare_cached(model_path: Union[str, Path], cache_root: Union[str, Path]) -
         raise DataError(f"ONNX model {str(model_path)!r} does not exist")
     sha = sha256_file(model_path)
     out_dir = Path(cache_root) / f"{PREPARED_DIR_PREFIX}{sha[:16]}"
+    clear_stale_temp_files(cache_root)
     if os.path.lexists(str(out_dir)):
         problem = None
         try:

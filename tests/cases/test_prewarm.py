@@ -175,3 +175,23 @@ def test_an_unreadable_build_time_record_only_loses_the_order(tmp_path, content)
     (tmp_path / BUILD_TIMES_FILE).write_text(content)
     assert load_build_times(tmp_path) == {}
     assert jobs_for([registry.get("tiny-mlp")], load_build_times(tmp_path), "s") == jobs_for([registry.get("tiny-mlp")])
+
+
+@pytest.mark.parametrize("content", ["fifo", "duplicate key", "nested too deeply", "huge", "not numbers"])
+def test_a_hostile_build_times_file_is_none_recorded(tmp_path, content):
+    """The build-times file only orders jobs: anything odd is "none recorded", never a hang or a crash."""
+    import os
+    from refit_core.cases.prewarm import BUILD_TIMES_FILE, load_build_times
+    path = tmp_path / BUILD_TIMES_FILE
+    if content == "fifo":
+        os.mkfifo(path)
+    elif content == "duplicate key":
+        path.write_text('{"a": 1.0, "a": 2.0}')
+    elif content == "nested too deeply":
+        path.write_text("[" * 200000 + "]" * 200000)
+    elif content == "huge":
+        with open(path, "wb") as fh:
+            fh.truncate(2 << 20)
+    else:
+        path.write_text('{"a": true, "b": "3", "c": -1, "d": 5.5}')
+    assert load_build_times(tmp_path) == ({"d": 5.5} if content == "not numbers" else {})

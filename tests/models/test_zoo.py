@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -59,13 +60,25 @@ def test_a_second_call_reuses_the_cached_file(exported):
     assert again == path and (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
-@pytest.mark.parametrize("damage", ["truncated model", "edited metadata"])
+@pytest.mark.parametrize("damage", ["truncated model", "edited metadata", "metadata is a FIFO", "model is a FIFO",
+                                    "metadata with a duplicate key", "metadata nested too deeply"])
 def test_a_damaged_entry_is_named_and_exported_again(tmp_path, damage):
     pytest.importorskip("torchvision")
     path = zoo_model_path("transformer-encoder", tmp_path, progress=None)
     good = path.read_bytes()
+    meta_path = path.parent / "meta.json"
     if damage == "truncated model":
         path.write_bytes(good[: len(good) // 2])
+    elif damage == "metadata is a FIFO":
+        meta_path.unlink()
+        os.mkfifo(meta_path)
+    elif damage == "model is a FIFO":
+        path.unlink()
+        os.mkfifo(path)
+    elif damage == "metadata with a duplicate key":
+        meta_path.write_text('{"sha256": "' + "0" * 64 + '", ' + meta_path.read_text().lstrip()[1:])
+    elif damage == "metadata nested too deeply":
+        meta_path.write_text("[" * 200000 + "]" * 200000)
     else:
         meta_path = path.parent / "meta.json"
         meta = json.loads(meta_path.read_text())

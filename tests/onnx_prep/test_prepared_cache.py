@@ -136,6 +136,16 @@ def _damage(kind: str, out: Path, tmp_path: Path) -> str:
         (out / "W_0.npy").unlink()
         (out / "W_0.npy").symlink_to(outside)
         return "symlink"
+    if kind == "manifest is a FIFO":
+        manifest_path.unlink()
+        os.mkfifo(manifest_path)
+        return "not a regular file"
+    if kind == "manifest with a duplicate key":
+        manifest_path.write_text('{"format": 0, ' + json.dumps(manifest)[1:])
+        return "duplicate key"
+    if kind == "manifest nested too deeply":
+        manifest_path.write_text("[" * 200000 + "]" * 200000)
+        return "nested too deeply"
     if kind == "file not listed in the manifest's files":
         del manifest["files"]["W_0.npy"]
         manifest_path.write_text(json.dumps(manifest))
@@ -146,7 +156,8 @@ def _damage(kind: str, out: Path, tmp_path: Path) -> str:
 DAMAGE = ["model truncated", "model byte flipped", "weight replaced", "map missing", "manifest truncated",
           "manifest a JSON list", "manifest of the old format (no hashes)", "manifest path with ..",
           "manifest absolute path", "member is a symlink out of the directory",
-          "file not listed in the manifest's files"]
+          "file not listed in the manifest's files", "manifest is a FIFO", "manifest with a duplicate key",
+          "manifest nested too deeply"]
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
