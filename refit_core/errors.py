@@ -42,6 +42,12 @@ class WeightValidationError(RefitCoreError):
         super().__init__(f"{where}: {problem}")
 
 
+class AssetError(RefitCoreError):
+    """A committed model asset (refit_core/assets/) is missing, damaged or does not match its
+    manifest. Not a DataError: it is never skipped over or remade silently, only restored or
+    remade on purpose (the message says how)."""
+
+
 class RefitError(RefitCoreError):
     """TensorRT refused a refit; carries TensorRT's own messages when it gave any."""
 

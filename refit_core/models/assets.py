@@ -2,7 +2,7 @@
 
 A manifest records the file's name, size and sha256, and how the file was made (recipe,
 data fingerprint, tool command, versions). Every load reads the file once, bounded, and
-checks it against its manifest: a damaged or replaced asset is a DataError naming the file,
+checks it against its manifest: a damaged or replaced asset is a AssetError naming the file,
 never silently remade. Standard library only (the GPU kit reads these without PyTorch).
 
 Refreshing an asset is deliberate: `python -m refit_core train-mnist --update-asset` and
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
-from ..errors import CacheIntegrityError, DataError
+from ..errors import AssetError, CacheIntegrityError
 from ..fileio import (atomic_write_bytes, atomic_write_json, read_json_strict, read_verified, sha256_bytes,
                       sha256_file)
 
@@ -40,33 +40,33 @@ def zoo_asset(name: str) -> Path:
 
 
 def read_manifest(asset: Path) -> Dict[str, Any]:
-    """The manifest of `asset` (strict JSON object naming the file); DataError naming the manifest."""
+    """The manifest of `asset` (strict JSON object naming the file); AssetError naming the manifest."""
     path = manifest_path(asset)
     try:
         meta = read_json_strict(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
-        raise DataError(f"{path}: manifest of the committed asset {asset.name} is missing") from None
+        raise AssetError(f"{path}: manifest of the committed asset {asset.name} is missing") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable manifest ({exc})") from None
+        raise AssetError(f"{path}: unreadable manifest ({exc})") from None
     if not isinstance(meta, dict):
-        raise DataError(f"{path}: manifest is not a JSON object")
+        raise AssetError(f"{path}: manifest is not a JSON object")
     if meta.get("file") != asset.name:
-        raise DataError(f"{path}: manifest names file {meta.get('file')!r}, not {asset.name!r}")
+        raise AssetError(f"{path}: manifest names file {meta.get('file')!r}, not {asset.name!r}")
     return meta
 
 
 def read_asset(asset: Path) -> Tuple[bytes, Dict[str, Any]]:
     """(bytes, manifest) of a committed asset whose size and sha256 match its manifest.
 
-    Raises DataError naming the file: missing, not a regular file, another size or hash."""
+    Raises AssetError naming the file: missing, not a regular file, another size or hash."""
     meta = read_manifest(asset)
     size = meta.get("size_bytes")
     if isinstance(size, int) and not isinstance(size, bool) and size > MAX_ASSET_BYTES:
-        raise DataError(f"{manifest_path(asset)}: size_bytes {size} is over the {MAX_ASSET_BYTES}-byte asset cap")
+        raise AssetError(f"{manifest_path(asset)}: size_bytes {size} is over the {MAX_ASSET_BYTES}-byte asset cap")
     try:
         data = read_verified(asset, size, meta.get("sha256"))
     except CacheIntegrityError as exc:
-        raise DataError(f"committed asset damaged: {exc}; restore it (git checkout -- {asset.name}) or remake it "
+        raise AssetError(f"committed asset damaged: {exc}; restore it (git checkout -- {asset.name}) or remake it "
                         "on purpose with the tool its manifest names") from None
     return data, meta
 
@@ -88,7 +88,7 @@ def asset_sha256(asset: Path) -> str:
     try:
         stamps = _stamp(asset), _stamp(manifest_path(asset))
     except OSError:
-        read_asset(asset)  # raises the DataError naming what is missing
+        read_asset(asset)  # raises the AssetError naming what is missing
         raise
     return _asset_sha256(*stamps)
 
@@ -103,13 +103,13 @@ def file_sha256(path: Path) -> str:
     try:
         return _file_sha256(_stamp(path))
     except OSError as exc:
-        raise DataError(f"{path}: cannot read it to hash ({exc})") from None
+        raise AssetError(f"{path}: cannot read it to hash ({exc})") from None
 
 
 def write_asset(asset: Path, data: bytes, manifest: Dict[str, Any]) -> Dict[str, Any]:
     """Write `data` and its manifest (size and sha256 added) atomically; returns the manifest."""
     if len(data) > MAX_ASSET_BYTES:
-        raise DataError(f"{asset}: {len(data)} bytes, over the {MAX_ASSET_BYTES}-byte asset cap")
+        raise AssetError(f"{asset}: {len(data)} bytes, over the {MAX_ASSET_BYTES}-byte asset cap")
     meta = dict(manifest, file=asset.name, size_bytes=len(data), sha256=sha256_bytes(data))
     atomic_write_bytes(asset, data)
     atomic_write_json(manifest_path(asset), meta, indent=2)

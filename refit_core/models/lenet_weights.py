@@ -32,7 +32,7 @@ import numpy as np
 
 from ..config import CACHE_DIR_ENV, cache_dir, resolve_data_dir
 from ..data.mnist import dataset_fingerprint
-from ..errors import DataError, TrainingUnavailable, WeightCacheWarning
+from ..errors import AssetError, DataError, TrainingUnavailable, WeightCacheWarning
 from ..fileio import (atomic_write_json, atomic_write_with, clear_stale_temp_files, file_lock, lock_path_for, read_bytes_nofollow,
                       loads_json_strict, sha256_bytes, sha256_chunks)
 from ..interfaces import LENET_SHAPES
@@ -283,16 +283,19 @@ def committed_lenet_path() -> Path:
 
 def committed_lenet() -> TrainedWeights:
     """The committed LeNet weights, checked against their manifest (file sha256 and size, then
-    the arrays' names, shapes, dtype and content hash). DataError naming the file otherwise;
+    the arrays' names, shapes, dtype and content hash). AssetError naming the file otherwise;
     never retrained. numpy and the standard library only."""
     from .assets import read_asset
     path = committed_lenet_path()
     data, meta = read_asset(path)
-    weights = parse_weights_npz(data, str(path))
-    check_weight_shapes(weights, source=str(path))
+    try:
+        weights = parse_weights_npz(data, str(path))
+        check_weight_shapes(weights, source=str(path))
+    except DataError as exc:
+        raise AssetError(str(exc)) from None
     got = weights_sha256(weights)
     if got != meta.get("weights_sha256"):
-        raise DataError(f"{path}: arrays hash to {got}, its manifest records weights_sha256 "
+        raise AssetError(f"{path}: arrays hash to {got}, its manifest records weights_sha256 "
                         f"{meta.get('weights_sha256')!r}")
     return TrainedWeights(weights=weights, metadata=meta)
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..errors import CacheIntegrityError, DataError, TrainingUnavailable, ZooCacheWarning
+from ..errors import AssetError, CacheIntegrityError, TrainingUnavailable, ZooCacheWarning
 from ..fileio import atomic_directory, clear_stale_temp_files, file_lock, lock_path_for, read_json_strict, read_verified, sha256_bytes
 
 #: Bump when the export or calibration code changes what a recipe produces.
@@ -116,14 +116,14 @@ def metadata(model: ZooModel, cache_root: Path) -> Dict[str, Any]:
 
 def committed_zoo_model(name: str) -> Path:
     """The committed ONNX file of zoo model `name`, verified against its manifest (size, sha256,
-    and the recipe ZOO has now). DataError naming the file otherwise; never exported again here."""
+    and the recipe ZOO has now). AssetError naming the file otherwise; never exported again here."""
     from .assets import read_asset, zoo_asset
     if name not in ZOO:
         raise KeyError(f"no zoo model named {name!r}; the zoo has: {', '.join(ZOO)}")
     path = zoo_asset(name)
     _, meta = read_asset(path)
     if meta.get("recipe") != ZOO[name].recipe():
-        raise DataError(f"{path}: exported from another recipe than ZOO[{name!r}] has now; remake it on purpose "
+        raise AssetError(f"{path}: exported from another recipe than ZOO[{name!r}] has now; remake it on purpose "
                         f"with `{UPDATE_ASSET_COMMAND} {name}` and commit it")
     return path
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refit_core.errors import DataError
+from refit_core.errors import AssetError, DataError
 from refit_core.fileio import sha256_file
 from refit_core.interfaces import LENET_SHAPES
 from refit_core.models import assets
@@ -124,7 +124,7 @@ def test_a_damaged_lenet_asset_is_an_error_naming_the_file_never_retrained(asset
         manifest.write_text("[" * 100000 + "]" * 100000)
     else:
         manifest.unlink()
-    with pytest.raises(DataError) as info:
+    with pytest.raises(AssetError) as info:
         committed_lenet()
     named = manifest if damage.startswith("manifest") else npz
     assert str(named) in str(info.value)
@@ -137,14 +137,14 @@ def test_a_consistent_but_different_weights_file_is_refused_by_the_arrays_hash(a
     meta = json.loads((asset_copy / "lenet_weights.json").read_text())
     write_asset(asset_copy / "lenet_weights.npz", npz_bytes(other), {k: v for k, v in meta.items()
                                                                       if k not in ("file", "size_bytes", "sha256")})
-    with pytest.raises(DataError, match="weights_sha256"):
+    with pytest.raises(AssetError, match="weights_sha256"):
         committed_lenet()
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_a_damaged_zoo_asset_is_an_error_naming_the_file(asset_copy, name) -> None:
     _flip(asset_copy / f"zoo-{name}.onnx")
-    with pytest.raises(DataError) as info:
+    with pytest.raises(AssetError) as info:
         committed_zoo_model(name)
     assert str(asset_copy / f"zoo-{name}.onnx") in str(info.value)
 
@@ -154,7 +154,7 @@ def test_a_zoo_asset_of_another_recipe_is_refused(asset_copy, monkeypatch) -> No
     import refit_core.models.zoo as zoo
     changed = dataclasses.replace(ZOO["transformer-encoder"], seed=1)
     monkeypatch.setitem(zoo.ZOO, "transformer-encoder", changed)
-    with pytest.raises(DataError, match="another recipe.*--update-asset"):
+    with pytest.raises(AssetError, match="another recipe.*--update-asset"):
         committed_zoo_model("transformer-encoder")
 
 
