@@ -23,16 +23,13 @@ from refit_core.data.mnist import (IMAGES_MAGIC, MIRRORS_ENV, MNIST_FILES, MNIST
 from refit_core.errors import DataError
 from refit_core.fileio import sha256_file
 
-SHARED = Path("/work/shared/data/mnist")
-
-
 def _source_dir() -> Path:
-    """The four published files: REFIT_DATA_DIR's copy (the CI machine's), else skip."""
+    """The four published files: REFIT_DATA_DIR's copy, else skip."""
     import os
-    for candidate in (os.environ.get("REFIT_DATA_DIR"), str(SHARED)):
-        if candidate and all((Path(candidate) / n).is_file() for n in MNIST_SHA256):
-            return Path(candidate)
-    pytest.skip("the four published MNIST .gz files are not available to serve")
+    candidate = os.environ.get("REFIT_DATA_DIR")
+    if candidate and all((Path(candidate) / n).is_file() for n in MNIST_SHA256):
+        return Path(candidate)
+    pytest.skip("the four published MNIST .gz files are not in REFIT_DATA_DIR to serve")
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
