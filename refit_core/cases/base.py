@@ -248,6 +248,12 @@ class RefitCase(ABC):
     def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> CaseEngine:
         """Build (or load) the engine with the build weights and return it ready to refit."""
 
+    def inputs_sha256(self) -> str:
+        """sha256 (64 hex) of what this case runs on: its weights and model file. Every case must
+        provide it: the record keeps it as cases.<case>.inputs_sha256 and the gate compares a case
+        only with a baseline that ran on the same inputs."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what it runs on (inputs_sha256)")
+
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
         """Put the no-REFIT engine that `CaseEngine.plain_runner()` uses into the plan cache,
         without building the REFIT engine (only where `warms_plain_alone`)."""

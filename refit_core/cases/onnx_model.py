@@ -154,7 +154,16 @@ class OnnxModelCase(RefitCase):
     def model_file(self, resources: CaseResources) -> Tuple[Path, Path]:
         """(the ONNX file, this case's temp directory): `make_model` writes or finds the file there."""
         tmp = self.case_dir(resources)
-        return Path(self.make_model(tmp)), tmp
+        self._model_path = Path(self.make_model(tmp))
+        return self._model_path, tmp
+
+    def inputs_sha256(self) -> str:
+        """sha256 of the ONNX model file (weights included) the case ran on."""
+        from ..fileio import sha256_file
+        path = getattr(self, "_model_path", None)
+        if path is None:
+            raise NotImplementedError(f"case {self.name}: its ONNX file was never made in this session")
+        return sha256_file(path)
 
     def noise_for(self, weights: int) -> float:
         """The perturbation's size: `noise`, or for noise=None min(0.5, 1/sqrt(weights)), so that
