@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .fileio import sha256_file
 from .trt.engine import PRECISIONS
 from .errors import RefitCoreError
 
@@ -194,7 +195,7 @@ class Run:
         self.outcomes.append(Outcome(name, status, line))
         mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[status]
         print(f"  [{mark}] {name}: {line}")
-        self.rec.record_test(f"check::{self.plan.key}::{name}", status, None if ok else line)
+        self.rec.record_test(f"check::{self.plan.key}::{name}", status, None if ok else line, cases=[self.plan.key])
         return bool(ok)
 
     def fact(self, line: str) -> None:
@@ -226,6 +227,7 @@ def _record_environment(run: Run, session: Any) -> None:
     from .trt import compat
     run.rec.record_environment(
         tensorrt_version=compat.trt_version_string(), gpu_name=session.gpu_name,
+        compute_capability=session.compute_capability,
         cuda_driver_version=session.driver_version, cuda_runtime_version=session.runtime_version,
         python_version=".".join(map(str, sys.version_info[:3])), numpy_version=np.__version__,
         tactic_sources=compat.tactic_setting())
@@ -434,6 +436,7 @@ def run_on_gpu(plan: Plan) -> int:
         print(f"refit_core check: {plan.model} ({plan.precision}, TensorRT {compat.trt_version_string()}, "
               f"{session.gpu_name}; inputs {', '.join(f'{k}:' + 'x'.join(map(str, v)) for k, v in sorted(plan.case.input_shapes.items()))})")
         _record_environment(run, session)
+        run.rec.record_case_inputs(plan.key, sha256_file(plan.model))
         cache = PlanCache(cache_dir() / "plans")
         engine = _open_engine(plan, session, logger, cache, tmp)
         trt_names = engine.refitter.trt_weight_names()

@@ -96,6 +96,7 @@ def results(pytestconfig: Any, cuda_session: Any) -> Any:
         state.gpu_used = True
         rec.record_environment(
             tensorrt_version=compat.trt_version_string(), gpu_name=cuda_session.gpu_name,
+            compute_capability=cuda_session.compute_capability,
             cuda_driver_version=cuda_session.driver_version, cuda_runtime_version=cuda_session.runtime_version,
             python_version=".".join(map(str, sys.version_info[:3])), numpy_version=np.__version__,
             tactic_sources=compat.tactic_setting())

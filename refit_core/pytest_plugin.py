@@ -23,7 +23,8 @@ from .pytest_fixtures import (bidaf_engine, bidaf_model, bidaf_ort, bidaf_prepar
                               mnist_reference_logits, mnist_test_set, plan_cache, refit_case, results,
                               trained_lenet, trt_logger)
 from .pytest_session import (DEFAULT_HYPOTHESIS_PROFILE, PATH_OPTIONS, SESSION_KEY, RefitSession,  # noqa: F401
-                             gpu_skip_reason, provenance_of, refit_session, rootdir_hijacked, separate_form_paths)
+                             cases_of_item, gpu_skip_reason, provenance_of, record_case_inputs, refit_session,
+                             rootdir_hijacked, separate_form_paths)
 
 MARKERS = {
     "gpu": "needs a CUDA GPU, TensorRT and pycuda (run with `pytest -m gpu`); skipped with the reason otherwise",
@@ -59,6 +60,9 @@ def pytest_addoption(parser: Any) -> None:
                          "there is nothing to compare. Write --refit-baseline=FILE when FILE lies outside the project")
     group.addoption("--refit-gate-allow-missing", action="append", default=[], metavar="PATTERN",
                     help="gate: a baseline metric/test matching PATTERN (fnmatch) may be missing (repeatable)")
+    group.addoption("--refit-gate-allow-different-inputs", action="store_true", default=False,
+                    help="gate: compare the cases whose inputs match the baseline's and list the others as not "
+                         "compared (default: a case run on different inputs refuses the comparison, exit 2)")
     group.addoption("--refit-gate-compare-timings-across-gpus", action="store_true", default=False,
                     help="gate: compare timings even when the two runs used different GPU models or drivers")
     add_tolerance_options(group.addoption, prefix="refit-gate-")
@@ -139,6 +143,7 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: List[Any]) -
         rest = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else ""
         candidate = canonical_test_id(f"{Path(item.path).as_posix()}::{rest}" if rest else Path(item.path).as_posix())
         state.stable_ids[item.nodeid] = candidate if candidate.startswith("tests/") else canonical_test_id(item.nodeid)
+        state.test_cases[item.nodeid] = cases_of_item(item)
     state.needed_cases = needed_cases(config, items)
 
 
@@ -185,21 +190,22 @@ def _results_path(config: Any, env: Dict[str, Any]) -> Path:
     return Path(config.rootpath) / "results" / f"trt{env.get('tensorrt_version', 'unknown')}-{gpu}-{stamp}.json"
 
 
-def _run_gate(state: RefitSession, baseline: str, candidate: Dict[str, Any]) -> int:
+def _run_gate(state: RefitSession, baseline: str, candidate: Any) -> int:
     from .reporting.formatting import format_table
     from .reporting.results import load_results
     from .reporting.rules import compare
     from .reporting.tolerances import tolerances_from_options
+    config = state.config
     try:
         base = load_results(baseline)
-    except RefitCoreError as exc:
-        state.problem = f"cannot compare with --refit-baseline: {exc}"
+        tolerances = tolerances_from_options(config.getoption, prefix="refit-gate-")
+        result = compare(base, candidate, tolerances,
+                         allow_missing=config.getoption("--refit-gate-allow-missing") or (),
+                         compare_timings_across_gpus=bool(config.getoption("--refit-gate-compare-timings-across-gpus")),
+                         allow_different_inputs=bool(config.getoption("--refit-gate-allow-different-inputs")))
+    except (RefitCoreError, ValueError) as exc:
+        state.problem = f"cannot compare with --refit-baseline {baseline}: {exc}"
         return 2
-    config = state.config
-    tolerances = tolerances_from_options(config.getoption, prefix="refit-gate-")
-    result = compare(base, candidate, tolerances,
-                     allow_missing=config.getoption("--refit-gate-allow-missing") or (),
-                     compare_timings_across_gpus=bool(config.getoption("--refit-gate-compare-timings-across-gpus")))
     state.gate_lines = [format_table(result), result.verdict_line()]
     return 0 if result.passed else 1
 
@@ -221,13 +227,14 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     rec = state.get_recorder()
     rec.record_provenance(**provenance_of(state), finished=now_iso())
     try:
+        record_case_inputs(rec)
         state.results_path = rec.write(_results_path(config, rec.get(("environment",), {}) or {}))
-    except (OSError, RefitCoreError) as exc:
+    except (OSError, RefitCoreError, ValueError) as exc:
         state.problem = f"could not write the results record: {exc}"
         session.exitstatus = 2
         return
     if baseline:
-        code = _run_gate(state, baseline, rec.to_dict())
+        code = _run_gate(state, baseline, rec.to_model())
         if code:
             session.exitstatus = max(int(session.exitstatus), code) if code == 1 else code
 

@@ -12,9 +12,11 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from .errors import DataError, TrainingUnavailable
+from .errors import DataError, RefitCoreError, TrainingUnavailable
 
 PATH_OPTIONS = ("--refit-baseline", "--refit-results", "--refit-model")
+#: Fixtures that run a sample's engine, and the case each belongs to (a test's outcome is attributed to it).
+CASE_FIXTURES = {"mnist_engine": "mnist", "trained_lenet": "mnist", "mnist_reference_logits": "mnist"}
 DEFAULT_HYPOTHESIS_PROFILE = "ci"
 
 
@@ -99,6 +101,7 @@ class RefitSession:
         self.config = config
         self.started = now_iso()
         self.stable_ids: Dict[str, str] = {}
+        self.test_cases: Dict[str, List[str]] = {}  # pytest node id -> the cases the test uses
         self.engines: Dict[str, Any] = {}
         self.recorder: Any = None
         self.gpu_used = False
@@ -132,7 +135,8 @@ class RefitSession:
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.when == "call" or report.outcome != "passed":
             outcome = "failed" if report.outcome == "failed" else report.outcome
-            self.get_recorder().record_test(self.stable_id(report.nodeid), outcome, report_reason(report))
+            self.get_recorder().record_test(self.stable_id(report.nodeid), outcome, report_reason(report),
+                                            cases=self.test_cases.get(report.nodeid, ()))
 
     # ---- engines ----------------------------------------------------------------------
     def say(self, line: str) -> None:
@@ -212,3 +216,38 @@ def provenance_of(state: RefitSession) -> Dict[str, Any]:
             "source_sha256": source_sha256(), "command_line": ["pytest"] + list(state.config.invocation_params.args),
             "hypothesis_profile": state.hypothesis_profile, "tensorrt_build": compat.build_info(),
             "tactic_setting": compat.tactic_setting(), "started": state.started}
+
+
+def cases_of_item(item: Any) -> List[str]:
+    """The registered cases a test uses: its `case_engine`/`refit_case` parameter, `bidaf-<key>` for
+    its `bidaf_model` parameter, and the case of each sample fixture it asks for (CASE_FIXTURES)."""
+    out: Dict[str, None] = {}
+    spec = getattr(item, "callspec", None)
+    params = spec.params if spec is not None else {}
+    for name in ("case_engine", "refit_case"):
+        if name in params:
+            out[str(params[name])] = None
+    if "bidaf_model" in params:
+        out[f"bidaf-{params['bidaf_model']}"] = None
+    for fixture in getattr(item, "fixturenames", ()):
+        if fixture in CASE_FIXTURES:
+            out[CASE_FIXTURES[fixture]] = None
+    return list(out)
+
+
+def record_case_inputs(recorder: Any) -> None:
+    """cases.<case>.inputs_sha256 of every case a test that did not skip used, or that recorded a
+    check, from the registered case (RefitCase.inputs_sha256()); ValueError naming a case that
+    cannot say what it ran on."""
+    from .cases import registry
+    recorded = recorder.get(("cases",), {}) or {}
+    for name in list(dict.fromkeys(recorder.test_cases() + list(recorded))):
+        if (recorded.get(name) or {}).get("inputs_sha256"):
+            continue
+        if name not in registry.CASES:
+            raise ValueError(f"case {name!r} is in the record but not registered: cannot say what it ran on")
+        try:
+            digest = registry.get(name).inputs_sha256()
+        except (NotImplementedError, OSError, RefitCoreError) as exc:
+            raise ValueError(f"case {name!r} cannot say what it ran on (inputs_sha256): {exc}") from None
+        recorder.record_case_inputs(name, digest)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict
 
 from .formatting import format_table, one_line
-from .rules import compare
+from .record import Record
+from .rules import GateRefused, compare
 from .schema import ResultsFileError, load_results
 from .tolerances import add_tolerance_options, tolerances_from_options
 from .verdicts import EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE
@@ -28,37 +28,42 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-timings-across-gpus", action="store_true",
                         help="compare timings and ratios even between different GPU models or CUDA "
                         "driver major versions (otherwise shown as info)")
-    parser.add_argument("--strict-missing", action="store_true",
-                        help="deprecated no-op: missing evidence always fails now")
+    parser.add_argument("--allow-different-inputs", action="store_true",
+                        help="gate every case whose inputs (cases.<case>.inputs_sha256) are the same in both "
+                        "records and list the others as not compared (default: refuse, exit 2)")
     parser.add_argument("--differences-only", action="store_true",
                         help="print only rows whose verdict is not ok")
 
 
-def _describe(path: str, data: Dict[str, Any]) -> str:
-    env = data.get("environment") or {}
-    bits = [f"TensorRT {env['tensorrt_version']}" if env.get("tensorrt_version") else None,
-            env.get("gpu_name"), data.get("created"), f"schema {data.get('schema_version')}"]
+def _describe(path: str, record: Record) -> str:
+    env = record.environment
+    bits = [f"TensorRT {env.tensorrt_version}" if env.tensorrt_version else None,
+            env.gpu_name, record.created, f"profile {record.profile}"]
     return one_line(f"{path} ({', '.join(str(b) for b in bits if b)})")
 
 
 def run_gate(args: argparse.Namespace) -> int:
     """Print the table and a one-line verdict; 0 passed, 1 regression, 2 unusable input."""
+    paths = {"baseline": str(args.baseline), "candidate": str(args.candidate)}
     try:
         baseline = load_results(args.baseline)
         candidate = load_results(args.candidate)
         tolerances = tolerances_from_options(lambda name: getattr(args, name, None))
+        result = compare(baseline, candidate, tolerances,
+                         allow_missing=list(getattr(args, "allow_missing", None) or []),
+                         compare_timings_across_gpus=bool(getattr(args, "compare_timings_across_gpus", False)),
+                         allow_different_inputs=bool(getattr(args, "allow_different_inputs", False)))
+    except GateRefused as exc:
+        where = paths.get(exc.side, f"{paths['baseline']} vs {paths['candidate']}")
+        print(f"gate: cannot compare: {one_line(where)}: {one_line(exc)}", file=sys.stderr)
+        print("GATE ERROR: unusable input")
+        return EXIT_UNUSABLE
     except (ResultsFileError, ValueError) as exc:
         print(f"gate: cannot compare: {one_line(exc)}", file=sys.stderr)
         print("GATE ERROR: unusable input")
         return EXIT_UNUSABLE
-    if getattr(args, "strict_missing", False):
-        print("gate: --strict-missing is deprecated and has no effect: missing evidence always "
-              "fails (allow it with --allow-missing PATTERN)", file=sys.stderr)
-    result = compare(baseline, candidate, tolerances,
-                     allow_missing=list(getattr(args, "allow_missing", None) or []),
-                     compare_timings_across_gpus=bool(getattr(args, "compare_timings_across_gpus", False)))
-    print(f"baseline:  {_describe(str(args.baseline), baseline)}")
-    print(f"candidate: {_describe(str(args.candidate), candidate)}")
+    print(f"baseline:  {_describe(paths['baseline'], baseline)}")
+    print(f"candidate: {_describe(paths['candidate'], candidate)}")
     print()
     print(format_table(result, differences_only=bool(getattr(args, "differences_only", False))))
     print()

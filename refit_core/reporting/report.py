@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..fileio import atomic_write_bytes, atomic_write_text
 from .formatting import md, md_cell, one_line, pct as _pct, ratio as _ratio, seconds as _seconds
-from .schema import ResultsFileError, load_results, test_outcomes
+from .rules import test_outcomes
+from .schema import ResultsFileError, load_results, record_dict
 from .timings import REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing, timing_models
 
 REPORT_NAME = "report.md"
@@ -138,6 +139,21 @@ def _tax_lines(records: Sequence[Record], with_plots: bool) -> List[str]:
     return lines
 
 
+def _phase_lines(records: Sequence[Record]) -> List[str]:
+    """Where each run's wall time went (phases: builds ahead, each case's checks, benchmarks)."""
+    lines = ["", "## Where the time went", ""]
+    runs = [(data, data.get("phases") or {}) for _, data in records]
+    if not any(phases for _, phases in runs):
+        return lines + ["No record here has phase timings."]
+    for data, phases in runs:
+        total = sum(phases.values())
+        parts = ", ".join(f"{md(name)} {_seconds(s) if s else '0 s'}" for name, s in
+                          sorted(phases.items(), key=lambda kv: -kv[1]))
+        lines.append(f"- TensorRT {md(_label(data))} ({md(data.get('profile', '-'))} profile): "
+                     f"{_seconds(total) if total else '0 s'} in phases: {parts or '-'}")
+    return lines
+
+
 def _tests_line(data: Dict[str, Any]) -> str:
     outcomes = [outcome for outcome, _ in test_outcomes(data).values()]
     counts = {k: outcomes.count(k) for k in ("passed", "failed", "skipped")}
@@ -211,6 +227,7 @@ def build_markdown(records: Sequence[Record], plot_name: Optional[str] = PLOT_NA
             lines += ["", f"![refit vs rebuild time per TensorRT version]({plot_name})"]
 
     lines += _tax_lines(records, with_plots=bool(plot_name))
+    lines += _phase_lines(records)
 
     lines += ["", "## Sources", ""]
     for path, data in records:
@@ -370,7 +387,7 @@ def write_report(paths: Sequence[str], out_dir: Optional[str] = None) -> int:
     records: List[Record] = []
     try:
         for path in paths:
-            records.append((str(path), load_results(path)))
+            records.append((str(path), record_dict(load_results(path))))
     except ResultsFileError as exc:
         print(f"report: {one_line(exc)}", file=sys.stderr)
         return EXIT_UNREADABLE

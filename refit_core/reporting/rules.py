@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from ..errors import DataError
 from .formatting import ABSENT, pct, plain, quote, ratio, seconds
-from .schema import ENVIRONMENT_KEYS, test_outcomes
+from .record import Environment, Record, metric_case
+from .schema import record_dict
 from .timings import REFIT_KIND, split_timing_name
 from .tolerances import Tolerances
-from .verdicts import (ALLOWED_MISSING, CHANGED, FAILING, INFO, MISSING, OK,  # noqa: F401
+from .verdicts import (ALLOWED_MISSING, CHANGED, FAILING, INFO, MISSING, NOT_COMPARED, OK,  # noqa: F401
                        REGRESSION, VERDICTS, GateResult, GateRow, apply_allow_missing)
+
+ENVIRONMENT_KEYS = tuple(Environment.model_fields)
+
+
+class GateRefused(DataError):
+    """The two records cannot be compared (exit 2): `side` is "baseline", "candidate" or "both"."""
+
+    def __init__(self, side: str, message: str) -> None:
+        self.side = side
+        super().__init__(message)
 from .weights import UNNAMED_WEIGHT, normalize_weight_names
 
 _EPS = 1e-9  # float slack so that "exactly at the tolerance" passes
@@ -35,6 +47,13 @@ def _absent(metric: str, b: Any, c: Any, show: Show = plain) -> Optional[GateRow
     if b is None:
         return GateRow(metric, ABSENT, show(c), "new in candidate", INFO)
     return None
+
+
+def _absent_either(metric: str, b: Any, c: Any, show: Show) -> Optional[GateRow]:
+    """Like _absent, but a value only the candidate has fails too: the baseline cannot vouch for it."""
+    if b is None and c is not None:
+        return GateRow(metric, ABSENT, show(c), "present in baseline", MISSING)
+    return _absent(metric, b, c, show)
 
 
 def _drop_row(metric: str, b: Any, c: Any, allowed_pp: float) -> Optional[GateRow]:
@@ -267,8 +286,7 @@ def _refit_tax_row(metric: str, b: Any, c: Any, tol: Tolerances, incomparable: O
     rb, rc = _ratio_of(b), _ratio_of(c)
     if rb is None and rc is None and b is None and c is None:
         return None
-    row = _absent(metric, b if rb is None else rb, c if rc is None else rc, lambda v: f"x{float(v):.3f}"
-                  if isinstance(v, (int, float)) else plain(v))
+    row = _absent_either(metric, rb, rc, lambda v: f"x{float(v):.3f}")
     if row:
         return row
     if incomparable:
@@ -290,17 +308,22 @@ def _refit_floor_row(metric: str, b: Any, c: Any, tol: Tolerances, incomparable:
     mb, mc = median(b), median(c)
     if b is None and c is None:
         return None
-    row = _absent(metric, b, c, lambda e: show(e) if median(e) is not None else plain(e))
+    row = _absent_either(metric, b, c, show)
     if row:
         return row
-    if mb is None or mc is None:
-        return GateRow(metric, plain(b), plain(c), "info (no refit median recorded)", INFO)
     if incomparable:
         return GateRow(metric, show(b), show(c), f"info ({incomparable})", INFO)
     limit = mb * tol.max_refit_slowdown
     verdict = REGRESSION if mc > limit + _EPS else OK
     return GateRow(metric, show(b), f"{show(c)} ({mc / mb:.2f}x)",
                    f"refit <= {tol.max_refit_slowdown:g}x the baseline's", verdict)
+
+
+def _flat_case(case: Dict[str, Any]) -> Dict[str, Any]:
+    """A case's entries, its checks beside its typed parts (inputs_sha256 is judged before the rows)."""
+    out = {k: v for k, v in case.items() if k not in ("checks", "inputs_sha256")}
+    out.update(case.get("checks") or {})
+    return out
 
 
 def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Optional[Tolerances] = None,
@@ -310,7 +333,7 @@ def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Optional[Tolerance
     rows: List[Optional[GateRow]] = []
     cb, cc = _section(b, "cases"), _section(c, "cases")
     for case in sorted(set(cb) | set(cc)):
-        checks_b, checks_c = _section(cb, case), _section(cc, case)
+        checks_b, checks_c = _flat_case(_section(cb, case)), _flat_case(_section(cc, case))
         for check in sorted(set(checks_b) | set(checks_c)):
             metric = f"cases.{case}.{check}"
             if check == "refittable_weights":
@@ -341,18 +364,26 @@ def _evidence_rows(b: Dict[str, Any], c: Dict[str, Any], tol: Optional[Tolerance
 # Timings (comparable only on the same GPU model and CUDA driver major version)
 # --------------------------------------------------------------------------------------
 
+def gpu_identity(env: Dict[str, Any], side: str) -> Tuple[str, str, str]:
+    """(GPU name stripped and case-folded, compute capability, CUDA driver major); a missing or
+    empty field is GateRefused naming it."""
+    name = str(env.get("gpu_name") or "").strip().casefold()
+    capability = str(env.get("compute_capability") or "").strip()
+    driver = str(env.get("cuda_driver_version") or "").strip().split(".")[0]
+    for field, value in (("gpu_name", name), ("compute_capability", capability), ("cuda_driver_version", driver)):
+        if not value:
+            raise GateRefused(side, f"environment.{field} is missing or empty: the gate needs the GPU's "
+                                    "identity (name, compute capability, CUDA driver) in both records")
+    return name, capability, driver
+
+
 def timings_incomparable(b_env: Dict[str, Any], c_env: Dict[str, Any]) -> Optional[str]:
-    """Why timings of the two records cannot be compared, or None when they can."""
-    gb, gc = b_env.get("gpu_name"), c_env.get("gpu_name")
-    if not gb or not gc:
-        return "GPU not recorded in both"
-    if gb != gc:
-        return f"other GPU ({gb} vs {gc})"
-    db, dc = (str(e.get("cuda_driver_version") or "").split(".")[0] for e in (b_env, c_env))
-    if not db or not dc:
-        return "CUDA driver version not recorded in both"
-    if db != dc:
-        return f"other CUDA driver major ({db} vs {dc})"
+    """Why timings of the two records cannot be compared (another normalised GPU), or None."""
+    gb, gc = gpu_identity(b_env, "baseline"), gpu_identity(c_env, "candidate")
+    if gb[:2] != gc[:2]:
+        return f"other GPU ({gb[0]} {gb[1]} vs {gc[0]} {gc[1]})"
+    if gb[2] != gc[2]:
+        return f"other CUDA driver major ({gb[2]} vs {gc[2]})"
     return None
 
 
@@ -419,6 +450,11 @@ def _outcome_text(entry: Any) -> str:
     return f"{outcome}: {reason}" if reason and outcome != "passed" else outcome
 
 
+def test_outcomes(data: Dict[str, Any]) -> Dict[str, Tuple[str, Optional[str]]]:
+    """test id -> (outcome, reason or None) of a record's data."""
+    return {k: (v["outcome"], v.get("reason")) for k, v in _section(data, "tests").items()}
+
+
 def _test_rows(b_data: Dict[str, Any], c_data: Dict[str, Any]) -> List[GateRow]:
     b, c = test_outcomes(b_data), test_outcomes(c_data)
 
@@ -455,28 +491,112 @@ def _test_rows(b_data: Dict[str, Any], c_data: Dict[str, Any]) -> List[GateRow]:
 # The comparison
 # --------------------------------------------------------------------------------------
 
-def compare(baseline: Dict[str, Any], candidate: Dict[str, Any],
-            tolerances: Optional[Tolerances] = None, allow_missing: Sequence[str] = (),
-            compare_timings_across_gpus: bool = False) -> GateResult:
-    """Compare two validated records (as load_results returns them) under the tolerances.
+def _no_evidence(data: Dict[str, Any]) -> Optional[str]:
+    outcomes = [t["outcome"] for t in _section(data, "tests").values()]
+    if not outcomes:
+        return "no tests recorded"
+    if "passed" not in outcomes:
+        return f"no test passed ({len(outcomes)} recorded, every one {'/'.join(sorted(set(outcomes)))})"
+    return None
+
+
+def differing_inputs(b: Dict[str, Any], c: Dict[str, Any]) -> Dict[str, Tuple[str, str]]:
+    """case -> (baseline hash, candidate hash) for the cases both records ran on different inputs."""
+    cb, cc = _section(b, "cases"), _section(c, "cases")
+    return {case: (cb[case]["inputs_sha256"], cc[case]["inputs_sha256"]) for case in sorted(set(cb) & set(cc))
+            if cb[case]["inputs_sha256"] != cc[case]["inputs_sha256"]}
+
+
+def not_comparable_text(hashes: Tuple[str, str]) -> str:
+    return f"not comparable: different inputs ({hashes[0][:12]} vs {hashes[1][:12]})"
+
+
+def _row_cases(metric: str, tests: Dict[str, Set[str]]) -> Set[str]:
+    """The cases a row's metric belongs to (record.metric_case; tests: the cases they used)."""
+    head, _, rest = metric.partition(".")
+    if metric.startswith("test "):
+        return tests.get(metric[len("test "):], set())
+    if head == "cases":
+        return {rest.split(".", 1)[0]}
+    if head == "mnist":
+        return {"mnist"}
+    if head == "bidaf":
+        return {metric_case("bidaf." + rest.split(".", 1)[0])}
+    if head in ("timing", "wrapper_overhead"):
+        parts = split_timing_name(rest)
+        return {metric_case(parts[0])} if parts else set()
+    if head in ("ratio", "ratio_basis"):
+        model = rest[:-len(".rebuild/refit")] if rest.endswith(".rebuild/refit") else rest
+        return {metric_case(model)}
+    return set()
+
+
+def as_record(data: Any, source: str) -> Record:
+    """A Record as is; record data (a dict) validated into one (ResultsFileError naming `source`)."""
+    from .schema import validate_results
+    return data if isinstance(data, Record) else validate_results(data, source)
+
+
+def refuse_incomparable(baseline: Record, candidate: Record, allow_different_inputs: bool = False) -> None:
+    """GateRefused when the two records cannot be compared: either without GPU evidence, other
+    profiles, a GPU identity missing, or (unless allowed) a case run on different inputs."""
+    b, c = record_dict(baseline), record_dict(candidate)
+    for side, data in (("baseline", b), ("candidate", c)):
+        why = _no_evidence(data)
+        if why:
+            raise GateRefused(side, f"no GPU evidence: {why}")
+    if baseline.profile != candidate.profile:
+        raise GateRefused("both", f"profiles differ: baseline ran profile {baseline.profile!r}, candidate "
+                                  f"{candidate.profile!r}; compare records of the same --refit-profile")
+    gpu_identity(b.get("environment", {}), "baseline")
+    gpu_identity(c.get("environment", {}), "candidate")
+    differing = differing_inputs(b, c)
+    if differing and not allow_different_inputs:
+        shown = "; ".join(f"{case}: {not_comparable_text(h)[len('not comparable: '):]}" for case, h in differing.items())
+        raise GateRefused("both", f"not comparable: {len(differing)} case(s) ran on different inputs ({shown}); "
+                                  "gate the other cases with --allow-different-inputs")
+
+
+def compare(baseline: Record, candidate: Record, tolerances: Optional[Tolerances] = None,
+            allow_missing: Sequence[str] = (), compare_timings_across_gpus: bool = False,
+            allow_different_inputs: bool = False) -> GateResult:
+    """Compare two validated records under the tolerances (GateRefused when they cannot be).
 
     Anything the baseline has and the candidate lacks is MISSING (fails) unless a pattern of
-    allow_missing matches its metric name; an empty or all-skipped candidate always fails.
+    allow_missing matches its metric name. With allow_different_inputs, every row of a case
+    whose inputs differ is NOT_COMPARED (shown, never judged).
     """
+    baseline, candidate = as_record(baseline, "baseline"), as_record(candidate, "candidate")
+    refuse_incomparable(baseline, candidate, allow_different_inputs)
     tol = tolerances or Tolerances()
-    b_env, c_env = _section(baseline, "environment"), _section(candidate, "environment")
-    incomparable = None if compare_timings_across_gpus else timings_incomparable(b_env, c_env)
+    b, c = record_dict(baseline), record_dict(candidate)
+    b_env, c_env = _section(b, "environment"), _section(c, "environment")
+    incomparable = timings_incomparable(b_env, c_env)
+    if compare_timings_across_gpus:
+        incomparable = None
     rows: List[GateRow] = []
+    rows.append(GateRow("profile", baseline.profile, candidate.profile, "same profile", OK))
     rows += _environment_rows(b_env, c_env)
-    rows += _provenance_rows(_section(baseline, "provenance"), _section(candidate, "provenance"))
-    rows += _mnist_rows(_section(baseline, "mnist"), _section(candidate, "mnist"), tol)
-    rows += _bidaf_rows(_section(baseline, "bidaf"), _section(candidate, "bidaf"), tol)
-    rows += _evidence_rows(baseline, candidate, tol, incomparable)
-    rows += _timing_rows(_section(baseline, "timings"), _section(candidate, "timings"), tol,
-                         incomparable)
-    rows += _ratio_rows(_section(baseline, "ratios"), _section(candidate, "ratios"),
-                        _section(baseline, "ratio_basis"), _section(candidate, "ratio_basis"),
-                        incomparable)
-    rows += _test_rows(baseline, candidate)
+    rows += _provenance_rows(_section(b, "provenance"), _section(c, "provenance"))
+    rows += _mnist_rows(_section(b, "mnist"), _section(c, "mnist"), tol)
+    rows += _bidaf_rows(_section(b, "bidaf"), _section(c, "bidaf"), tol)
+    rows += _evidence_rows(b, c, tol, incomparable)
+    rows += _timing_rows(_section(b, "timings"), _section(c, "timings"), tol, incomparable)
+    rows += _ratio_rows(_section(b, "ratios"), _section(c, "ratios"),
+                        _section(b, "ratio_basis"), _section(c, "ratio_basis"), incomparable)
+    rows += _test_rows(b, c)
+    differing = differing_inputs(b, c)
+    if differing:
+        tests: Dict[str, Set[str]] = {}
+        for data in (b, c):
+            for test_id, entry in _section(data, "tests").items():
+                tests.setdefault(test_id, set()).update(entry.get("cases", []))
+        for row in rows:
+            hit = sorted(_row_cases(row.metric, tests) & set(differing))
+            if hit:
+                row.verdict, row.allowed = NOT_COMPARED, f"{hit[0]}: {not_comparable_text(differing[hit[0]])}"
+        for case, hashes in differing.items():
+            rows.append(GateRow(f"cases.{case}.inputs_sha256", hashes[0], hashes[1], not_comparable_text(hashes),
+                                NOT_COMPARED))
     apply_allow_missing(rows, list(allow_missing))
     return GateResult(rows=rows)

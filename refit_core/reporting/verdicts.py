@@ -12,7 +12,8 @@ CHANGED = "changed"            # different, reported, not judged (weight sets, e
 MISSING = "missing"            # the baseline has it, the candidate does not: fails the gate
 ALLOWED_MISSING = "allowed-missing"  # missing, but allowed by --allow-missing PATTERN
 INFO = "info"                  # shown only: provenance, numbers of property tests, timings of other GPUs
-VERDICTS = (OK, REGRESSION, CHANGED, MISSING, ALLOWED_MISSING, INFO)
+NOT_COMPARED = "not-compared"  # a case run on different inputs (--allow-different-inputs): not judged
+VERDICTS = (OK, REGRESSION, CHANGED, MISSING, ALLOWED_MISSING, INFO, NOT_COMPARED)
 FAILING = (REGRESSION, MISSING)
 
 #: Exit codes of `python -m refit_core gate`.
@@ -69,7 +70,7 @@ class GateResult:
     def verdict_line(self) -> str:
         """One line a CI log or a human can act on."""
         counts = self.counts()
-        detail = ", ".join(f"{counts[v]} {v}" for v in (OK, CHANGED, MISSING, ALLOWED_MISSING, INFO)
+        detail = ", ".join(f"{counts[v]} {v}" for v in (OK, CHANGED, MISSING, ALLOWED_MISSING, INFO, NOT_COMPARED)
                            if counts[v] or v in (OK, CHANGED, MISSING))
         if self.passed:
             return f"GATE PASSED: no regressions, no missing evidence ({detail})"

@@ -114,8 +114,9 @@ def test_model_reading_takes_float_initializers_and_constant_outputs(tmp_path):
 def test_record_entry_passes_the_results_schema_and_keeps_names():
     c = cov.classify(INITS, NAMED + ["tmp_weight_4", None], {"tmp_weight_4": (128, "float32")})
     rec = ResultsRecorder()
+    rec.record_case_inputs("model-x-fp32", "a" * 64)
     rec.record_case_coverage("model-x-fp32", c.to_record())
-    data = validate_results(rec.to_dict())
+    data = validate_results(rec.to_dict()).model_dump()
     entry = data["cases"]["model-x-fp32"]["coverage"]
     assert entry["by_name"] == sorted(NAMED)
     assert entry["other_name"] == ["onnx::Conv_193"]

@@ -108,6 +108,6 @@ def test_the_wrappers_missing_view_is_tensorrts_after_every_single_set(case_engi
     print(f"{case_engine.case.name}: TensorRT's missing weights after setting each weight alone: "
           f"{seen or 'none for any weight'}")
     results.record_case_check(case_engine.case.name, "missing_after_single_set",
-                              weights_with_partners=len(seen), **{k: v for k, v in list(seen.items())[:20]})
+                              weights_with_partners=len(seen), partners={k: list(v) for k, v in list(seen.items())[:20]})
     case_engine.refit_to(case_engine.all_build_weights())
     np.testing.assert_array_equal(case_engine.probe(), before)

@@ -139,102 +139,18 @@ REGRESSIONS: List[Tuple[str, Callable[[Record], None], str, List[str]]] = [
 ]
 
 
-@pytest.mark.parametrize("label, doctor, metric, relaxing",
-                         REGRESSIONS, ids=[r[0] for r in REGRESSIONS])
-def test_doctored_candidate_fails_the_gate(label: str, doctor: Callable[[Record], None],
-                                           metric: str, relaxing: List[str],
-                                           baseline: Record, candidate: Record,
-                                           gate_files: Callable[..., Tuple[Path, Path]],
-                                           capsys: pytest.CaptureFixture) -> None:
-    doctored = _load(SAMPLE_85)
-    doctor(doctored)
-    result = compare(baseline, doctored)
-    assert _verdict(result, metric) == REGRESSION
-    assert [row.metric for row in result.regressions] == [metric], label
-
-    paths = gate_files(doctored)
-    code, out, _ = _gate(paths, capsys=capsys)
-    assert code == 1
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("GATE FAILED") and metric in last
-    if relaxing:  # the matching option turns the verdict around
-        code, out, _ = _gate(paths, *relaxing, capsys=capsys)
-        assert code == 0, out
 
 
-def test_thresholds_are_inclusive(baseline: Record) -> None:
-    doctored = _load(SAMPLE_85)
-    _doctor_predictions(doctored, count=5)  # exactly the default limit
-    doctored["mnist"]["accuracy_after"] -= 0.001  # exactly 0.1 pp
-    doctored["timings"]["mnist.refit.conv1"]["median_s"] *= 2.0  # exactly 2x
-    result = compare(baseline, doctored, Tolerances())
-    assert result.passed, format_table(result)
-    assert _verdict(result, "mnist.argmax_all") == OK
-    assert _verdict(result, "mnist.accuracy_after") == OK
-    assert _verdict(result, "timing.mnist.refit.conv1") == OK
 
 
-def test_tolerances_dataclass_changes_the_verdict(baseline: Record) -> None:
-    doctored = _load(SAMPLE_85)
-    _doctor_slow_refit(doctored)
-    assert not compare(baseline, doctored, Tolerances()).passed
-    assert compare(baseline, doctored, Tolerances(max_refit_slowdown=4.0)).passed
-    tight = Tolerances(max_refit_slowdown=1.01)
-    assert not compare(baseline, _load(SAMPLE_86), Tolerances(accuracy_drop_pp=0.0,
-                                                               max_changed_predictions=1)).passed
-    assert compare(baseline, baseline, tight).passed
 
 
-def test_slower_rebuild_is_information_only(baseline: Record) -> None:
-    doctored = _load(SAMPLE_85)
-    doctored["timings"]["mnist.rebuild.cold_cache"]["median_s"] *= 10
-    doctored["ratios"]["mnist"] *= 10
-    result = compare(baseline, doctored)
-    assert result.passed
-    assert _verdict(result, "timing.mnist.rebuild.cold_cache") == OK
-    assert "info" in result.row("ratio.mnist.rebuild/refit").allowed
 
 
 # -- changed and missing do not fail -----------------------------------------------------
 
-def test_changed_weight_sets_are_reported_not_failed(
-        baseline: Record, gate_files: Callable[..., Tuple[Path, Path]],
-        capsys: pytest.CaptureFixture) -> None:
-    doctored = _load(SAMPLE_85)
-    doctored["mnist"]["refittable_weights"].append("fc3.weight")
-    doctored["bidaf"]["standin"]["refittable_weights"].remove(None)
-    result = compare(baseline, doctored)
-    assert _verdict(result, "mnist.refittable_weights") == CHANGED
-    assert "+fc3.weight" in result.row("mnist.refittable_weights").candidate
-    assert _verdict(result, "bidaf.standin.refittable_weights") == CHANGED
-    assert "-<unnamed>" in result.row("bidaf.standin.refittable_weights").candidate
-    assert result.passed
-    code, out, _ = _gate(gate_files(doctored), capsys=capsys)
-    assert code == 0 and "changed" in out
 
 
-def test_missing_test_and_section_fail_unless_allowed(
-        baseline: Record, gate_files: Callable[..., Tuple[Path, Path]],
-        capsys: pytest.CaptureFixture) -> None:
-    doctored = _load(SAMPLE_85)
-    del doctored["tests"]["tests/trt/test_refit_api.py::test_weight_names_listed"]
-    doctored["test_counts"]["passed"] -= 1
-    del doctored["bidaf"]
-    del doctored["timings"]["mnist.refit.conv1"]
-    result = compare(baseline, doctored)
-    assert _verdict(result, "test tests/trt/test_refit_api.py::test_weight_names_listed") == MISSING
-    assert _verdict(result, "bidaf.standin.answers") == MISSING
-    assert _verdict(result, "timing.mnist.refit.conv1") == MISSING
-    assert not result.passed
-    paths = gate_files(doctored)
-    code, out, _ = _gate(paths, capsys=capsys)
-    assert code == 1 and "GATE FAILED" in out
-    allowed = ["--allow-missing", "bidaf.*", "--allow-missing", "timing.mnist.refit.conv1",
-               "--allow-missing", "test tests/trt/*"]
-    code, out, _ = _gate(paths, *allowed, capsys=capsys)
-    assert code == 0 and ALLOWED_MISSING in out
-    code, out, err = _gate(paths, "--strict-missing", capsys=capsys)  # deprecated no-op
-    assert code == 1 and "deprecated" in err
 
 
 def test_skipped_to_passed_is_changed(baseline: Record, candidate: Record) -> None:
@@ -243,41 +159,12 @@ def test_skipped_to_passed_is_changed(baseline: Record, candidate: Record) -> No
         == CHANGED
 
 
-def test_new_failing_test_in_candidate_is_shown(baseline: Record) -> None:
-    doctored = _load(SAMPLE_85)
-    doctored["tests"]["tests/new.py::test_new"] = "failed"
-    doctored["tests"]["tests/new.py::test_new_ok"] = "passed"
-    result = compare(baseline, doctored)
-    assert _verdict(result, "test tests/new.py::test_new") == REGRESSION
-    assert result.row("test tests/new.py::test_new_ok") is None
 
 
-def test_a_candidate_without_tests_never_passes() -> None:
-    minimal = {"schema_version": 1, "created": "2024-06-03"}
-    result = compare(minimal, minimal)
-    assert not result.passed and _verdict(result, "tests.passed") == REGRESSION
-    assert "(no rows)" in format_table(result, differences_only=True) or result.failing
 
 
 # -- table and command line --------------------------------------------------------------
 
-def test_table_has_the_columns_and_aligned_verdicts(baseline: Record) -> None:
-    doctored = _load(SAMPLE_85)
-    _doctor_bidaf_sample_answer(doctored)
-    result = compare(baseline, doctored)
-    table = format_table(result)
-    lines = table.splitlines()
-    header = lines[0]
-    for column in ("metric", "baseline", "candidate", "allowed", "verdict"):
-        assert column in header
-    verdict_col = header.index("verdict")
-    assert len(lines) == 2 + len(result.rows)
-    for line, row in zip(lines[2:], result.rows):
-        assert line[verdict_col:] == row.verdict
-    assert any(line.endswith("REGRESSION") and "answer_after_refit" in line for line in lines)
-    short = format_table(result, differences_only=True).splitlines()
-    assert 2 < len(short) < len(lines)
-    assert all(not line.endswith(" ok") for line in short[2:])
 
 
 def test_unreadable_input_exits_2(baseline: Record, write_json: Callable[[str, Any], Path],
@@ -316,20 +203,6 @@ def test_no_standalone_module_entry_point() -> None:
         assert not hasattr(module, "main"), name
 
 
-@pytest.mark.skipif(not (REPO / "refit_core" / "__main__.py").exists(),
-                    reason="refit_core/__main__.py (the package CLI) does not exist yet")
-def test_package_cli_gate(gate_files: Callable[..., Tuple[Path, Path]]) -> None:
-    a, b = gate_files()
-    ok = subprocess.run([sys.executable, "-m", "refit_core", "gate", str(a), str(b)],
-                        cwd=str(REPO), env=_env(), capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "GATE PASSED" in ok.stdout
-    doctored = _load(SAMPLE_85)
-    _doctor_bidaf_sample_answer(doctored)
-    a, b = gate_files(doctored)
-    bad = subprocess.run([sys.executable, "-m", "refit_core", "gate", str(a), str(b)],
-                         cwd=str(REPO), env=_env(), capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1, bad.stdout + bad.stderr
 
 
 # ---- the committed measurements (results/), not hand-made fixtures ----------------------
@@ -360,11 +233,6 @@ def test_a_record_of_the_previous_suite_does_not_pass_for_this_one() -> None:
     assert {"bidaf.standin.answer_fake", "bidaf.standin.heldout_exact_match_trt"} <= {r.metric for r in result.regressions}
 
 
-def test_old_v1_records_still_load_and_compare() -> None:
-    from refit_core.reporting.rules import compare
-    from refit_core.reporting.results import load_results
-    result = compare(load_results(V1_MEASURED[0]), load_results(V1_MEASURED[1]))
-    assert result.passed, result.verdict_line()
 
 
 @pytest.mark.skipif(not all(p.exists() for p in MEASURED), reason="measured results files not in results/")
@@ -401,23 +269,3 @@ def test_doctored_copy_of_the_measured_8_6_record_fails(doctor: str, tmp_path: P
     assert "REGRESSION" in proc.stdout
 
 
-def test_a_heldout_split_that_drops_fails_the_gate_and_the_schema_checks_split_entries(baseline: Record) -> None:
-    """Per-split exact match (the stand-in's splits a-c) is gated like the overall figure, so a
-    drop on the held-out templates cannot hide behind the other splits."""
-    from refit_core.reporting.results import ResultsFileError, validate_results
-    entry = {"questions": 400, "exact_match_trt": 0.81, "exact_match_ort": 0.81, "scores_max_abs": 2e-5,
-             "scores_max_rel": 1e-6}
-    base = json.loads(json.dumps(baseline))
-    base["bidaf"]["standin"]["heldout_splits"] = {"a": dict(entry, exact_match_trt=1.0, exact_match_ort=1.0),
-                                                  "b": dict(entry)}
-    base["bidaf"]["standin"]["heldout_answers_differing"] = 0
-    validate_results(base)
-    cand = json.loads(json.dumps(base))
-    cand["bidaf"]["standin"]["heldout_splits"]["b"]["exact_match_trt"] = 0.70
-    result = compare(base, cand)
-    assert _verdict(result, "bidaf.standin.heldout_splits.b.exact_match_trt") == REGRESSION
-    assert _verdict(result, "bidaf.standin.heldout_splits.a.exact_match_trt") == OK
-    assert _verdict(compare(base, json.loads(json.dumps(base))), "bidaf.standin.heldout_splits.b.exact_match_trt") == OK
-    cand["bidaf"]["standin"]["heldout_splits"]["b"]["questions"] = 0
-    with pytest.raises(ResultsFileError, match="heldout_splits.b.questions"):
-        validate_results(cand)

@@ -20,6 +20,8 @@ INITS = [Initializer(n, "float32", (4,)) for n in ("conv1.weight", "conv1.bias",
 
 def _record(trt_names, with_coverage: bool = True) -> Dict[str, Any]:
     rec = ResultsRecorder(created="2026-11-23")
+    rec.record_environment(gpu_name="NVIDIA H200", compute_capability="9.0", cuda_driver_version="580.1")
+    rec.record_case_inputs(CASE, "a" * 64)
     if with_coverage:
         rec.record_case_coverage(CASE, classify(INITS, trt_names).to_record())
     rec.record_test(f"check::{CASE}::refit_perturbed_vs_reference", "passed")
@@ -57,22 +59,5 @@ def test_coverage_missing_from_the_candidate_is_missing_evidence():
     assert not result.passed
 
 
-def test_the_gate_command_fails_on_a_lost_weight(tmp_path: Path, capsys: pytest.CaptureFixture):
-    base, cand = ResultsRecorder(created="2026-11-23"), ResultsRecorder(created="2026-11-23")
-    for rec, names in ((base, BASE), (cand, ["conv1.weight", None, None, None])):
-        rec.record_case_coverage(CASE, classify(INITS, names).to_record())
-        rec.record_test(f"check::{CASE}::built_vs_reference", "passed")
-    paths = [base.write(tmp_path / "b.json"), cand.write(tmp_path / "c.json")]
-    parser = argparse.ArgumentParser()
-    add_gate_arguments(parser)
-    code = run_gate(parser.parse_args([str(p) for p in paths]))
-    out = capsys.readouterr().out
-    assert code == 1 and "lost: conv1.bias, se.fc1.weight" in out
 
 
-def test_other_checks_of_a_case_keep_their_info_rule():
-    b, c = _record(BASE), _record(BASE)
-    c = copy.deepcopy(c)
-    c["cases"][CASE]["built_vs_reference"] = {"max_rel": 1.2e-6}
-    b["cases"][CASE]["built_vs_reference"] = {"max_rel": 1.1e-6}
-    assert compare(b, c).row(f"cases.{CASE}.built_vs_reference").verdict == INFO

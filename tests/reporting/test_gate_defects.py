@@ -44,25 +44,8 @@ def sample() -> Dict[str, Any]:
     return json.loads(SAMPLE_85.read_text(encoding="utf-8"))
 
 
-def test_property_only_record_does_not_pass_against_a_full_one(tmp_path: Path) -> None:
-    code, out, _ = gate(tmp_path, MEASURED_85, HYPOTHESIS_ONLY)
-    last = out.strip().splitlines()[-1]
-    assert code == 1, last
-    assert last.startswith("GATE FAILED:") and "missing" in last
 
 
-def test_test_ids_match_across_rootdirs(tmp_path: Path) -> None:
-    base = sample()
-    cand = sample()
-    cand["tests"] = {"proj/" + k: v for k, v in cand["tests"].items()}
-    result = compare(base, cand)
-    assert not [r for r in result.rows if r.metric.startswith("test ")], result.failing
-    del cand["tests"]["proj/tests/trt/test_refit_api.py::test_weight_names_listed"]
-    cand["test_counts"] = None
-    del cand["test_counts"]
-    result = compare(base, cand)
-    assert result.row("test tests/trt/test_refit_api.py::test_weight_names_listed").verdict == MISSING
-    assert not result.passed
 
 
 @pytest.mark.parametrize("nodeid, expected", [
@@ -86,50 +69,10 @@ def _all_skipped(d: Dict[str, Any]) -> None:
     d["test_counts"] = {"passed": 0, "failed": 0, "skipped": len(d["tests"])}
 
 
-@pytest.mark.parametrize("doctor, metric", [
-    (lambda d: d.clear() or d.update(schema_version=1), "tests.passed"),
-    (_all_skipped, "tests.passed"),
-    (_no_accuracy, "mnist.accuracy_after"),
-], ids=["schema_version only", "all skipped", "no accuracy_after"])
-def test_missing_evidence_fails(tmp_path: Path, doctor: Any, metric: str) -> None:
-    cand = sample()
-    doctor(cand)
-    code, out, _ = gate(tmp_path, sample(), cand)
-    assert code == 1
-    assert metric in out.strip().splitlines()[-1]
 
 
-def test_empty_candidate_fails_even_against_an_empty_baseline() -> None:
-    result = compare({"schema_version": 1}, {"schema_version": 1})
-    assert not result.passed and result.row("tests.passed").verdict == REGRESSION
 
 
-@pytest.mark.parametrize("field, raw_value, problem", [
-    ("timings.mnist.refit.conv1.median_s", "NaN", "NaN is not a number"),
-    ("timings.mnist.refit.conv1.median_s", "0", "must be a duration in seconds > 0"),
-    ("timings.mnist.refit.conv1.median_s", "-0.005", "must be a duration in seconds > 0"),
-    ("timings.mnist.refit.conv1.median_s", '"fast"', "must be a duration in seconds > 0"),
-    ("mnist.accuracy_after", "NaN", "NaN is not a number"),
-    ("mnist.accuracy_after", "99.29", "must be a fraction in [0, 1]"),
-    ("mnist.refittable_weights", '{"a": 1}', "must be a list"),
-    ("bidaf", "[]", "must be a JSON object"),
-])
-def test_bad_values_are_unusable_input_in_one_line(tmp_path: Path, field: str, raw_value: str,
-                                                   problem: str) -> None:
-    cand = sample()
-    node = cand
-    keys = field.split(".") if not field.startswith("timings.") else \
-        ["timings", "mnist.refit.conv1", "median_s"]
-    for key in keys[:-1]:
-        node = node[key]
-    node[keys[-1]] = "__PLACEHOLDER__"
-    raw = json.dumps(cand).replace('"__PLACEHOLDER__"', raw_value)
-    code, out, err = gate(tmp_path, sample(), None, raw=raw)
-    assert code == 2, out
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "candidate.json" in lines[0] and problem in lines[0]
-    assert field in lines[0]  # NaN/Infinity literals too: the field is named
 
 
 def test_absurd_nesting_is_unusable_input(tmp_path: Path) -> None:
@@ -138,11 +81,6 @@ def test_absurd_nesting_is_unusable_input(tmp_path: Path) -> None:
     assert code == 2 and len(err.strip().splitlines()) == 1 and "nested" in err
 
 
-def test_unknown_schema_and_unknown_section_are_refused(tmp_path: Path) -> None:
-    code, _, err = gate(tmp_path, sample(), dict(sample(), schema_version=3))
-    assert code == 2 and "schema_version 3 is not supported" in err
-    code, _, err = gate(tmp_path, sample(), dict(sample(), surprise={}))
-    assert code == 2 and "surprise: unknown top-level section" in err
 
 
 def _other_gpu(d: Dict[str, Any]) -> None:
@@ -189,40 +127,10 @@ def test_allow_missing_by_pattern(tmp_path: Path) -> None:
     assert code == 0 and "allowed-missing" in out
 
 
-def test_passed_then_skipped_fails_and_shows_the_reason() -> None:
-    base = json.loads(V2.read_text(encoding="utf-8"))
-    cand = copy.deepcopy(base)
-    cand["tests"]["tests/flows/test_mnist_refit.py::test_refit_all_weights"] = {
-        "outcome": "skipped", "reason": "GPU tier: no CUDA device"}
-    cand["test_counts"] = {"passed": 8, "failed": 0, "skipped": 1}
-    row = compare(base, cand).row("test tests/flows/test_mnist_refit.py::test_refit_all_weights")
-    assert row.verdict == MISSING and "no CUDA device" in row.candidate
 
 
-def test_v1_and_v2_records_compare() -> None:
-    v1, v2 = load_results(SAMPLE_85), load_results(V2)
-    result = compare(v1, v2)
-    assert not result.regressions, result.failing
-    assert compare(v2, v2).passed
-    assert result.row("provenance.suite_version").verdict == INFO
-    back = compare(v2, v1)
-    assert back.row("cases.mnist.refit_vs_reference").verdict == MISSING
 
 
-def test_new_sections_must_be_present() -> None:
-    v2 = load_results(V2)
-    for section, metric in (("cases", "cases.mnist.refit_vs_reference"),
-                            ("property_tests", "property_tests.mnist"),
-                            ("bad_inputs", "bad_inputs.wrong count")):
-        cand = copy.deepcopy(v2)
-        del cand[section]
-        result = compare(v2, cand)
-        assert result.row(metric).verdict == MISSING and not result.passed, section
-    cand = copy.deepcopy(v2)
-    cand["bad_inputs"]["wrong count"] = "other words"
-    cand["notes"] = {}
-    result = compare(v2, cand)
-    assert result.passed
 
 
 def test_unwritable_report_output_is_one_line_exit_2(tmp_path: Path) -> None:

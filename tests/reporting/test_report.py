@@ -85,19 +85,6 @@ def test_versions_sort_numerically(baseline: Dict[str, Any],
     assert version_key("8.6.0") < version_key("10.0.1") < version_key(None)
 
 
-@needs_matplotlib
-def test_report_without_timings_or_bidaf(write_json: Callable[[str, Any], Path],
-                                         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    minimal = {"schema_version": 1, "created": "2024-06-03",
-               "environment": {"tensorrt_version": "8.6.0"},
-               "mnist": {"accuracy_after": 0.99},
-               "tests": {"tests/a.py::t": "passed"}}
-    code, _, _ = _report([write_json("minimal.json", minimal)], tmp_path / "out", capsys)
-    assert code == 0
-    markdown = (tmp_path / "out" / REPORT_NAME).read_text(encoding="utf-8")
-    assert len(_table_rows(markdown)) == 1
-    assert "1 passed, 0 failed, 0 skipped" in markdown
-    assert (tmp_path / "out" / PLOT_NAME).read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_cells_are_markdown_safe(baseline: Dict[str, Any]) -> None:
@@ -152,16 +139,3 @@ def test_report_escapes_what_it_prints(baseline: Dict[str, Any]) -> None:
     assert "&lt;script&gt;" in row and "\\|" in row
 
 
-def test_report_over_three_versions(baseline: Dict[str, Any], write_json: Callable[[str, Any], Path],
-                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    older = dict(baseline, environment=dict(baseline["environment"], tensorrt_version="8.5.2.2"))
-    v2 = Path(__file__).parent / "data" / "results_v2_sample.json"
-    code, _, _ = _report([v2, write_json("r8522.json", older), SAMPLE_85], tmp_path / "out", capsys)
-    assert code in (0, 1)
-    markdown = (tmp_path / "out" / REPORT_NAME).read_text(encoding="utf-8")
-    rows = _table_rows(markdown)
-    assert [row.split("|")[1].strip() for row in rows] == ["8.5.2.2", "8.5.3.1", "8.6.0"]
-    assert "- TensorRT 8.6.0 (NVIDIA H100 80GB HBM3): 9 passed, 0 failed, 0 skipped" in markdown
-    if code == 0:
-        assert (tmp_path / "out" / PLOT_NAME).read_bytes()[:8] == PNG_SIGNATURE
-        assert not list((tmp_path / "out").glob(".*tmp"))
