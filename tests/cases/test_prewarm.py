@@ -118,8 +118,8 @@ def test_needed_cases_follow_the_selected_gpu_tests(benchmark_only, expected):
 @pytest.mark.parametrize("asked", [False, True])
 def test_slow_build_cases_skip_saying_why_unless_asked(tmp_path, asked):
     from refit_core.pytest_session import RefitSession
-    state = RefitSession.__new__(RefitSession)  # only its config is read here
-    state.config = SimpleNamespace(getoption=lambda name, default=None: asked if name == "--refit-slow-builds" else default)
+    state = RefitSession.__new__(RefitSession)  # only its profile is read here
+    state.profile = "full" if asked else "default"
     resources = CaseResources(data_dir=None, cache_root=tmp_path, tmp_dir=tmp_path)
     gpu = SimpleNamespace(compute_capability=(9, 0), gpu_name="H200")
     slow, quick = registry.get("bidaf-standin-fp16"), registry.get("bidaf-standin")
@@ -128,7 +128,7 @@ def test_slow_build_cases_skip_saying_why_unless_asked(tmp_path, asked):
     if asked:
         assert reason is None
     else:
-        assert "8.5" in reason and reason.endswith("run with --refit-slow-builds to include it")
+        assert "8.5" in reason and reason.endswith("run with --refit-profile full to include it")
     assert state.case_skip_reason(quick, resources, gpu) is None
 
 
