@@ -69,9 +69,9 @@ def pytest_addoption(parser: Any) -> None:
                     help="add your ONNX model as a case of the generic refit checks (repeatable); "
                          "write --refit-model=PATH when PATH lies outside the project")
     group.addoption("--refit-build-jobs", type=int, default=None, metavar="N",
-                    help="build the case engines the selected tests need N at a time, in worker processes, "
-                         "before the first one is used (default: half the CPU cores, at most 6; 1: one at a "
-                         "time, in the session, when first used)")
+                    help="build the case engines the selected tests need before the first one is used: "
+                         "1 (the default) one after the other in the session's process, sharing one Builder "
+                         "and the timing caches; N > 1: N at a time in worker processes")
     group.addoption("--refit-profile", default=None, metavar="NAME",
                     help="which GPU tests run: 'default' (every check on every FP32 case, one representative "
                          "case per other precision, no slow builds) or 'full' (the whole case x precision "

@@ -20,6 +20,7 @@ import pytest
 
 from refit_core.trt import compat
 from refit_core.trt.engine import COLD, BuildOptions, EngineHandle
+from tests.benchmarks.rounds import probe_rounds
 
 pytestmark = [pytest.mark.gpu, pytest.mark.serial]
 
@@ -48,10 +49,11 @@ def _bench(benchmark, fn, rounds, warmup, args=()):
 
 
 def _bench_refit(benchmark, refitter, weights, results, name):
-    """Warm refit_with rounds; besides pytest-benchmark's own timing, keep each round's raw
-    refit_cuda_engine seconds and refit_with's total (EngineRefitter.last_trt_seconds /
-    last_total_seconds) and record the wrapper's overhead, (total - raw) / raw of the medians.
-    Returns the measured rounds' durations (warm-ups dropped)."""
+    """Warm refit_with rounds (up to REFIT_ROUNDS, fewer where a refit is slow: rounds.py);
+    besides pytest-benchmark's own timing, keep each round's raw refit_cuda_engine seconds and
+    refit_with's total (EngineRefitter.last_trt_seconds / last_total_seconds) and record the
+    wrapper's overhead, (total - raw) / raw of the medians. Returns the measured rounds'
+    durations (warm-ups dropped)."""
     raw, total = [], []
 
     def refit():
@@ -60,7 +62,8 @@ def _bench_refit(benchmark, refitter, weights, results, name):
         total.append(refitter.last_total_seconds)
         return out
 
-    samples = _bench(benchmark, refit, REFIT_ROUNDS, REFIT_WARMUP)
+    rounds = probe_rounds(lambda: refitter.refit_with(weights), REFIT_ROUNDS)
+    samples = _bench(benchmark, refit, rounds, REFIT_WARMUP)
     raw, total = raw[REFIT_WARMUP:], total[REFIT_WARMUP:]
     ratio = results.record_wrapper_overhead(name, raw, total)
     entry = results.get(("wrapper_overhead", name))
