@@ -216,7 +216,8 @@ class RefitSession:
         scope = f"TensorRT {trt_version_string()} | {cuda_session.gpu_name}"
         jobs = jobs_for(cases, load_build_times(plan_cache.root), scope)
         if workers <= 1:
-            outcomes = prewarm_in_process(jobs, resources, cuda_session, logger, plan_cache, say=self.say)
+            outcomes = prewarm_in_process(jobs, resources, cuda_session, logger, plan_cache, say=self.say,
+                                          engines=self.engines)
         else:
             outcomes = prewarm(jobs, resources, plan_cache.root, workers, say=self.say)
         record_build_times(plan_cache.root, outcomes, scope)
@@ -231,6 +232,7 @@ class RefitSession:
             if reason is not None:
                 pytest.skip(f"case {case.name}: {reason}")
             self.prewarm(resources, cuda_session, logger, plan_cache)
+        if case.name not in self.engines:  # the builds ahead keep the engines they opened
             try:
                 self.engines[case.name] = case.open(resources, cuda_session, logger, plan_cache, **inputs)
             except TrainingUnavailable as exc:

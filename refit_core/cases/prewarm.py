@@ -123,8 +123,11 @@ def record_build_times(plan_root: Path, outcomes: Sequence[Outcome], scope: str)
         pass  # a read-only cache: the next session orders its jobs without them
 
 
-def _build_job(job: Job, resources: CaseResources, session: object, logger: object, cache: object) -> None:
-    """Build (or find) the job's plans in the plan cache, through the case's own code path."""
+def _build_job(job: Job, resources: CaseResources, session: object, logger: object, cache: object,
+               keep: Optional[Dict[str, object]] = None) -> None:
+    """Build (or find) the job's plans in the plan cache, through the case's own code path.
+    With `keep`, the opened REFIT engine is kept there under the case's name (the session's
+    engines: not opened twice), else closed."""
     if job.kind == PLAIN:
         job.case.warm_plain(resources, session, logger, cache)
         return
@@ -132,8 +135,13 @@ def _build_job(job: Job, resources: CaseResources, session: object, logger: obje
     try:
         if job.kind == BOTH:
             engine.plain_runner()
-    finally:
+    except BaseException:
         engine.close()
+        raise
+    if keep is None:
+        engine.close()
+    else:
+        keep[job.case.name] = engine
 
 
 def _run_job(job: Job, resources: CaseResources, plan_root: str) -> Tuple[float, bool]:
@@ -154,10 +162,12 @@ def _run_job(job: Job, resources: CaseResources, plan_root: str) -> Tuple[float,
 
 
 def prewarm_in_process(jobs: Sequence[Job], resources: CaseResources, session: object, logger: object,
-                       cache: object, say: Callable[[str], None] = print) -> List[Outcome]:
+                       cache: object, say: Callable[[str], None] = print,
+                       engines: Optional[Dict[str, object]] = None) -> List[Outcome]:
     """Run `jobs` one after the other in this process (the caller's CUDA session, logger and
-    plan cache; builds share whatever trt.engine.shared_builds the caller set up). A job that
-    fails is reported, not raised: the session builds that case itself and the test shows why."""
+    plan cache; builds share whatever trt.engine.shared_builds the caller set up). The REFIT
+    engines opened go into `engines` (case name -> engine) when given. A job that fails is
+    reported, not raised: the session builds that case itself and the test shows why."""
     from ..trt.engine import builds_in_this_process
     if not jobs:
         return []
@@ -170,7 +180,7 @@ def prewarm_in_process(jobs: Sequence[Job], resources: CaseResources, session: o
         own = CaseResources(data_dir=resources.data_dir, cache_root=resources.cache_root, tmp_dir=tmp)
         t0, builds = time.perf_counter(), builds_in_this_process()
         try:
-            _build_job(job, own, session, logger, cache)
+            _build_job(job, own, session, logger, cache, keep=engines)
             outcome = Outcome(job, time.perf_counter() - t0, built=builds_in_this_process() > builds)
         except Exception as exc:  # noqa: BLE001 - reported; the session builds the case itself
             line = " ".join(str(exc).split())[:300]

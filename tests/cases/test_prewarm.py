@@ -175,3 +175,55 @@ def test_an_unreadable_build_time_record_only_loses_the_order(tmp_path, content)
     (tmp_path / BUILD_TIMES_FILE).write_text(content)
     assert load_build_times(tmp_path) == {}
     assert jobs_for([registry.get("tiny-mlp")], load_build_times(tmp_path), "s") == jobs_for([registry.get("tiny-mlp")])
+
+
+class _Opens(RefitCase):
+    """A plan-cached case that counts its opens; its engine counts plain builds and closes."""
+    plan_cached = True
+
+    def __init__(self, name, fails=False):
+        self.name, self.fails, self.opened = name, fails, 0
+
+    def open(self, resources, session, logger, plan_cache):
+        self.opened += 1
+        if self.fails:
+            raise RuntimeError("the build failed")
+        engine = SimpleNamespace(case=self, plain=0, closed=False)
+        engine.plain_runner = lambda: setattr(engine, "plain", engine.plain + 1)
+        engine.close = lambda: setattr(engine, "closed", True)
+        return engine
+
+
+def test_the_session_builds_ahead_only_the_selected_cases_once_in_its_own_process(tmp_path, monkeypatch):
+    """The builds ahead (default: in this process) open each case the selected tests need once,
+    with its engine without REFIT, keep the engine for the session (not opened again), and
+    leave alone the cases no selected test uses; a failing one is reported, not raised."""
+    from refit_core.pytest_session import RefitSession
+    from refit_core.trt import compat
+    cases = {n: _Opens(n) for n in ("wanted", "unused", "also-wanted")}
+    cases["broken"] = _Opens("broken", fails=True)
+    for name, case in cases.items():
+        monkeypatch.setitem(registry.CASES, name, case)
+    monkeypatch.setattr(compat, "trt_version_string", lambda: "9.9")
+    config = SimpleNamespace(getoption=lambda name, default=None: default)
+    state = RefitSession(config)
+    lines = []
+    state.say = lines.append
+    state.needed_cases = ["wanted", "broken", "also-wanted"]
+    resources = CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path / "tmp")
+    gpu = SimpleNamespace(compute_capability=(9, 0), gpu_name="GPU X")
+    plans = SimpleNamespace(root=tmp_path / "plans")
+    (tmp_path / "plans").mkdir()
+
+    engine = state.open_case(cases["wanted"], resources, gpu, object(), plans)
+    assert {n: c.opened for n, c in cases.items()} == {"wanted": 1, "unused": 0, "also-wanted": 1, "broken": 1}
+    assert engine.plain == 1 and not engine.closed
+    assert set(state.engines) == {"wanted", "also-wanted"}
+    assert state.open_case(cases["also-wanted"], resources, gpu, object(), plans) is state.engines["also-wanted"]
+    assert cases["also-wanted"].opened == 1
+    assert lines[0] == "refit_core: building 3 case engine job(s) into the plan cache, in this process"
+    assert any("broken (REFIT and without REFIT)" in line and "failed, the session builds it" in line
+               and "the build failed" in line for line in lines)
+    assert state.prewarm_seconds > 0
+    with pytest.raises(RuntimeError, match="the build failed"):  # the session's own open shows the error
+        state.open_case(cases["broken"], resources, gpu, object(), plans)
