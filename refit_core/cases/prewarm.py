@@ -174,13 +174,10 @@ def prewarm_in_process(jobs: Sequence[Job], resources: CaseResources, session: o
     say(f"refit_core: building {len(jobs)} case engine job(s) into the plan cache, in this process")
     start = time.perf_counter()
     outcomes: List[Outcome] = []
-    for i, job in enumerate(jobs):
-        tmp = Path(resources.tmp_dir) / "prewarm" / f"{i:02d}-{job.case.name}-{job.kind.replace('+', '-')}"
-        tmp.mkdir(parents=True, exist_ok=True)
-        own = CaseResources(data_dir=resources.data_dir, cache_root=resources.cache_root, tmp_dir=tmp)
+    for job in jobs:  # with the session's own resources, as its open() would
         t0, builds = time.perf_counter(), builds_in_this_process()
         try:
-            _build_job(job, own, session, logger, cache, keep=engines)
+            _build_job(job, resources, session, logger, cache, keep=engines)
             outcome = Outcome(job, time.perf_counter() - t0, built=builds_in_this_process() > builds)
         except Exception as exc:  # noqa: BLE001 - reported; the session builds the case itself
             line = " ".join(str(exc).split())[:300]
