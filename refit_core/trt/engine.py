@@ -108,9 +108,9 @@ def _build(builder: Any, network: Any, options: BuildOptions, profiles: List[Pro
         timing_cache = store.load(options.precision)
     accepted = _use_timing_cache(config, timing_cache, logger)
     if accepted is False and store is not None:
-        warnings.warn(f"TensorRT did not take the timing cache {store.paths(options.precision)[0]}; "
-                      "this build ran without it (the cache is rewritten from this build)",
-                      EngineCacheWarning, stacklevel=3)
+        warnings.warn(f"TensorRT refused the timing cache {store.paths(options.precision)[0]} (it could not read "
+                      "it, or said \"The timing cache will not be used!\"): this build may time its tactics "
+                      "afresh; the cache is rewritten from what this build holds", EngineCacheWarning, stacklevel=3)
     mark = logger.mark()
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
