@@ -369,7 +369,7 @@ def _build_timings(run: Run, engine: Any, session: Any, logger: Any, cache: Any,
     from .cases.onnx_model import with_initializers
     from .fileio import atomic_write_bytes, sha256_file
     from .trt import compat
-    from .trt.engine import EngineHandle, build_plan_from_onnx, load_or_build
+    from .trt.engine import COLD, EngineHandle, build_plan_from_onnx, load_or_build
     from .trt.runner import TrtRunner
     plan, case, key = run.plan, engine.case, run.plan.key
     timed = refit is not None and bool(refit.samples_s)
@@ -385,7 +385,7 @@ def _build_timings(run: Run, engine: Any, session: Any, logger: Any, cache: Any,
     if refit is not None and timed:
         path = atomic_write_bytes(tmp / "rebuild.onnx", with_initializers(plan.model, engine.target_weights))
         with Step("rebuilding the engine with the perturbed weights (timed, cold: no timing cache)") as step:
-            built = build_plan_from_onnx(path, case.build_options(), case.profiles(path), logger)
+            built = build_plan_from_onnx(path, case.build_options(), case.profiles(path), logger, timing_cache=COLD)
             fresh = EngineHandle(built.plan, logger)
         session.on_close(fresh.close)
         run.rec.record_timing(f"{key}.rebuild", [step.seconds])

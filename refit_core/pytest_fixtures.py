@@ -63,14 +63,25 @@ def mnist_reference_logits(trained_lenet: Any, mnist_test_set: Dict[str, Any]) -
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def cuda_session() -> Any:
-    """The process's CUDA context; every TensorRT object is released before it closes."""
+    """The process's CUDA context; every TensorRT object is released before it closes. While it
+    is open, the session's builds share one Builder and, where they are not the thing timed,
+    the timing caches kept beside the plans (trt.engine.shared_builds)."""
     reason = gpu_skip_reason()
     if reason is not None:
         pytest.skip(f"GPU tier: {reason}")
     from .trt.cuda import CudaSession
+    from .trt.engine import TimingCacheStore, shared_builds
     session = CudaSession()
-    yield session
-    session.close()
+    try:
+        with shared_builds(TimingCacheStore(plan_cache_dir(), session.gpu_name)):
+            yield session
+    finally:
+        session.close()
+
+
+def plan_cache_dir() -> Path:
+    """Where the session's plans and timing caches live."""
+    return cache_dir() / "plans"
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +93,7 @@ def trt_logger(cuda_session: Any) -> Any:
 @pytest.fixture(scope="session")
 def plan_cache(cuda_session: Any) -> Any:
     from .trt.engine import PlanCache
-    return PlanCache(cache_dir() / "plans")
+    return PlanCache(plan_cache_dir())
 
 
 @pytest.fixture(scope="session")

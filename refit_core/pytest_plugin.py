@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
 from .config import DATA_DIR_ENV
+from .cases.registry import DEFAULT_PROFILE, PROFILE_ENV, PROFILES
 from .errors import RefitCoreError
 # the fixtures: pytest collects them from this module's namespace
 from .pytest_fixtures import (bidaf_engine, bidaf_model, bidaf_ort, bidaf_prepared, case_engine,  # noqa: F401
                               case_names, case_resources, cuda_session, mnist_dir, mnist_engine,
                               mnist_reference_logits, mnist_test_set, plan_cache, refit_case, results,
                               trained_lenet, trt_logger)
-from .pytest_session import (DEFAULT_HYPOTHESIS_PROFILE, PATH_OPTIONS, SESSION_KEY, RefitSession,  # noqa: F401
+from .pytest_session import (BENCHMARK_PHASE, BUILDS_AHEAD_PHASE, CASE_PHASE_PREFIX, OTHER_PHASE,  # noqa: F401
+                             TOTAL_PHASE, DEFAULT_HYPOTHESIS_PROFILE, PATH_OPTIONS, SESSION_KEY, RefitSession,
                              cases_of_item, gpu_skip_reason, provenance_of, record_case_inputs, refit_session,
                              rootdir_hijacked, separate_form_paths)
 
 MARKERS = {
+    "full_profile": "runs only under --refit-profile full (a slow build or a slow benchmark)",
     "gpu": "needs a CUDA GPU, TensorRT and pycuda (run with `pytest -m gpu`); skipped with the reason otherwise",
     "slow": "takes more than a few seconds on 2 CPU cores (training, regenerating the BiDAF stand-in)",
     "serial": "must not run concurrently with other GPU work (timing, streams)",
@@ -70,12 +73,15 @@ def pytest_addoption(parser: Any) -> None:
                     help="add your ONNX model as a case of the generic refit checks (repeatable); "
                          "write --refit-model=PATH when PATH lies outside the project")
     group.addoption("--refit-build-jobs", type=int, default=None, metavar="N",
-                    help="build the case engines the selected tests need N at a time, in worker processes, "
-                         "before the first one is used (default: half the CPU cores, at most 6; 1: one at a "
-                         "time, in the session, when first used)")
+                    help="build the case engines the selected tests need before the first one is used: "
+                         "1 (the default) one after the other in the session's process, sharing one Builder "
+                         "and the timing caches; N > 1: N at a time in worker processes")
+    group.addoption("--refit-profile", default=None, metavar="NAME",
+                    help="which GPU tests run: 'default' (every check on every FP32 case, one representative "
+                         "case per other precision, no slow builds) or 'full' (the whole case x precision "
+                         f"matrix and the slow builds); default ${PROFILE_ENV}, else 'default'")
     group.addoption("--refit-slow-builds", action="store_true", default=False,
-                    help="also run the cases whose engines take minutes to build (RefitCase.slow_build: BiDAF in "
-                         "FP16 on TensorRT 8.5); without it they skip saying why")
+                    help="the same as --refit-profile full (kept for older command lines)")
     group.addoption("--refit-shapes", action="append", default=[], metavar="NAME:DIMS",
                     help="probe shape of a --refit-model input with dynamic dimensions, trtexec style: "
                          "input:1x3x224x224 (repeatable)")
@@ -87,6 +93,7 @@ def pytest_configure(config: Any) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     session = RefitSession(config)
     config.stash[SESSION_KEY] = session
+    session.profile = chosen_profile(config)
     config.pluginmanager.register(session, "refit_core-session")
     if settings is not None:
         chosen = config.getoption("hypothesis_profile", None) or os.environ.get(HYPOTHESIS_PROFILE_ENV) \
@@ -106,6 +113,24 @@ def pytest_configure(config: Any) -> None:
             f"refit_core: pytest took its rootdir ({config.rootpath}) from the path {moved} given after "
             f"{option}, so the project's configuration was not read; write the option as "
             f"{option}={moved} (with '=') or add --rootdir=<the project directory>")
+
+
+def chosen_profile(config: Any) -> str:
+    """--refit-profile, else $REFIT_PROFILE, else "default"; --refit-slow-builds means "full".
+    An unknown name is a usage error naming where it came from."""
+    explicit = config.getoption("--refit-profile", None)
+    if explicit is not None:
+        value, source = explicit, "--refit-profile"
+    else:
+        value, source = os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE, f"${PROFILE_ENV}"
+    if value not in PROFILES:
+        raise pytest.UsageError(f"refit_core: {source} {value!r} is not a profile; choose one of {', '.join(PROFILES)}")
+    if config.getoption("--refit-slow-builds", False):
+        if explicit is not None and explicit != "full":
+            raise pytest.UsageError(f"refit_core: --refit-slow-builds means --refit-profile full, "
+                                    f"but --refit-profile {explicit} was given")
+        return "full"
+    return value
 
 
 def _register_user_models(config: Any) -> None:
@@ -136,15 +161,78 @@ def pytest_unconfigure(config: Any) -> None:
 # --------------------------------------------------------------------------------------
 # Collection, skipping, outcomes
 # --------------------------------------------------------------------------------------
+@pytest.hookimpl(trylast=True)  # after -m/-k: the summary counts only tests they left
 def pytest_collection_modifyitems(session: Any, config: Any, items: List[Any]) -> None:
     from .reporting.results import canonical_test_id
     state = refit_session(config)
+    kept, left = select_profile(state.profile, items)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
+    state.left_to_full = len(left)
     for item in items:
         rest = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else ""
         candidate = canonical_test_id(f"{Path(item.path).as_posix()}::{rest}" if rest else Path(item.path).as_posix())
         state.stable_ids[item.nodeid] = candidate if candidate.startswith("tests/") else canonical_test_id(item.nodeid)
         state.test_cases[item.nodeid] = cases_of_item(item)
-    state.needed_cases = needed_cases(config, items)
+
+
+def pytest_collection_finish(session: Any) -> None:
+    """The final selection (after every plugin's deselection): what the builds ahead build,
+    and which phase each test's time belongs to."""
+    state = refit_session(session.config)
+    state.needed_cases = needed_cases(session.config, session.items)
+    state.item_phase = {item.nodeid: phase_of(item) for item in session.items}
+
+
+def pytest_report_collectionfinish(config: Any, items: List[Any]) -> List[str]:
+    state = refit_session(config)
+    if state.profile == "full":
+        return ["refit_core: profile full: the whole case x precision matrix and the slow builds"]
+    if state.left_to_full:
+        return [f"refit_core: profile {state.profile}: {state.left_to_full} GPU test(s) deselected, "
+                "left to --refit-profile full"]
+    return []
+
+
+def profile_exclusion(profile: str, item: Any) -> Optional[str]:
+    """None when `profile` runs this GPU test, else why not. Only tests marked gpu are chosen
+    between: the case's own profile membership (cases.registry.profile_exclusion), a test
+    parametrized over `precision` runs FP32 only in the default profile, and a test marked
+    `full_profile` runs only in the full one."""
+    if profile == "full" or item.get_closest_marker("gpu") is None:
+        return None
+    if item.get_closest_marker("full_profile") is not None:
+        return "marked full_profile"
+    from .cases import registry
+    for name in cases_of_item(item):
+        if name in registry.CASES:
+            reason = registry.profile_exclusion(registry.get(name), profile)
+            if reason is not None:
+                return f"case {name}: {reason}"
+    spec = getattr(item, "callspec", None)
+    if spec is not None and str(spec.params.get("precision", "fp32")) != "fp32":
+        return f"precision {spec.params['precision']}"
+    return None
+
+
+def select_profile(profile: str, items: List[Any]) -> Tuple[List[Any], List[Any]]:
+    """(kept, left to the full profile), each in collection order."""
+    kept: List[Any] = []
+    left: List[Any] = []
+    for item in items:
+        (left if profile_exclusion(profile, item) is not None else kept).append(item)
+    return kept, left
+
+
+def phase_of(item: Any) -> str:
+    """Where a test's time is booked: benchmarks, the case it checks, or other tests."""
+    if "benchmark" in getattr(item, "fixturenames", ()):
+        return BENCHMARK_PHASE
+    cases = cases_of_item(item)
+    if cases:
+        return CASE_PHASE_PREFIX + cases[0]
+    return OTHER_PHASE
 
 
 def needed_cases(config: Any, items: List[Any]) -> List[str]:
@@ -226,6 +314,9 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     from .provenance import now_iso
     rec = state.get_recorder()
     rec.record_provenance(**provenance_of(state), finished=now_iso())
+    rec.record_profile(state.profile)
+    for name, seconds in state.phases().items():
+        rec.record_phase(name, seconds)
     try:
         record_case_inputs(rec)
         state.results_path = rec.write(_results_path(config, rec.get(("environment",), {}) or {}))
@@ -256,6 +347,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
                 first = f", first refit {r['first_s'] * 1e3:.1f} ms" if r.get("first_s") is not None else ""
                 tr.write_line(f"{model}: rebuild {b['median_s'] * 1e3:.1f} ms / refit {r['median_s'] * 1e3:.3f} ms "
                               f"= {b['median_s'] / r['median_s']:.0f}x  ({rebuild} vs {refit}{first})")
+    if state.gpu_used:
+        phases = state.phases()
+        tr.section(f"refit_core: where the time went (profile {state.profile})")
+        for name, seconds in phases.items():
+            tr.write_line(f"{name:<40} {seconds:8.1f} s")
+        if state.profile == "full":
+            tr.write_line(f"refit_core: --refit-profile full took {phases[TOTAL_PHASE]:.1f} s")
     if state.results_path is not None:
         tr.write_line(f"refit_core results written to {state.results_path}")
     if state.gate_lines:

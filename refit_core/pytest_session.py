@@ -7,6 +7,7 @@ for the cases, and what the gate found.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -18,6 +19,11 @@ PATH_OPTIONS = ("--refit-baseline", "--refit-results", "--refit-model")
 #: Fixtures that run a sample's engine, and the case each belongs to (a test's outcome is attributed to it).
 CASE_FIXTURES = {"mnist_engine": "mnist", "trained_lenet": "mnist", "mnist_reference_logits": "mnist"}
 DEFAULT_HYPOTHESIS_PROFILE = "ci"
+
+#: the phases a GPU run records (ResultsRecorder.record_phase): the engines built ahead, each
+#: case's checks ("case.<name>"), the benchmarks, the tests of no case, and the whole session
+BUILDS_AHEAD_PHASE, CASE_PHASE_PREFIX, BENCHMARK_PHASE, OTHER_PHASE, TOTAL_PHASE = (
+    "builds_ahead", "case.", "benchmarks", "other_tests", "total")
 
 
 def in_ci() -> bool:
@@ -112,6 +118,15 @@ class RefitSession:
         self.user_cases: List[str] = []  # --refit-model cases registered for this session
         self.needed_cases: List[str] = []  # cases the selected tests open, in test order (collection)
         self.prewarmed = False
+        self.profile = "default"  # --refit-profile (set in pytest_configure)
+        self.left_to_full = 0  # GPU tests the profile deselected
+        self.item_phase: Dict[str, str] = {}  # nodeid -> phase its time is booked to
+        self.phase_seconds: Dict[str, float] = {}
+        self.current_nodeid: Optional[str] = None
+        self.prewarm_seconds = 0.0
+        self.prewarm_nodeid: Optional[str] = None  # the test whose setup ran the builds ahead
+        self.clock_start = time.perf_counter()
+        self.clock_end: Optional[float] = None
 
     # ---- results ----------------------------------------------------------------------
     def get_recorder(self) -> Any:
@@ -132,7 +147,31 @@ class RefitSession:
         if report.failed or report.skipped:
             self.get_recorder().record_test(self.stable_id(report.nodeid), report.outcome, report_reason(report))
 
+    def pytest_sessionstart(self, session: Any) -> None:
+        self.clock_start = time.perf_counter()
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        self.clock_end = time.perf_counter()
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self.current_nodeid = nodeid
+
+    def phases(self) -> Dict[str, float]:
+        """Wall seconds per phase: builds ahead, each case's checks, benchmarks, other tests,
+        and the total (session start to end, or to now while it runs)."""
+        out = {BUILDS_AHEAD_PHASE: round(self.prewarm_seconds, 3)}
+        out.update((k, round(v, 3)) for k, v in sorted(self.phase_seconds.items()))
+        end = self.clock_end if self.clock_end is not None else time.perf_counter()
+        out[TOTAL_PHASE] = round(end - self.clock_start, 3)
+        return out
+
     def pytest_runtest_logreport(self, report: Any) -> None:
+        seconds = float(getattr(report, "duration", 0.0) or 0.0)
+        if report.when == "setup" and report.nodeid == self.prewarm_nodeid:
+            seconds = max(0.0, seconds - self.prewarm_seconds)  # booked to the builds ahead
+        phase = self.item_phase.get(report.nodeid)
+        if phase is not None:
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
         if report.when == "call" or report.outcome != "passed":
             outcome = "failed" if report.outcome == "failed" else report.outcome
             self.get_recorder().record_test(self.stable_id(report.nodeid), outcome, report_reason(report),
@@ -151,35 +190,43 @@ class RefitSession:
                 print(line, flush=True)
 
     def case_skip_reason(self, case: Any, resources: Any, cuda_session: Any) -> Optional[str]:
-        if case.slow_build and not self.config.getoption("--refit-slow-builds", False):
-            return f"{case.slow_build}; run with --refit-slow-builds to include it"
+        if case.slow_build and self.profile != "full":
+            return f"{case.slow_build}; run with --refit-profile full to include it"
         reason = case.unavailable_reason(resources)
         if reason is None and case.precision == "tf32" and cuda_session.compute_capability < (8, 0):
             reason = (f"TF32 needs compute capability >= 8.0 (Ampere); {cuda_session.gpu_name} has "
                       f"{'.'.join(map(str, cuda_session.compute_capability))}, where TF32 would equal FP32")
         return reason
 
-    def prewarm(self, resources: Any, cuda_session: Any, plan_cache: Any) -> None:
+    def prewarm(self, resources: Any, cuda_session: Any, logger: Any, plan_cache: Any) -> None:
         """Once, before the first case engine: build the plan-cached engines of every case the
-        selected tests use, --refit-build-jobs at a time (cases.prewarm)."""
+        selected tests use (cases.prewarm): in this process by default, one Builder and one
+        timing cache for all; --refit-build-jobs=N>1 in N worker processes. Its wall time is
+        the builds-ahead phase."""
         if self.prewarmed:
             return
         self.prewarmed = True
         from .cases import registry
-        from .cases.prewarm import default_jobs, jobs_for, load_build_times, prewarm, record_build_times
+        from .cases.prewarm import (default_jobs, jobs_for, load_build_times, prewarm, prewarm_in_process,
+                                    record_build_times)
         from .trt.compat import trt_version_string
         workers = self.config.getoption("--refit-build-jobs", None)
         workers = default_jobs() if workers is None else int(workers)
         cases = [registry.get(n) for n in self.needed_cases if n in registry.CASES and n not in self.engines]
         cases = [c for c in cases if c.plan_cached and self.case_skip_reason(c, resources, cuda_session) is None]
-        if workers <= 1 or plan_cache is None:
+        if plan_cache is None or not cases:
             return
+        start = time.perf_counter()
         scope = f"TensorRT {trt_version_string()} | {cuda_session.gpu_name}"
         jobs = jobs_for(cases, load_build_times(plan_cache.root), scope)
-        if len(jobs) <= 1:
-            return
-        outcomes = prewarm(jobs, resources, plan_cache.root, workers, say=self.say)
+        if workers <= 1:
+            outcomes = prewarm_in_process(jobs, resources, cuda_session, logger, plan_cache, say=self.say,
+                                          engines=self.engines)
+        else:
+            outcomes = prewarm(jobs, resources, plan_cache.root, workers, say=self.say)
         record_build_times(plan_cache.root, outcomes, scope)
+        self.prewarm_seconds = time.perf_counter() - start
+        self.prewarm_nodeid = self.current_nodeid
 
     def open_case(self, case: Any, resources: Any, cuda_session: Any, logger: Any, plan_cache: Any,
                   **inputs: Any) -> Any:
@@ -188,7 +235,8 @@ class RefitSession:
             reason = self.case_skip_reason(case, resources, cuda_session)
             if reason is not None:
                 pytest.skip(f"case {case.name}: {reason}")
-            self.prewarm(resources, cuda_session, plan_cache)
+            self.prewarm(resources, cuda_session, logger, plan_cache)
+        if case.name not in self.engines:  # the builds ahead keep the engines they opened
             try:
                 self.engines[case.name] = case.open(resources, cuda_session, logger, plan_cache, **inputs)
             except TrainingUnavailable as exc:

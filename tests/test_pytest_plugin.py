@@ -176,3 +176,153 @@ def test_benchmark_json_names_the_suite_commit(project, tmp_path, monkeypatch):
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     info = json.loads(out.read_text())["refit_core"]
     assert info["git_commit"] == "f" * 40 and info["git_dirty"] is False and len(info["source_sha256"]) == 64
+
+
+# ---- profiles: which GPU tests run, what is built ahead, what the record says ------------------
+#: the registered cases the default profile keeps: every FP32 case, MNIST for FP16 and TF32
+DEFAULT_PROFILE_CASES = {"mnist", "bidaf-standin", "bidaf-original", "tiny-mlp", "mobilenet-v3-small",
+                         "transformer-encoder", "mnist-fp16", "mnist-tf32"}
+PROFILE_TESTS = """
+import pytest
+pytestmark = pytest.mark.gpu
+def test_case(case_engine):
+    pass
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_precision(precision):
+    pass
+@pytest.mark.full_profile
+def test_slow_benchmark():
+    pass
+def test_plain():
+    pass
+"""
+SELECTION_CONFTEST = """
+import json
+from refit_core.pytest_session import refit_session
+def pytest_sessionfinish(session):
+    state = refit_session(session.config)
+    print("SELECTED=" + json.dumps({"ids": [i.nodeid for i in session.items], "needed": state.needed_cases}))
+"""
+
+
+@pytest.fixture
+def profiled(project):
+    (project.path / "tests" / "test_profiles.py").write_text(PROFILE_TESTS)
+    (project.path / "conftest.py").write_text(SELECTION_CONFTEST)
+    return project
+
+
+def _selected(result):
+    found = [line.split("SELECTED=", 1)[1] for line in result.outlines if line.startswith("SELECTED=")]
+    assert found, "\n".join(result.outlines[-30:])
+    return json.loads(found[-1])
+
+
+def _case_ids(ids):
+    return {i.split("[", 1)[1].rstrip("]") for i in ids if "test_case[" in i}
+
+
+def test_the_default_profile_keeps_fp32_and_one_case_per_precision(profiled):
+    from refit_core.cases import registry
+    result = profiled.runpytest_subprocess("--collect-only", "-q", "-m", "gpu", "tests/test_profiles.py")
+    ids = _selected(result)["ids"]
+    assert _case_ids(ids) == DEFAULT_PROFILE_CASES
+    assert "tests/test_profiles.py::test_precision[fp32]" in ids
+    assert "tests/test_profiles.py::test_precision[fp16]" not in ids
+    assert "tests/test_profiles.py::test_slow_benchmark" not in ids
+    assert "tests/test_profiles.py::test_plain" in ids
+    left = len(registry.names()) - len(DEFAULT_PROFILE_CASES) + 2  # the FP16 precision test, the slow one
+    result.stdout.fnmatch_lines([f"refit_core: profile default: {left} GPU test(s) deselected, "
+                                 "left to --refit-profile full"])
+
+
+@pytest.mark.parametrize("args, env", [(["--refit-profile", "full"], None), (["--refit-slow-builds"], None),
+                                       ([], "full")])
+def test_the_full_profile_runs_the_whole_matrix(profiled, monkeypatch, args, env):
+    from refit_core.cases import registry
+    if env:
+        monkeypatch.setenv("REFIT_PROFILE", env)
+    result = profiled.runpytest_subprocess("--collect-only", "-q", "-m", "gpu", *args, "tests/test_profiles.py")
+    ids = _selected(result)["ids"]
+    assert _case_ids(ids) == set(registry.names())
+    assert len(ids) == len(registry.names()) + 4
+    result.stdout.fnmatch_lines(["refit_core: profile full: the whole case x precision matrix and the slow builds"])
+
+
+@pytest.mark.parametrize("args, env, said", [
+    (["--refit-profile=fast"], None, "--refit-profile 'fast' is not a profile; choose one of default, full"),
+    ([], "everything", "$REFIT_PROFILE 'everything' is not a profile; choose one of default, full"),
+    (["--refit-profile=default", "--refit-slow-builds"], None,
+     "--refit-slow-builds means --refit-profile full, but --refit-profile default was given")])
+def test_an_unknown_or_contradictory_profile_is_a_usage_error(profiled, monkeypatch, args, env, said):
+    if env:
+        monkeypatch.setenv("REFIT_PROFILE", env)
+    result = profiled.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: refit_core: {said}" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_the_builds_ahead_cover_only_the_selected_tests_cases(profiled):
+    """needed_cases (what the builds ahead build) follows the final selection: the profile's,
+    then -k's."""
+    default = _selected(profiled.runpytest_subprocess("--collect-only", "-q", "-m", "gpu"))["needed"]
+    assert set(default) == DEFAULT_PROFILE_CASES
+    narrowed = _selected(profiled.runpytest_subprocess("--collect-only", "-q", "-m", "gpu", "-k", "tiny"))["needed"]
+    assert narrowed == ["tiny-mlp"]
+    full = _selected(profiled.runpytest_subprocess("--collect-only", "-q", "--refit-profile=full", "-k", "tiny"))
+    assert set(full["needed"]) == {"tiny-mlp", "tiny-mlp-fp16", "tiny-mlp-tf32"}
+
+
+RECORD_CONFTEST = """
+import pytest
+import refit_core.pytest_plugin as plugin
+from refit_core.pytest_session import refit_session
+
+def _provenance(state):  # what provenance_of reads from TensorRT, which this machine lacks
+    return {"suite_version": "0", "git_commit": None, "git_dirty": None, "source_sha256": "0" * 64,
+            "command_line": ["pytest"], "hypothesis_profile": "ci", "tensorrt_build": {},
+            "tactic_setting": "default", "started": state.started}
+
+plugin.provenance_of = _provenance
+
+@pytest.fixture(autouse=True)
+def _as_if_on_a_gpu(request):
+    refit_session(request.config).gpu_used = True
+"""
+RECORD_TESTS = """
+import time
+import pytest
+def test_case(refit_case):
+    time.sleep(0.05)
+def test_bench(benchmark):
+    benchmark.pedantic(lambda: time.sleep(0.05), rounds=1)
+def test_other():
+    pass
+"""
+
+
+def test_the_record_gets_the_profile_and_where_the_time_went(project, tmp_path):
+    (project.path / "conftest.py").write_text(RECORD_CONFTEST)
+    (project.path / "tests" / "test_a.py").write_text(RECORD_TESTS)
+    out = tmp_path / "record.json"
+    result = project.runpytest_subprocess(f"--refit-results={out}", "-k", "tiny-mlp-fp16 or bench or other")
+    result.assert_outcomes(passed=3)
+    profile, phases = _profile_and_phases(json.loads(out.read_text()))
+    assert profile == "default"  # tiny-mlp-fp16 is not a GPU test here: kept
+    assert set(phases) == {"builds_ahead", "case.tiny-mlp-fp16", "benchmarks", "other_tests", "total"}
+    assert phases["case.tiny-mlp-fp16"] >= 0.05 and phases["benchmarks"] >= 0.05
+    assert phases["total"] >= phases["case.tiny-mlp-fp16"] + phases["benchmarks"]
+    result.stdout.fnmatch_lines(["*refit_core: where the time went (profile default)*",
+                                 "case.tiny-mlp-fp16 * s", "total * s"])
+    full = project.runpytest_subprocess(f"--refit-results={out}", "--refit-profile=full", "-k", "other")
+    full.stdout.fnmatch_lines(["refit_core: --refit-profile full took * s"])
+    assert _profile_and_phases(json.loads(out.read_text()))[0] == "full"
+
+
+def _profile_and_phases(record):
+    """The record's profile and phases: top-level sections where the recorder has them (branch
+    `record`), else under `extra` (this branch's minimal recorder methods)."""
+    if "profile" in record:
+        return record["profile"], record["phases"]
+    return record["extra"]["profile"], record["extra"]["phases"]

@@ -237,7 +237,7 @@ class RefitCase(ABC):
     #: warm_plain() can build the no-REFIT engine without the REFIT one (a prewarm runs the two at once)
     warms_plain_alone: bool = False
     #: why this case's builds are too slow for the default GPU tier ("" when they are not); such a
-    #: case runs with --refit-slow-builds and otherwise skips saying this
+    #: case runs only under --refit-profile full (the default profile deselects it, or it skips saying this)
     slow_build: str = ""
 
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:

@@ -1,11 +1,24 @@
-"""Building a session's case engines ahead of the tests, several at a time, into the plan cache.
+"""Building a session's case engines ahead of the tests into the plan cache.
 
 Builds are the GPU tier's cost (TensorRT 8.5 takes minutes for an FP16 LSTM), and a session
 builds every case twice: the REFIT engine and the same model without REFIT. Each build is a
-job for a worker process (spawned: its own CUDA context) that runs the case's own code path,
-`case.open()` and `engine.plain_runner()`, whose plans land in the plan cache; the session's
-`open()` then reads them. A case that can name its no-REFIT weights without the REFIT engine
-(`RefitCase.warm_plain`) gets the two builds as two jobs.
+job that runs the case's own code path, `case.open()` and `engine.plain_runner()`, whose plans
+land in the plan cache; the session's `open()` then reads them. A case that can name its
+no-REFIT weights without the REFIT engine (`RefitCase.warm_plain`) gets the two builds as two
+jobs.
+
+By default the jobs run one after the other in the session's own process
+(`prewarm_in_process`): one `Builder` (trt.engine.shared_builds) and one timing cache per
+precision for every build. `--refit-build-jobs=N` (N > 1) runs them in N spawned worker
+processes instead, each with its own CUDA context, Builder and copy of the timing caches (the
+last one to finish a precision writes its cache). Why one process is the default, from the
+measurements on an H200 (results/zoo/README.md; this choice was not timed head to head):
+concurrent builds time their tactics on the same GPU, so they add no throughput (six MobileNet
+builds: about 230 s one after the other, 624 s of job time 3 at a time, ended near 624 / 3);
+each worker pays the first `Builder` again (12.5 s on TensorRT 8.6.0); and builds beside other
+builds may choose other kernels (a refit tax below 1 was seen only there). One process saves
+those two Builders and shares what tactic timing learns between the REFIT and no-REFIT builds
+of a case; it loses only the overlap of the CPU parts of the builds.
 
 Jobs start longest first: by the seconds the same job took to build in an earlier session
 with the same TensorRT version and GPU (kept in ``prewarm-build-times.json`` beside the plans;
@@ -23,7 +36,6 @@ build on its own (`--refit-build-jobs=1` builds one at a time, in the session).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +52,11 @@ BOTH, ENGINE, PLAIN = "engine+plain", "engine", "plain"
 
 
 def default_jobs() -> int:
-    """A quarter of the CPU cores, at most 3. Concurrent builds time their tactics on one GPU, so
-    each takes longer: with 6 at a time on an H200 (TensorRT 8.5.3.1) the tiny MLP's FP16 builds
-    took 62 s instead of a few, and 1506 s of jobs finished in 396 s, not 250."""
-    return max(1, min(3, (os.cpu_count() or 4) // 4))
+    """1: the builds ahead run in the session's process (see the module's docstring). Concurrent
+    builds time their tactics on one GPU, so each takes longer: with 6 at a time on an H200
+    (TensorRT 8.5.3.1) the tiny MLP's FP16 builds took 62 s instead of a few, and 1506 s of jobs
+    finished in 396 s, not 250."""
+    return 1
 
 
 @dataclass(frozen=True)
@@ -113,28 +126,76 @@ def record_build_times(plan_root: Path, outcomes: Sequence[Outcome], scope: str)
         pass  # a read-only cache: the next session orders its jobs without them
 
 
+def _build_job(job: Job, resources: CaseResources, session: object, logger: object, cache: object,
+               keep: Optional[Dict[str, object]] = None) -> None:
+    """Build (or find) the job's plans in the plan cache, through the case's own code path.
+    With `keep`, the opened REFIT engine is kept there under the case's name (the session's
+    engines: not opened twice), else closed."""
+    if job.kind == PLAIN:
+        job.case.warm_plain(resources, session, logger, cache)
+        return
+    engine = job.case.open(resources, session, logger, cache)
+    try:
+        if job.kind == BOTH:
+            engine.plain_runner()
+    except BaseException:
+        engine.close()
+        raise
+    if keep is None:
+        engine.close()
+    else:
+        keep[job.case.name] = engine
+
+
 def _run_job(job: Job, resources: CaseResources, plan_root: str) -> Tuple[float, bool]:
     """In a worker process: build (or find) the job's plans in the cache; the seconds it took
-    and whether it built any."""
+    and whether it built any. The worker's builds share one Builder and the timing caches."""
     from ..trt.cuda import CudaSession
-    from ..trt.engine import PlanCache, builds_in_this_process
+    from ..trt.engine import PlanCache, TimingCacheStore, builds_in_this_process, shared_builds
     from ..trt.recorders import make_logger
     start, builds = time.perf_counter(), builds_in_this_process()
     session = CudaSession()
     try:
         logger, cache = make_logger(), PlanCache(Path(plan_root))
-        if job.kind == PLAIN:
-            job.case.warm_plain(resources, session, logger, cache)
-        else:
-            engine = job.case.open(resources, session, logger, cache)
-            try:
-                if job.kind == BOTH:
-                    engine.plain_runner()
-            finally:
-                engine.close()
+        with shared_builds(TimingCacheStore(Path(plan_root), session.gpu_name)):
+            _build_job(job, resources, session, logger, cache)
     finally:
         session.close()
     return time.perf_counter() - start, builds_in_this_process() > builds
+
+
+def prewarm_in_process(jobs: Sequence[Job], resources: CaseResources, session: object, logger: object,
+                       cache: object, say: Callable[[str], None] = print,
+                       engines: Optional[Dict[str, object]] = None) -> List[Outcome]:
+    """Run `jobs` one after the other in this process (the caller's CUDA session, logger and
+    plan cache; builds share whatever trt.engine.shared_builds the caller set up). The REFIT
+    engines opened go into `engines` (case name -> engine) when given. A job that fails is
+    reported, not raised: the session builds that case itself and the test shows why."""
+    from ..trt.engine import builds_in_this_process
+    if not jobs:
+        return []
+    say(f"refit_core: building {len(jobs)} case engine job(s) into the plan cache, in this process")
+    start = time.perf_counter()
+    outcomes: List[Outcome] = []
+    for job in jobs:  # with the session's own resources, as its open() would
+        t0, builds = time.perf_counter(), builds_in_this_process()
+        try:
+            _build_job(job, resources, session, logger, cache, keep=engines)
+            outcome = Outcome(job, time.perf_counter() - t0, built=builds_in_this_process() > builds)
+        except Exception as exc:  # noqa: BLE001 - reported; the session builds the case itself
+            line = " ".join(str(exc).split())[:300]
+            outcome = Outcome(job, time.perf_counter() - t0, f"{type(exc).__name__}: {line}")
+        outcomes.append(outcome)
+        say(f"  [{len(outcomes)}/{len(jobs)}] {_status(outcome)}")
+    wall = time.perf_counter() - start
+    say(f"refit_core: plans ready in {wall:.1f} s")
+    return outcomes
+
+
+def _status(outcome: Outcome) -> str:
+    status = (f"failed, the session builds it ({outcome.problem})" if outcome.problem
+              else "built" if outcome.built else "read from the plan cache")
+    return f"{outcome.job.label}: {outcome.seconds:.1f} s, {status}"
 
 
 def _worker(job: Job, resources: CaseResources, plan_root: str) -> Outcome:
@@ -172,9 +233,7 @@ def prewarm(jobs: Sequence[Job], resources: CaseResources, plan_root: Path, work
         for future in as_completed(futures):
             outcome = future.result()
             outcomes.append(outcome)
-            status = (f"failed, the session builds it ({outcome.problem})" if outcome.problem
-                      else "built" if outcome.built else "read from the plan cache")
-            say(f"  [{len(outcomes)}/{len(jobs)}] {outcome.job.label}: {outcome.seconds:.1f} s, {status}")
+            say(f"  [{len(outcomes)}/{len(jobs)}] {_status(outcome)}")
     wall = time.perf_counter() - start
     total = sum(o.seconds for o in outcomes)
     say(f"refit_core: plans ready in {wall:.1f} s ({total:.1f} s of jobs, {total / max(wall, 1e-9):.1f}x)")

@@ -6,7 +6,7 @@ plugin with `register(MyCase())` before collection.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ..trt.engine import PRECISIONS
 from .base import RefitCase
@@ -37,6 +37,34 @@ def get(name: str) -> RefitCase:
 
 def names() -> List[str]:
     return list(CASES)
+
+
+#: The GPU tier's profiles, like Hypothesis's: `default` (what `pytest -m gpu` runs) and `full`.
+PROFILES = ("default", "full")
+DEFAULT_PROFILE = "default"
+PROFILE_ENV = "REFIT_PROFILE"
+
+#: The one case per precision other than FP32 that the default profile keeps. MNIST (LeNet,
+#: trained weights): its convolutions and matrix products are the layers FP16 and TF32 change,
+#: its reference is float64, and its engines build in seconds on every TensorRT version (the
+#: zoo's FP16/TF32 builds take minutes on 8.5, BiDAF's FP16 is a slow build). tiny-mlp would be
+#: cheaper still but has no convolution.
+REPRESENTATIVES = {"fp16": "mnist-fp16", "tf32": "mnist-tf32"}
+
+
+def profile_exclusion(case: RefitCase, profile: str) -> Optional[str]:
+    """None when `profile` runs `case`, else why not (a clause for the deselection summary):
+    `full` runs every case; `default` every FP32 case without a slow build, and the
+    representative case of each other precision."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if profile == "full":
+        return None
+    if case.slow_build:
+        return "a slow build"
+    if case.precision != "fp32" and REPRESENTATIVES.get(case.precision) != case.name:
+        return f"{case.precision.upper()} is covered by {REPRESENTATIVES.get(case.precision, 'no case')}"
+    return None
 
 
 def builtin_cases() -> List[RefitCase]:

@@ -367,6 +367,18 @@ class ResultsRecorder:
         """notes.<key> = a sentence (e.g. why a timing is what it is)."""
         self._section("notes")[_name(key, "note key")] = _checked(model.Text, str(text), key)
 
+    # -- the run's profile and where its time went (minimal: branch `record` owns these) -----
+    def record_profile(self, name: str) -> None:
+        """extra.profile = the --refit-profile that selected this run's GPU tests."""
+        self.set(("extra", "profile"), _name(name, "profile"))
+
+    def record_phase(self, name: str, wall_seconds: float) -> None:
+        """extra.phases.<name> = wall seconds (finite, >= 0) the run spent in that phase."""
+        seconds = float(wall_seconds)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"phase {name!r}: wall seconds must be finite and >= 0 (got {wall_seconds!r})")
+        self.set(("extra", "phases", _name(name, "phase name")), seconds)
+
     # -- timings -----------------------------------------------------------------------
     def record_timing(self, name: str, samples_s: Sequence[float],
                       first_s: Optional[float] = None) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import EngineCacheWarning, RefitCoreError
 from ..fileio import sha256_bytes
@@ -62,9 +63,16 @@ class BuildResult:
 
 
 def _use_timing_cache(config: Any, blob: Optional[bytes], logger: Any) -> Optional[bool]:
-    """Install a timing cache; report whether TensorRT took it (None: built with an empty one)."""
+    """Install a timing cache; report whether TensorRT took it (None: built with an empty cache).
+    A cache TensorRT cannot read (another version's, damaged) falls back to an empty one."""
     mark = logger.mark()
-    cache = config.create_timing_cache(blob or b"")
+    try:
+        cache = config.create_timing_cache(blob or b"")
+    except Exception:  # noqa: BLE001 - a version may raise on a foreign blob instead of logging
+        cache = None
+    if cache is None:
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+        return False if blob else None
     config.set_timing_cache(cache, False)
     if not blob:
         return None
@@ -95,7 +103,14 @@ def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> 
 def _build(builder: Any, network: Any, options: BuildOptions, profiles: List[Profile], logger: Any,
            timing_cache: Optional[bytes]) -> BuildResult:
     config = _configure(builder, options, profiles)
+    store = _SHARED.timing_caches if timing_cache is None else None
+    if store is not None:
+        timing_cache = store.load(options.precision)
     accepted = _use_timing_cache(config, timing_cache, logger)
+    if accepted is False and store is not None:
+        warnings.warn(f"TensorRT refused the timing cache {store.paths(options.precision)[0]} (it could not read "
+                      "it, or said \"The timing cache will not be used!\"): this build may time its tactics "
+                      "afresh; the cache is rewritten from what this build holds", EngineCacheWarning, stacklevel=3)
     mark = logger.mark()
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
@@ -104,7 +119,13 @@ def _build(builder: Any, network: Any, options: BuildOptions, profiles: List[Pro
         said = " | ".join(logger.errors_since(mark)) or "no message"
         raise RuntimeError(f"TensorRT could not build the engine ({said})")
     cache_blob = bytes(config.get_timing_cache().serialize())
+    if store is not None:
+        store.store(options.precision, cache_blob)
     return BuildResult(bytes(plan), seconds, cache_blob, accepted)
+
+
+#: timing_cache=COLD: an empty timing cache even inside shared_builds (a timed rebuild)
+COLD = b""
 
 
 def build_plan(populate: Callable[[Any], Any], options: BuildOptions, profiles: List[Profile],
@@ -112,7 +133,8 @@ def build_plan(populate: Callable[[Any], Any], options: BuildOptions, profiles: 
     """Build a plan from a network that `populate(network)` fills in.
 
     `populate` returns whatever must stay alive until the build ends (numpy weights that
-    TensorRT reads by pointer). `timing_cache` None builds with an empty timing cache.
+    TensorRT reads by pointer). `timing_cache`: the serialized cache to start from; COLD (b"")
+    an empty one; None the precision's shared one inside `shared_builds`, else an empty one.
     """
     builder = trt_builder(logger)
     network = compat.create_network(builder)
@@ -136,7 +158,42 @@ def build_plan_from_onnx(onnx_path: Path, options: BuildOptions, profiles: List[
 
 
 def trt_builder(logger: Any) -> Any:
-    return compat.import_tensorrt().Builder(logger)
+    """A Builder for `logger`: inside `shared_builds`, the one this process already made for the
+    same logger (creating the first costs ~12.5 s on TensorRT 8.6.0); otherwise a new one."""
+    if _SHARED.active and _SHARED.builder is not None and _SHARED.builder_logger is logger:
+        return _SHARED.builder
+    builder = compat.import_tensorrt().Builder(logger)
+    if _SHARED.active:
+        _SHARED.builder, _SHARED.builder_logger = builder, logger
+    return builder
+
+
+class _SharedBuilds:
+    """What the builds of one process share while `shared_builds` is active."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.builder: Any = None
+        self.builder_logger: Any = None
+        self.timing_caches: Optional["TimingCacheStore"] = None
+
+
+_SHARED = _SharedBuilds()
+
+
+@contextmanager
+def shared_builds(timing_caches: Optional["TimingCacheStore"] = None) -> Iterator[None]:
+    """Inside: the builds of this process reuse one Builder (per logger), and a build given no
+    timing cache (None) starts from the precision's cache in `timing_caches` and writes back what
+    it timed. On leaving, the Builder is released: leave before the CUDA context closes."""
+    if _SHARED.active:
+        raise RuntimeError("shared_builds is already active in this process")
+    _SHARED.active, _SHARED.timing_caches = True, timing_caches
+    try:
+        yield
+    finally:
+        _SHARED.active, _SHARED.timing_caches = False, None
+        _SHARED.builder = _SHARED.builder_logger = None
 
 
 @dataclass(frozen=True)
@@ -330,6 +387,71 @@ class PlanCache:
             fileio.atomic_write_bytes(plan_path, bytes(plan))
             fileio.atomic_write_text(meta_path, meta_text)
         return plan_path
+
+
+class TimingCacheStore:
+    """Serialized TensorRT timing caches beside the plans, one per TensorRT version, GPU and
+    precision (``timing-<key>.cache`` with a JSON sidecar: the key's parts, size, sha256).
+
+    Only builds that are not themselves timed use it (shared_builds). A cache that is missing
+    starts empty; one that is damaged, foreign or of another TensorRT version or GPU is ignored
+    with an EngineCacheWarning (the build runs without it and rewrites it), never handed to
+    TensorRT; one TensorRT itself refuses is likewise built without. Written atomically under
+    a lock, like the plans.
+    """
+
+    def __init__(self, root: Path, gpu_name: str, trt_version: Optional[str] = None) -> None:
+        self.root = Path(root)
+        self.gpu_name = str(gpu_name)
+        self._trt_version = trt_version
+
+    @property
+    def trt_version(self) -> str:
+        if self._trt_version is None:
+            self._trt_version = compat.trt_version_string()
+        return self._trt_version
+
+    def key_parts(self, precision: str) -> Dict[str, str]:
+        return {"kind": "timing_cache", "tensorrt_version": self.trt_version, "gpu": self.gpu_name,
+                "precision": precision}
+
+    def paths(self, precision: str) -> Tuple[Path, Path]:
+        key = plan_cache_key(self.key_parts(precision))
+        return self.root / f"timing-{key}.cache", self.root / f"timing-{key}.json"
+
+    def _lock(self, blob_path: Path, exclusive: bool) -> Any:
+        return fileio.file_lock(self.root / f".{blob_path.name}.lock", exclusive=exclusive)
+
+    def load(self, precision: str) -> Optional[bytes]:
+        """The cache's bytes; None when there is none yet, or (with a warning) when it is unusable."""
+        blob_path, meta_path = self.paths(precision)
+        if not os.path.lexists(str(blob_path)) and not os.path.lexists(str(meta_path)):
+            return None
+        try:
+            with self._lock(blob_path, exclusive=False):
+                meta = fileio.loads_json_strict(fileio.read_bytes_nofollow(meta_path, 1 << 16))
+                if not isinstance(meta, dict):
+                    raise ValueError(f"{meta_path.name} is not a JSON object")
+                if meta.get("key_parts") != self.key_parts(precision):
+                    raise ValueError(f"{meta_path.name} belongs to another cache ({meta.get('key_parts')!r})")
+                return fileio.read_verified(blob_path, meta.get("size"), meta.get("sha256"))
+        except (OSError, ValueError, CacheIntegrityError) as exc:
+            warnings.warn(f"timing cache {blob_path} is not usable ({exc}); building without it",
+                          EngineCacheWarning, stacklevel=2)
+            return None
+
+    def store(self, precision: str, blob: bytes) -> None:
+        """Keep `blob` as the precision's cache; one that cannot be written only warns."""
+        blob_path, meta_path = self.paths(precision)
+        meta = {"key_parts": self.key_parts(precision), "size": len(blob), "sha256": fileio.sha256_bytes(blob)}
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self._lock(blob_path, exclusive=True):
+                fileio.atomic_write_bytes(blob_path, bytes(blob))
+                fileio.atomic_write_text(meta_path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        except OSError as exc:
+            warnings.warn(f"timing cache {blob_path} could not be written ({exc}); the next build "
+                          "starts without it", EngineCacheWarning, stacklevel=2)
 
 
 _builds_here = 0  # plans load_or_build built (not read) in this process

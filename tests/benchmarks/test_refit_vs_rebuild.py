@@ -5,6 +5,11 @@ Each refit benchmark also records what TensorRT costs apart from what the wrappe
 
 `pytest --benchmark-only` runs exactly these. At the end of the run one line per model
 prints rebuild / refit (medians of this run); the results JSON keeps every timing.
+
+The timed rebuilds are cold (`*.rebuild.cold_cache`: an empty timing cache, trt.engine.COLD,
+even though the session's other builds share one) or warm from this session's own cache
+(`*.rebuild.warm_cache`). The BiDAF rebuilds (~45 s each on TensorRT 8.5) run only under
+--refit-profile full.
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ import numpy as np
 import pytest
 
 from refit_core.trt import compat
-from refit_core.trt.engine import BuildOptions, EngineHandle
+from refit_core.trt.engine import COLD, BuildOptions, EngineHandle
+from tests.benchmarks.rounds import probe_rounds
 
 pytestmark = [pytest.mark.gpu, pytest.mark.serial]
 
@@ -43,10 +49,11 @@ def _bench(benchmark, fn, rounds, warmup, args=()):
 
 
 def _bench_refit(benchmark, refitter, weights, results, name):
-    """Warm refit_with rounds; besides pytest-benchmark's own timing, keep each round's raw
-    refit_cuda_engine seconds and refit_with's total (EngineRefitter.last_trt_seconds /
-    last_total_seconds) and record the wrapper's overhead, (total - raw) / raw of the medians.
-    Returns the measured rounds' durations (warm-ups dropped)."""
+    """Warm refit_with rounds (up to REFIT_ROUNDS, fewer where a refit is slow: rounds.py);
+    besides pytest-benchmark's own timing, keep each round's raw refit_cuda_engine seconds and
+    refit_with's total (EngineRefitter.last_trt_seconds / last_total_seconds) and record the
+    wrapper's overhead, (total - raw) / raw of the medians. Returns the measured rounds'
+    durations (warm-ups dropped)."""
     raw, total = [], []
 
     def refit():
@@ -55,7 +62,8 @@ def _bench_refit(benchmark, refitter, weights, results, name):
         total.append(refitter.last_total_seconds)
         return out
 
-    samples = _bench(benchmark, refit, REFIT_ROUNDS, REFIT_WARMUP)
+    rounds = probe_rounds(lambda: refitter.refit_with(weights), REFIT_ROUNDS)
+    samples = _bench(benchmark, refit, rounds, REFIT_WARMUP)
     raw, total = raw[REFIT_WARMUP:], total[REFIT_WARMUP:]
     ratio = results.record_wrapper_overhead(name, raw, total)
     entry = results.get(("wrapper_overhead", name))
@@ -140,7 +148,7 @@ def test_mnist_refit_from_device_memory(benchmark, bench_lenet, results):
 def test_mnist_rebuild(benchmark, bench_lenet, cuda_session, trt_logger, results, cache):
     """build_serialized_network + deserialize from the same network definition."""
     flow, handle, refitter, trained, start = bench_lenet
-    timing_cache = None
+    timing_cache = COLD
     if cache == "warm_cache":
         timing_cache = flow.build_lenet_plan(trained, BuildOptions(), trt_logger).timing_cache
 
@@ -197,6 +205,7 @@ def test_bidaf_refit(benchmark, bench_bidaf, bidaf_model, results, which):
     _record(results, benchmark, name, samples, first)
 
 
+@pytest.mark.full_profile
 @pytest.mark.parametrize("cache", ["cold_cache", "warm_cache"])
 def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_logger, results, cache):
     from refit_core.trt.engine import build_plan_from_onnx
@@ -206,7 +215,7 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
     caches = _BIDAF_TIMING_CACHES.setdefault(key, [])  # from this session's earlier builds
     if built is not None:
         caches.append(built.timing_cache)
-    timing_cache = None
+    timing_cache = COLD
     if cache == "warm_cache":
         if not caches:
             pytest.skip("no timing cache from an earlier build of this model in this session "
@@ -219,7 +228,7 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
         res = build_plan_from_onnx(bidaf_prepared.model_path, BuildOptions(), profile, trt_logger,
                                    timing_cache=timing_cache)
         accepted.append(res.timing_cache_accepted)
-        if timing_cache is None:
+        if cache == "cold_cache":
             caches.append(res.timing_cache)
         EngineHandle(res.plan, trt_logger).close()
 

@@ -118,8 +118,8 @@ def test_needed_cases_follow_the_selected_gpu_tests(benchmark_only, expected):
 @pytest.mark.parametrize("asked", [False, True])
 def test_slow_build_cases_skip_saying_why_unless_asked(tmp_path, asked):
     from refit_core.pytest_session import RefitSession
-    state = RefitSession.__new__(RefitSession)  # only its config is read here
-    state.config = SimpleNamespace(getoption=lambda name, default=None: asked if name == "--refit-slow-builds" else default)
+    state = RefitSession.__new__(RefitSession)  # only its profile is read here
+    state.profile = "full" if asked else "default"
     resources = CaseResources(data_dir=None, cache_root=tmp_path, tmp_dir=tmp_path)
     gpu = SimpleNamespace(compute_capability=(9, 0), gpu_name="H200")
     slow, quick = registry.get("bidaf-standin-fp16"), registry.get("bidaf-standin")
@@ -128,7 +128,7 @@ def test_slow_build_cases_skip_saying_why_unless_asked(tmp_path, asked):
     if asked:
         assert reason is None
     else:
-        assert "8.5" in reason and reason.endswith("run with --refit-slow-builds to include it")
+        assert "8.5" in reason and reason.endswith("run with --refit-profile full to include it")
     assert state.case_skip_reason(quick, resources, gpu) is None
 
 
@@ -195,3 +195,55 @@ def test_a_hostile_build_times_file_is_none_recorded(tmp_path, content):
     else:
         path.write_text('{"a": true, "b": "3", "c": -1, "d": 5.5}')
     assert load_build_times(tmp_path) == ({"d": 5.5} if content == "not numbers" else {})
+
+
+class _Opens(RefitCase):
+    """A plan-cached case that counts its opens; its engine counts plain builds and closes."""
+    plan_cached = True
+
+    def __init__(self, name, fails=False):
+        self.name, self.fails, self.opened = name, fails, 0
+
+    def open(self, resources, session, logger, plan_cache):
+        self.opened += 1
+        if self.fails:
+            raise RuntimeError("the build failed")
+        engine = SimpleNamespace(case=self, plain=0, closed=False)
+        engine.plain_runner = lambda: setattr(engine, "plain", engine.plain + 1)
+        engine.close = lambda: setattr(engine, "closed", True)
+        return engine
+
+
+def test_the_session_builds_ahead_only_the_selected_cases_once_in_its_own_process(tmp_path, monkeypatch):
+    """The builds ahead (default: in this process) open each case the selected tests need once,
+    with its engine without REFIT, keep the engine for the session (not opened again), and
+    leave alone the cases no selected test uses; a failing one is reported, not raised."""
+    from refit_core.pytest_session import RefitSession
+    from refit_core.trt import compat
+    cases = {n: _Opens(n) for n in ("wanted", "unused", "also-wanted")}
+    cases["broken"] = _Opens("broken", fails=True)
+    for name, case in cases.items():
+        monkeypatch.setitem(registry.CASES, name, case)
+    monkeypatch.setattr(compat, "trt_version_string", lambda: "9.9")
+    config = SimpleNamespace(getoption=lambda name, default=None: default)
+    state = RefitSession(config)
+    lines = []
+    state.say = lines.append
+    state.needed_cases = ["wanted", "broken", "also-wanted"]
+    resources = CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path / "tmp")
+    gpu = SimpleNamespace(compute_capability=(9, 0), gpu_name="GPU X")
+    plans = SimpleNamespace(root=tmp_path / "plans")
+    (tmp_path / "plans").mkdir()
+
+    engine = state.open_case(cases["wanted"], resources, gpu, object(), plans)
+    assert {n: c.opened for n, c in cases.items()} == {"wanted": 1, "unused": 0, "also-wanted": 1, "broken": 1}
+    assert engine.plain == 1 and not engine.closed
+    assert set(state.engines) == {"wanted", "also-wanted"}
+    assert state.open_case(cases["also-wanted"], resources, gpu, object(), plans) is state.engines["also-wanted"]
+    assert cases["also-wanted"].opened == 1
+    assert lines[0] == "refit_core: building 3 case engine job(s) into the plan cache, in this process"
+    assert any("broken (REFIT and without REFIT)" in line and "failed, the session builds it" in line
+               and "the build failed" in line for line in lines)
+    assert state.prewarm_seconds > 0
+    with pytest.raises(RuntimeError, match="the build failed"):  # the session's own open shows the error
+        state.open_case(cases["broken"], resources, gpu, object(), plans)
