@@ -11,6 +11,12 @@ DATA_DIR_ENV = "REFIT_DATA_DIR"
 CACHE_DIR_ENV = "REFIT_CACHE_DIR"
 TACTICS_ENV = "REFIT_TRT_TACTICS"
 
+#: The GPU tier's profiles, like Hypothesis's: `default` (what `pytest -m gpu` runs) and `full`
+#: (the whole case x precision matrix). A record names its profile; the gate compares like with like.
+PROFILES = ("default", "full")
+DEFAULT_PROFILE = "default"
+PROFILE_ENV = "REFIT_PROFILE"
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 

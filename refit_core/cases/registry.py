@@ -39,10 +39,7 @@ def names() -> List[str]:
     return list(CASES)
 
 
-#: The GPU tier's profiles, like Hypothesis's: `default` (what `pytest -m gpu` runs) and `full`.
-PROFILES = ("default", "full")
-DEFAULT_PROFILE = "default"
-PROFILE_ENV = "REFIT_PROFILE"
+from ..config import DEFAULT_PROFILE, PROFILE_ENV, PROFILES  # noqa: E402,F401
 
 #: The one case per precision other than FP32 that the default profile keeps. MNIST (LeNet,
 #: trained weights): its convolutions and matrix products are the layers FP16 and TF32 change,

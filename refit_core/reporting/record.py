@@ -17,14 +17,14 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from typing_extensions import Annotated, Literal
 
+from ..config import PROFILES
+
 #: The version this code writes and reads; records of other versions are refused (re-run the suite).
 SCHEMA_VERSION = 3
 
 #: Outcomes a record holds; pytest's "error" (setup/teardown) is stored as "failed".
 TEST_OUTCOMES = ("passed", "failed", "skipped")
 
-#: Run profiles (--refit-profile): the gate compares only records of the same profile.
-PROFILES = ("default", "full")
 
 #: Largest count a record may hold (integers beyond it are not counts of anything real).
 MAX_COUNT = 2 ** 53
@@ -352,7 +352,7 @@ class Record(Strict):
     schema_version: Literal[3] = Field(description=f"always {SCHEMA_VERSION}")
     created: IsoTime = Field(description="date the record was made")
     note: Optional[Text] = None
-    profile: Literal["default", "full"] = Field(description="run profile (--refit-profile)")
+    profile: Literal[PROFILES] = Field(description="run profile (--refit-profile)")
     environment: Environment
     provenance: Optional[Provenance] = None
     phases: Dict[Name, WallSeconds] = Field(default_factory=dict,

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..fileio import atomic_write_text
 from . import record as model
-from .record import PROFILES, SCHEMA_VERSION, TEST_OUTCOMES  # noqa: F401
+from ..config import PROFILES  # noqa: F401
+from .record import SCHEMA_VERSION, TEST_OUTCOMES  # noqa: F401
 from .schema import ResultsFileError, canonical_test_id, describe_error, load_results, record_dict  # noqa: F401
 from .timings import (REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing,  # noqa: F401
                       split_timing_name, timing_models)
@@ -366,18 +367,6 @@ class ResultsRecorder:
     def record_note(self, key: str, text: str) -> None:
         """notes.<key> = a sentence (e.g. why a timing is what it is)."""
         self._section("notes")[_name(key, "note key")] = _checked(model.Text, str(text), key)
-
-    # -- the run's profile and where its time went (minimal: branch `record` owns these) -----
-    def record_profile(self, name: str) -> None:
-        """extra.profile = the --refit-profile that selected this run's GPU tests."""
-        self.set(("extra", "profile"), _name(name, "profile"))
-
-    def record_phase(self, name: str, wall_seconds: float) -> None:
-        """extra.phases.<name> = wall seconds (finite, >= 0) the run spent in that phase."""
-        seconds = float(wall_seconds)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"phase {name!r}: wall seconds must be finite and >= 0 (got {wall_seconds!r})")
-        self.set(("extra", "phases", _name(name, "phase name")), seconds)
 
     # -- timings -----------------------------------------------------------------------
     def record_timing(self, name: str, samples_s: Sequence[float],
