@@ -106,7 +106,8 @@ class OnnxModelCase(RefitCase):
 
     def __init__(self, name: str, make_model: Callable[[Path], Path], input_shapes: Shapes,
                  tolerance: Optional[OutputTolerance] = None, noise: Optional[float] = None,
-                 seed: int = 0, precision: str = "fp32", allow_fp16_range: bool = False) -> None:
+                 seed: int = 0, precision: str = "fp32", allow_fp16_range: bool = False,
+                 optimization_level: Optional[int] = None) -> None:
         self.name = name
         self.make_model = make_model
         self.input_shapes = {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
@@ -115,11 +116,12 @@ class OnnxModelCase(RefitCase):
         self.seed = seed
         self.precision = precision  # "fp32" or "fp16" (BuildOptions.precision)
         self.allow_fp16_range = allow_fp16_range  # fp16: let weights FP16 cannot hold through
+        self.optimization_level = optimization_level  # TensorRT's builder optimization level (None: its default)
 
     def build_options(self, refit: bool = True) -> Any:
         """The BuildOptions of this case's engines (`refit=False`: the same without REFIT)."""
         from ..trt.engine import BuildOptions
-        return BuildOptions(refit=refit, precision=self.precision)
+        return BuildOptions(refit=refit, precision=self.precision, optimization_level=self.optimization_level)
 
     def load_or_build(self, path: Path, options: Any, session: Any, logger: Any, plan_cache: Any) -> Tuple[Any, Any]:
         """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache."""
@@ -167,14 +169,16 @@ class OnnxModelCase(RefitCase):
     def target_weights(self, build_weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1)); a weight whose
         values are all positive (a BatchNorm variance, a scale) gets w * exp(noise * N(0, 1))
-        instead, so it stays positive and the model stays defined."""
+        instead, so it stays positive and the model stays defined. Each target has its weight's
+        shape and dtype exactly, a 0-d weight included (what the refit path takes for the real one)."""
         rng = np.random.default_rng(self.seed)
         noise = self.noise_for(len(build_weights))
         out = {}
         for n, w in sorted(build_weights.items()):
-            z = rng.standard_normal(w.shape)
+            w = np.asarray(w)
+            z = np.asarray(rng.standard_normal(w.shape)).reshape(w.shape)
             factor = np.exp(noise * z) if w.size and bool(np.all(w > 0)) else 1.0 + noise * z
-            out[n] = np.ascontiguousarray(w * factor, dtype=w.dtype)
+            out[n] = np.array(np.asarray(w * factor).reshape(w.shape), dtype=w.dtype, order="C")
         return out
 
     def probe_feeds(self) -> Dict[str, np.ndarray]:

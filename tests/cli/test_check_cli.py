@@ -63,11 +63,42 @@ def test_help_lists_check_and_its_options():
 def test_arguments_parse():
     args = build_parser().parse_args(["check", "m.onnx", "--precision", "fp16", "--shapes", "x:1x3", "y:2x3",
                                       "--results", "out.json", "--rounds", "7"])
-    assert (args.model, args.precision, args.shapes, args.results, args.rounds) == \
-        ("m.onnx", "fp16", ["x:1x3", "y:2x3"], "out.json", 7)
+    assert (args.model, args.precision, args.results, args.rounds) == ("m.onnx", "fp16", "out.json", 7)
+    assert check.model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
     assert args.func is check.run_check
     defaults = build_parser().parse_args(["check", "m.onnx"])
     assert (defaults.precision, defaults.shapes, defaults.results, defaults.allow_fp16_range) == ("fp32", [], None, False)
+    assert (defaults.builder_optimization_level, defaults.save_prepared) == (None, None)
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "m.onnx", "--shapes", "x:1x3", "y:2x3"],
+    ["check", "--shapes", "x:1x3", "y:2x3", "m.onnx"],
+    ["check", "--shapes", "x:1x3", "--shapes", "y:2x3", "m.onnx", "--precision", "fp16"],
+    ["check", "--shapes", "x:1x3,y:2x3", "--", "m.onnx"],
+    ["prepare", "--shapes", "x:1x3", "y:2x3", "m.onnx", "-o", "p.onnx"],
+    ["prepare", "-o", "p.onnx", "m.onnx", "--shapes", "x:1x3", "y:2x3"],
+])
+def test_shapes_before_or_after_the_model(argv):
+    args = build_parser().parse_args(argv)
+    assert check.model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["check", "--shapes", "x:1x3"], "give the ONNX model file"),
+    (["check", "m.onnx", "--shapes", "x:1x3", "junk"], "'junk' is not NAME:DIMS"),
+    (["check", "--shapes", "a.onnx", "b.onnx"], "'a.onnx' is not NAME:DIMS"),
+])
+def test_shapes_and_model_mistakes_are_one_sentence(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+
+
+def test_builder_optimization_level_is_0_to_5():
+    assert build_parser().parse_args(["check", "m.onnx", "--builder-optimization-level", "2"]).builder_optimization_level == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["check", "m.onnx", "--builder-optimization-level", "6"])
 
 
 @pytest.mark.parametrize("bad", [["--precision", "int8"], ["--rounds", "0"], ["--rounds", "x"]])
@@ -90,7 +121,7 @@ def test_a_file_that_is_not_onnx(tmp_path):
 
 def test_a_dynamic_model_without_shapes_names_the_input_and_the_option(dynamic_model):
     line = one_sentence(run_check(str(dynamic_model)))
-    assert "input 'x'" in line and "dynamic shape (?x3)" in line and "--shapes x:1x3" in line
+    assert "input 'x'" in line and "dynamic shape (?x3; dims 'N', 3)" in line and "--shapes x:1x3" in line
     assert "--refit-shapes" not in line
 
 
