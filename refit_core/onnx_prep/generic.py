@@ -430,7 +430,7 @@ def prepare_file(source: Path, given: Mapping[str, Shape], out_path: Path, seed:
     progress(f"prepare: {agreement.describe()}")
     unimportable = unimportable_ops(model)
     if unimportable:
-        progress(f"prepare: TensorRT will not parse it: {unimportable_sentence(unimportable)}")
+        progress(f"prepare: TensorRT's ONNX parser is expected to refuse it: {unimportable_sentence(unimportable)}")
     atomic_write_bytes(out_path, prepared.model.SerializeToString())
     progress(f"prepare: wrote {out_path}")
     return PrepareResult(Path(out_path), prepared, agreement, unimportable)
