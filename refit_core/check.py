@@ -279,11 +279,6 @@ class Run:
         return [o.name for o in self.outcomes if o.status == "failed"]
 
 
-def _compare_line(cmp: Any, tol: Any) -> str:
-    return (f"{cmp.rows_agreeing}/{cmp.rows} rows within tolerance, max|diff| {cmp.max_abs:.3g}, "
-            f"max rel {cmp.max_rel:.3g} ({tol.describe()})")
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:.3f} ms"
 
@@ -292,6 +287,86 @@ def _weights(n: int) -> str:
     return f"{n} weight" + ("" if n == 1 else "s")
 
 
+# --------------------------------------------------------------------------------------
+# Build-time estimates (printed before each build)
+# --------------------------------------------------------------------------------------
+#: Builds `check` measured, per machine: in the cache directory, one JSON list.
+BUILD_TIMES_FILE = "check-build-times.json"
+BUILD_TIMES_KEPT = 200
+#: Said when nothing was measured on this TensorRT and GPU yet (measured on an H200, see
+#: /work/shared/device/measurements.md: real models' REFIT builds on 8.6.0, the zoo on 8.5.2.2).
+NO_HISTORY_HINT = ("no build measured on this TensorRT and GPU yet; REFIT builds measured on an H200 took "
+                   "129 s (a 10.9 MB OCR recognizer) and 209 s (a 20 MB detector) on TensorRT 8.6.0, 120 s "
+                   "(a 10 MB MobileNetV3, FP16) on 8.5.2.2")
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def estimate_build(history: List[Dict[str, Any]], sha256: str, size: int, kind: str, tensorrt: str,
+                   gpu: str) -> str:
+    """What a build of `kind` of this model will take: its own earlier builds here, else the
+    earlier builds of `kind` on this TensorRT and GPU scaled by file size, else what was measured."""
+    import statistics as st
+    here = [h for h in history if h.get("kind") == kind and h.get("tensorrt") == tensorrt and h.get("gpu") == gpu]
+    same = [float(h["seconds"]) for h in here if h.get("sha256") == sha256]
+    if same:
+        return f"about {_seconds(st.median(same))} (this model's {kind} build measured here before)"
+    rates = [float(h["seconds"]) / float(h["bytes"]) for h in here if float(h.get("bytes") or 0) > 0]
+    if rates:
+        return (f"about {_seconds(st.median(rates) * size)} (from {len(rates)} earlier {kind} build"
+                f"{'' if len(rates) == 1 else 's'} on this TensorRT and GPU, scaled by file size: a rough guide)")
+    return NO_HISTORY_HINT
+
+
+def load_build_times(path: Path) -> List[Dict[str, Any]]:
+    """The measured builds; a missing or damaged file is no history (it only informs estimates)."""
+    from .fileio import read_json_strict
+    try:
+        data = read_json_strict(path)
+    except (OSError, ValueError):
+        return []
+    return [h for h in data if isinstance(h, dict)] if isinstance(data, list) else []
+
+
+def record_build_time(path: Path, entry: Dict[str, Any]) -> None:
+    from .fileio import atomic_write_json, file_lock, lock_path_for
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(lock_path_for(path)):
+        history = load_build_times(path) + [entry]
+        atomic_write_json(path, history[-BUILD_TIMES_KEPT:], indent=1)
+
+
+class BuildClock:
+    """Estimates before each build and records what it took, for one model on this machine."""
+
+    def __init__(self, model: Path, tensorrt: str, gpu: str, path: Optional[Path] = None) -> None:
+        from .config import cache_dir
+        from .fileio import sha256_file
+        self.path = path or cache_dir() / BUILD_TIMES_FILE
+        self.sha256, self.size = sha256_file(model), model.stat().st_size
+        self.tensorrt, self.gpu = tensorrt, gpu
+
+    def estimate(self, kind: str) -> str:
+        return estimate_build(load_build_times(self.path), self.sha256, self.size, kind, self.tensorrt, self.gpu)
+
+    def record(self, kind: str, seconds: float) -> None:
+        try:
+            record_build_time(self.path, dict(kind=kind, sha256=self.sha256, bytes=self.size, tensorrt=self.tensorrt,
+                                              gpu=self.gpu, seconds=round(float(seconds), 2)))
+        except OSError as exc:  # an estimate aid: never fails the check
+            print(f"  (build time not kept: {exc})")
+
+
+def _builds() -> int:
+    from .trt.engine import builds_in_this_process
+    return builds_in_this_process()
+
+
+# --------------------------------------------------------------------------------------
+# The run on the GPU
+# --------------------------------------------------------------------------------------
 def _record_environment(run: Run, session: Any) -> None:
     import numpy as np
     from . import __version__
@@ -310,221 +385,204 @@ def _record_environment(run: Run, session: Any) -> None:
     run.rec.record_provenance(**run.provenance)
 
 
-def _open_engine(plan: Plan, session: Any, logger: Any, cache: Any, tmp: Path) -> Any:
+def _parser_words(plan: Plan, message: str) -> str:
+    """The op types of the nodes TensorRT's parser names, and why where known; "" if none."""
+    from .onnx_prep.generic import ModelInputError, describe_parser_rejection, load_model
+    try:
+        return describe_parser_rejection(load_model(plan.prepared or plan.model), message)
+    except ModelInputError:
+        return ""
+
+
+def _open_engine(plan: Plan, session: Any, logger: Any, cache: Any, tmp: Path, estimate: str = "") -> Any:
     """The case's REFIT engine; a parser rejection or a failed build is CheckUnusable."""
     from .cases.base import CaseResources
     from .config import cache_dir
     from .trt.engine import OnnxParseError
     try:
+        if estimate:
+            print(f"estimate for the REFIT build: {estimate}")
         with Step(f"building the {plan.precision.upper()} REFIT engine of {plan.model.name} "
                   "(or reading it from the plan cache)"):
             return plan.case.open(CaseResources(None, cache_dir(), tmp), session, logger, cache)
     except OnnxParseError as exc:
-        raise CheckUnusable(f"{exc}; check cannot run on a model TensorRT cannot parse") from None
+        words = _parser_words(plan, str(exc))
+        raise CheckUnusable(f"{exc}; {words + '; ' if words else ''}"
+                            "check cannot run on a model TensorRT cannot parse") from None
     except RuntimeError as exc:
         if "TensorRT could not build" in str(exc) or "deserialize" in str(exc):
             raise CheckUnusable(f"{' '.join(str(exc).split())}; check cannot run on {plan.model.name}") from None
         raise
 
 
-@dataclass
-class RefitTimes:
-    """The first refit, the warm refits after warm-up, and the outputs with the perturbed weights."""
-
-    first_s: float
-    samples_s: List[float]
-    target_outputs: Any = None
-
-
-def _refit_checks(run: Run, engine: Any) -> Optional[RefitTimes]:
-    """Refit real weights and perturbations; compare with ONNX Runtime. None when nothing
-    could be refitted; empty samples when the perturbed refit failed."""
-    import numpy as np
-    from .cases.base import compare_outputs
+def _run_check(run: Run, engine: Any, fn: Any) -> Any:
+    """One shared check (cases.checks): printed, recorded; a refused refit is a failed check."""
+    from .cases.checks import CheckOutcome
     from .errors import RefitError, WeightValidationError
-    plan, tol = run.plan, engine.case.tolerance
-    build, target = engine.build_weights, engine.target_weights
     try:
-        with Step("ONNX Runtime reference for the real weights"):
-            ref_build = engine.reference(build)
-    except Exception as exc:  # onnxruntime's own errors (unsupported op, bad model) are many types
-        raise CheckUnusable(f"ONNX Runtime cannot run {plan.model.name} ({type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:300]}), so there is no reference to compare with") from None
-    cmp = compare_outputs(engine.built_outputs, ref_build, tol)
-    run.rec.record_case_check(plan.key, "built_vs_reference", tolerance=tol.describe(), **cmp.summary())
-    run.outcome("built_vs_reference", cmp.ok, "engine as built vs ONNX Runtime: " + _compare_line(cmp, tol))
-    if not build:
-        run.outcome("refit", False, "no initializer is refittable under its ONNX name, so nothing can be refitted "
-                                    "by name (see the coverage map above)")
-        return None
-    try:
-        t0 = time.perf_counter()
-        engine.refit_to(engine.all_build_weights())
-        first = time.perf_counter() - t0
+        outcome = fn(engine)
     except (WeightValidationError, RefitError) as exc:
-        run.outcome("refit_real_weights", False, f"refit with the model's own weights was refused: {exc}")
-        return None
-    got = engine.probe()
-    cmp = compare_outputs(got, ref_build, tol)
-    differing = int((got != engine.built_outputs).sum())
-    run.rec.record_case_check(plan.key, "refit_real_vs_reference", tolerance=tol.describe(),
-                              bit_identical_to_built=not differing, values_differing_from_built=differing,
-                              **cmp.summary())
-    run.outcome("refit_real_vs_reference", cmp.ok,
-                f"refit with the real weights ({_weights(len(build))}) vs ONNX Runtime: " + _compare_line(cmp, tol))
-    # FP16: TensorRT may round a weight to FP16 differently when refitting than when building
-    back = compare_outputs(got, engine.built_outputs, tol)
-    restored = not differing or (engine.case.precision == "fp16" and back.ok)
-    run.outcome("refit_real_restores_built_outputs", restored,
-                "outputs after refitting the real weights are bit-identical to the built engine's" if not differing
-                else f"after refitting the real weights, {differing} of {got.size} outputs differ from the built "
-                     f"engine's (max |diff| {back.max_abs:.3g}; "
-                     + ("FP16: within the tolerance, TensorRT rounded some weight differently than at build)"
-                        if restored else "same weights!)"))
-    noise = engine.case.noise_for(len(build))
-    with Step("ONNX Runtime reference for the perturbed weights"):
-        ref_target = engine.reference(target)
-    blind = compare_outputs(ref_build, ref_target, tol)
-    run.rec.record_case_check(plan.key, "perturbation_changes_reference", **blind.summary())
-    run.outcome("perturbation_changes_reference", not blind.ok,
-                f"seeded perturbation (w*(1+{noise:g}*N(0,1)), w*exp({noise:g}*N(0,1)) for "
-                f"all-positive weights) moves ONNX Runtime's outputs by max|diff| "
-                f"{blind.max_abs:.3g} ({blind.rows - blind.rows_agreeing}/{blind.rows} rows beyond the tolerance)"
-                + ("" if not blind.ok else "; the check below could not tell a refit from no refit"))
-    try:
-        engine.refit_to(target)
-    except (WeightValidationError, RefitError) as exc:
-        run.outcome("refit_perturbed_vs_reference", False, f"refit with the perturbed weights was refused: {exc}")
-        return RefitTimes(first, [])
-    got_target = engine.probe()
-    cmp = compare_outputs(got_target, ref_target, tol)
-    run.rec.record_case_check(plan.key, "refit_perturbed_vs_reference", tolerance=tol.describe(), **cmp.summary())
-    run.outcome("refit_perturbed_vs_reference", cmp.ok, "refit with perturbed weights vs ONNX Runtime: "
-                + _compare_line(cmp, tol))
+        outcome = CheckOutcome(getattr(fn, "__name__", "check"), False, f"a refit was refused: {exc}")
+    if outcome.record:
+        run.rec.record_case_check(run.plan.key, outcome.name, **outcome.record)
+    for name, fields in outcome.more_records:
+        run.rec.record_case_check(run.plan.key, name, **fields)
+    run.outcome(outcome.name, outcome.ok, outcome.line)
+    return outcome
+
+
+def _not_refittable_example(run: Run, engine: Any) -> None:
+    """What asking for a weight that is not refittable by name says (the refitter's reasons)."""
+    from .errors import WeightValidationError
+    from .flows.bidaf import onnx_float_initializers
+    from .refit.validation import validate_weight
+    reasons = dict(engine.refitter.unreachable)
+    if not reasons:
+        return
+    arrays = onnx_float_initializers(engine.model_path)
+    for name in sorted(reasons):
+        if name not in arrays:
+            continue
+        try:
+            validate_weight(engine.refitter.specs, name, arrays[name], unreachable=reasons)
+            message = "(accepted?)"
+        except WeightValidationError as exc:
+            message = str(exc)
+        run.rec.record_case_check(run.plan.key, "not_refittable_example", weight=name, message=message)
+        print(f"  asking to refit {name!r} says: {message}")
+        return
+
+
+def _time_refits(run: Run, engine: Any) -> List[float]:
     samples: List[float] = []
-    with Step(f"timing refits ({REFIT_WARMUP} warm-up + {plan.rounds})"):
-        for i in range(REFIT_WARMUP + plan.rounds):
-            weights = target if i % 2 else engine.all_build_weights()
+    with Step(f"timing refits ({REFIT_WARMUP} warm-up + {run.plan.rounds})"):
+        for i in range(REFIT_WARMUP + run.plan.rounds):
+            weights = engine.target_weights if i % 2 else engine.all_build_weights()
             t0 = time.perf_counter()
             engine.refit_to(weights)
             if i >= REFIT_WARMUP:
                 samples.append(time.perf_counter() - t0)
-    engine.refit_to(target)  # leave the perturbed weights in for the fresh-build comparison
-    return RefitTimes(first, samples, got_target)
+    run.rec.record_timing(f"{run.plan.key}.refit", samples)
+    run.fact(f"refit ({_weights(len(engine.target_weights))}, validate + set + refit_cuda_engine): median "
+             f"{statistics.median(samples) * 1e3:.2f} ms over {len(samples)}")
+    return samples
 
 
-def _not_refittable_example(run: Run, engine: Any, coverage: Any) -> None:
-    """What asking for a weight that is not refittable by name says (validate_weight with the map)."""
-    from .errors import WeightValidationError
-    from .flows.bidaf import onnx_float_initializers
-    from .refit.validation import validate_weight
-    reasons = coverage.explanations()
-    if not reasons:
-        return
-    name = sorted(reasons)[0]
-    arrays = onnx_float_initializers(run.plan.model)
-    array = arrays.get(name)
-    try:
-        validate_weight(engine.refitter.specs, name, array, unreachable=reasons)
-        message = "(accepted?)"
-    except WeightValidationError as exc:
-        message = str(exc)
-    run.rec.record_case_check(run.plan.key, "not_refittable_example", weight=name, message=message)
-    print(f"  asking to refit {name!r} says: {message}")
+def _level(plan: Plan) -> str:
+    return ("TensorRT's default builder optimization level" if plan.optimization_level is None
+            else f"builder optimization level {plan.optimization_level}")
 
 
-def _build_timings(run: Run, engine: Any, session: Any, logger: Any, cache: Any, tmp: Path,
-                   refit: Optional[RefitTimes]) -> None:
-    """Rebuild with the perturbed weights (timed; refit vs fresh build) and the refit tax."""
-    from .cases.base import compare_outputs
+def _timed_rebuild(run: Run, engine: Any, logger: Any, tmp: Path, clock: BuildClock, refit_median: float) -> None:
+    """Build the model again with the target weights, as the engine refitted here (REFIT),
+    cold (no timing cache, no plan cache): what a user pays instead of a refit."""
     from .cases.onnx_model import with_initializers
-    from .fileio import atomic_write_bytes, sha256_file
-    from .trt import compat
-    from .trt.engine import EngineHandle, build_plan_from_onnx, load_or_build
+    from .fileio import atomic_write_bytes
+    from .trt.engine import EngineHandle, build_plan_from_onnx
+    plan, case = run.plan, engine.case
+    full = dict(engine.build_weights)
+    full.update(engine.target_weights)
+    path = atomic_write_bytes(tmp / "rebuild.onnx", with_initializers(engine.model_path, full))
+    print(f"estimate for the timed rebuild: {clock.estimate('REFIT')}")
+    with Step(f"rebuilding the engine with the target weights (timed, cold: no timing cache; {_level(plan)})") as step:
+        built = build_plan_from_onnx(path, case.build_options(), case.profiles(path), logger)
+        EngineHandle(built.plan, logger).close()
+    clock.record("REFIT", step.seconds)
+    run.rec.record_timing(f"{plan.key}.rebuild", [step.seconds])
+    ratio = step.seconds / refit_median
+    shown = f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.2f}"
+    run.fact(f"rebuild (parse + build + deserialize, cold, {_level(plan)}): {step.seconds:.1f} s = {shown} x "
+             "the median refit")
+
+
+def _fresh_build_and_tax(run: Run, engine: Any, clock: BuildClock) -> None:
+    """The model WITHOUT REFIT with the target weights (the REFIT build's timing cache reused):
+    the shared refit-vs-fresh-build check, then the refit tax against it."""
+    from .cases import checks
     from .trt.runner import TrtRunner
-    plan, case, key = run.plan, engine.case, run.plan.key
-    timed = refit is not None and bool(refit.samples_s)
-    if refit is not None and timed:
-        first, samples = refit.first_s, refit.samples_s
-        run.rec.record_timing(f"{key}.refit", samples, first_s=first)
-        run.fact(f"refit ({_weights(len(engine.build_weights))}, validate + set + refit_cuda_engine): first "
-                 f"{first * 1e3:.2f} ms, then median {statistics.median(samples) * 1e3:.2f} ms over {len(samples)}")
-    if plan.skip_builds:
-        run.outcome("refit_vs_fresh_build", None, "skipped (--skip-builds)")
-        run.fact("refit tax and rebuild timing: skipped (--skip-builds)")
-        return
-    if refit is not None and timed:
-        path = atomic_write_bytes(tmp / "rebuild.onnx", with_initializers(plan.model, engine.target_weights))
-        with Step("rebuilding the engine with the perturbed weights (timed, cold: no timing cache)") as step:
-            built = build_plan_from_onnx(path, case.build_options(), case.profiles(path), logger)
-            fresh = EngineHandle(built.plan, logger)
-        session.on_close(fresh.close)
-        run.rec.record_timing(f"{key}.rebuild", [step.seconds])
-        fresh_out = TrtRunner(fresh).infer(engine.feeds)
-        fresh_rows = engine._rows(fresh_out, [t.name for t in engine.runner.outputs])
-        cmp = compare_outputs(refit.target_outputs, fresh_rows, case.tolerance)
-        run.rec.record_case_check(key, "refit_vs_fresh_build", tolerance=case.tolerance.describe(), **cmp.summary())
-        run.outcome("refit_vs_fresh_build", cmp.ok, "refitted engine vs a fresh build with the same weights: "
-                    + _compare_line(cmp, case.tolerance))
-        median = statistics.median(refit.samples_s)
-        ratio = step.seconds / median
-        shown = f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.2f}"
-        run.fact(f"rebuild (parse + build + deserialize, cold): {step.seconds:.1f} s = {shown} x the median refit")
-        fresh.close()
-    options = case.build_options(refit=False)
-    cache_key = {"model": case.name, "onnx_sha256": sha256_file(plan.model), "options": options.key_parts(),
-                 "tensorrt": compat.trt_version_string(), "gpu": session.gpu_name,
-                 "shapes": {k: list(v) for k, v in sorted(case.input_shapes.items())}}
-    with Step("building the same engine without REFIT, for the refit tax (or reading it from the plan cache)"):
-        plain, _ = load_or_build(cache, cache_key, lambda: build_plan_from_onnx(plan.model, options,
-                                                                                case.profiles(plan.model), logger),
-                                 logger)
-    session.on_close(plain.close)
+    plan = run.plan
+    print(f"estimate for the build without REFIT: {clock.estimate('without REFIT')}"
+          + (" (less: it reuses the REFIT build's timing cache)" if getattr(engine, "timing_cache", None) else ""))
+    before = _builds()
+    with Step(f"building the model without REFIT with the target weights ({_level(plan)}; or reading it from the "
+              "plan cache)") as step:
+        engine.plain_runner()
+    if _builds() > before:
+        clock.record("without REFIT", step.seconds)
+    _run_check(run, engine, checks.refit_equals_fresh_build)
+    engine.refit_to(engine.target_weights)  # the same weights in both engines while timing
     with Step(f"timing inference, {INFER_WARMUP} warm-up + {plan.rounds} runs per engine"):
         with_refit = engine.runner.time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
-        without = TrtRunner(plain).time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
-    run.rec.record_timing(f"{key}.inference.refit_engine", with_refit)
-    run.rec.record_timing(f"{key}.inference.plain_engine", without)
+        without = TrtRunner(engine._plain_handle).time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
+    run.rec.record_timing(f"{plan.key}.inference.refit_engine", with_refit)
+    run.rec.record_timing(f"{plan.key}.inference.plain_engine", without)
     a, b = statistics.median(with_refit), statistics.median(without)
-    run.rec.record_refit_tax(key, with_refit, without, plan.precision)
+    run.rec.record_refit_tax(plan.key, with_refit, without, plan.precision)
     run.fact(f"refit tax: inference median {_duration(a)} with REFIT vs {_duration(b)} without = x{a / b:.3f} "
              f"(one run, median of {plan.rounds} each)")
+
+
+def _coverage_line(coverage: Any, engine: Any) -> str:
+    c = coverage.counts()
+    blocked = len(getattr(engine.refitter, "blocked", {}) or {})
+    return (f"{c['by_name']} of {len(coverage.initializers)} float initializers refittable by ONNX name"
+            + (f" ({blocked} of them only with TensorRT-only partners, so left out)" if blocked else "")
+            + f", {c['other_name']} only through another name, {c['unmatched']} unmatched, "
+            f"{c['not_refittable']} not refittable; TensorRT lists {coverage.trt_weight_count} refittable weights")
 
 
 def run_on_gpu(plan: Plan) -> int:
     """Build, map, refit, compare, time, report. Returns the exit status (0 or 1)."""
     import tempfile
+    from .cases import checks
     from .config import cache_dir
     from .refit.coverage import format_table
     from .trt import compat
     from .trt.cuda import CudaSession
     from .trt.engine import PlanCache
     from .trt.recorders import make_logger
+    if plan.optimization_level is not None and not compat.has_feature("builder_optimization_level"):
+        raise CheckUnusable(f"--builder-optimization-level: {compat.feature_unavailable_reason('builder_optimization_level')}")
     run = Run(plan)
     logger = make_logger("WARNING" if plan.verbose else "ERROR")
     with CudaSession() as session, tempfile.TemporaryDirectory(prefix="refit-check-") as tmp_name:
         tmp = Path(tmp_name)
         print(f"refit_core check: {plan.model} ({plan.precision}, TensorRT {compat.trt_version_string()}, "
-              f"{session.gpu_name}; inputs {', '.join(f'{k}:' + 'x'.join(map(str, v)) for k, v in sorted(plan.case.input_shapes.items()))})")
+              f"{session.gpu_name}; {_level(plan)}; inputs "
+              f"{', '.join(f'{k}:' + 'x'.join(map(str, v)) for k, v in sorted(plan.case.input_shapes.items()))})")
         _record_environment(run, session)
         cache = PlanCache(cache_dir() / "plans")
-        engine = _open_engine(plan, session, logger, cache, tmp)
-        trt_names = engine.refitter.trt_weight_names()
+        clock = BuildClock(plan.prepared or plan.model, compat.trt_version_string(), session.gpu_name)
+        before = _builds()
+        engine = _open_engine(plan, session, logger, cache, tmp, clock.estimate("REFIT"))
+        if _builds() > before and engine.build_seconds:
+            clock.record("REFIT", engine.build_seconds)
         coverage = engine.coverage()
         print("\nweight coverage (which ONNX initializers a refit by name can reach):")
         print(format_table(coverage))
         print()
-        run.rec.record_case_weights(plan.key, trt_names)
+        run.rec.record_case_weights(plan.key, engine.refitter.trt_weight_names())
         run.rec.record_case_coverage(plan.key, coverage.to_record())
-        c = coverage.counts()
-        coverage_line = (f"{c['by_name']} of {len(coverage.initializers)} float initializers refittable by ONNX name, "
-                         f"{c['other_name']} only through another name, {c['unmatched']} unmatched, "
-                         f"{c['not_refittable']} not refittable; TensorRT lists {coverage.trt_weight_count} "
-                         "refittable weights")
-        _not_refittable_example(run, engine, coverage)
+        coverage_line = _coverage_line(coverage, engine)
+        _not_refittable_example(run, engine)
         print("checks:")
-        refit = _refit_checks(run, engine)
-        _build_timings(run, engine, session, logger, cache, tmp, refit)
+        usable = _run_check(run, engine, checks.refittable_weights).ok
+        try:
+            checks.reference(engine, "build")
+        except Exception as exc:  # onnxruntime's own errors (unsupported op, bad model) are many types
+            raise CheckUnusable(f"ONNX Runtime cannot run {plan.model.name} ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:300]}), so there is no reference to compare with") from None
+        _run_check(run, engine, checks.built_vs_reference)
+        if usable:
+            for fn in checks.REFIT_CHECKS[1:]:
+                _run_check(run, engine, fn)
+            samples = _time_refits(run, engine)
+            if plan.skip_builds:
+                run.outcome("refit_vs_fresh_build", None, "skipped (--skip-builds)")
+                run.fact("refit tax and rebuild timing: skipped (--skip-builds)")
+            else:
+                _timed_rebuild(run, engine, logger, tmp, clock, statistics.median(samples))
+                _fresh_build_and_tax(run, engine, clock)
     from .provenance import now_iso
     run.rec.record_provenance(**run.provenance, finished=now_iso())
     failed = run.failed
@@ -535,8 +593,8 @@ def run_on_gpu(plan: Plan) -> int:
           + (f" ({', '.join(failed)})" if failed else ""))
     for line in run.facts:
         print(f"  {line}")
-    verdict = (f"CHECK PASSED: {counts['passed']} checks passed"
-               if not failed else f"CHECK FAILED: {', '.join(failed)}")
+    verdict = (f"CHECK PASSED: {counts['passed']} checks passed on {_weights(len(engine.target_weights))} refittable "
+               "by name" if not failed else f"CHECK FAILED: {', '.join(failed)}")
     if plan.results is not None:
         run.rec.write(plan.results)
         print(f"results record: {plan.results}")

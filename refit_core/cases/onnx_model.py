@@ -55,6 +55,8 @@ class OnnxModelEngine(CaseEngine):
         self.plan_cache = plan_cache
         self.handle, built = self._build(model_path, plan_cache, case.build_options())
         self.build_seconds = built.seconds if built else None
+        #: the REFIT build's timing cache, reused by the build without REFIT (None: read from the plan cache)
+        self.timing_cache = built.timing_cache if built else None
         session.on_close(self.handle.close)
         self.runner = TrtRunner(self.handle)
         # fp16: weights FP16 cannot hold are refused unless the case allows them
@@ -81,7 +83,13 @@ class OnnxModelEngine(CaseEngine):
 
     def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
         return self.case.build_plain_engine(self.model_path, weights, self.tmp_dir, self.session, self.logger,
-                                            self.plan_cache)
+                                            self.plan_cache, timing_cache=self.timing_cache)
+
+    def coverage(self) -> Any:
+        """The coverage map, with the weights the refitter left out for TensorRT-only partners."""
+        coverage = super().coverage()
+        coverage.blocked = dict(self.refitter.blocked)
+        return coverage
 
     def latency_feeds(self) -> Dict[str, np.ndarray]:
         return dict(self.feeds)
@@ -123,23 +131,27 @@ class OnnxModelCase(RefitCase):
         from ..trt.engine import BuildOptions
         return BuildOptions(refit=refit, precision=self.precision, optimization_level=self.optimization_level)
 
-    def load_or_build(self, path: Path, options: Any, session: Any, logger: Any, plan_cache: Any) -> Tuple[Any, Any]:
-        """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache."""
+    def load_or_build(self, path: Path, options: Any, session: Any, logger: Any, plan_cache: Any,
+                      timing_cache: Optional[bytes] = None) -> Tuple[Any, Any]:
+        """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache;
+        `timing_cache`: a serialized timing cache to start the build from (None: empty)."""
         from ..fileio import sha256_file
         from ..trt import compat
         from ..trt.engine import build_plan_from_onnx, load_or_build
         key = {"model": self.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
                "tensorrt": compat.trt_version_string(), "gpu": session.gpu_name,
                "shapes": {k: list(v) for k, v in sorted(self.input_shapes.items())}}
-        return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.profiles(path), logger),
-                             logger)
+        return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.profiles(path), logger,
+                                                                           timing_cache=timing_cache), logger)
 
     def build_plain_engine(self, model_path: Path, weights: Mapping[str, np.ndarray], tmp_dir: Path, session: Any,
-                           logger: Any, plan_cache: Any) -> Any:
-        """The model with `weights` built WITHOUT REFIT in this case's precision (plan cached)."""
+                           logger: Any, plan_cache: Any, timing_cache: Optional[bytes] = None) -> Any:
+        """The model with `weights` built WITHOUT REFIT in this case's precision (plan cached),
+        from `timing_cache` where given (the REFIT build's: the same layers, tactics timed once)."""
         from ..fileio import atomic_write_bytes
         path = atomic_write_bytes(Path(tmp_dir) / "plain-build.onnx", with_initializers(model_path, weights))
-        handle, _ = self.load_or_build(path, self.build_options(refit=False), session, logger, plan_cache)
+        handle, _ = self.load_or_build(path, self.build_options(refit=False), session, logger, plan_cache,
+                                       timing_cache=timing_cache)
         return handle
 
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:

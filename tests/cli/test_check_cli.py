@@ -183,6 +183,7 @@ def test_a_model_tensorrt_cannot_parse_is_one_sentence(static_model, monkeypatch
     assert main(["check", str(static_model)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "UNSUPPORTED_NODE" in err[0] and "cannot parse" in err[0], err
+    assert "TensorRT could not import Gemm (node 0)" in err[0], err  # the node the parser named, by op type
 
 
 def test_a_failed_build_is_one_sentence_and_other_errors_are_not_hidden(static_model, monkeypatch):
@@ -205,3 +206,21 @@ def test_step_reports_progress_and_duration():
     assert lines[0] == "building ..." and any(line.startswith("building ... ") and line.endswith(" s")
                                               for line in lines[1:-1])
     assert lines[-1].startswith("building: done (")
+
+
+def test_build_estimates_use_this_models_builds_then_size_scaled_ones_then_what_was_measured(tmp_path):
+    history = [dict(kind="REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=100.0),
+               dict(kind="REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=120.0),
+               dict(kind="REFIT", sha256="bb", bytes=20_000_000, tensorrt="8.6.0", gpu="H200", seconds=300.0),
+               dict(kind="without REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=50.0)]
+    assert check.estimate_build(history, "aa", 10_000_000, "REFIT", "8.6.0", "H200").startswith(
+        "about 110 s (this model's REFIT build measured here before)")
+    other = check.estimate_build(history, "cc", 5_000_000, "REFIT", "8.6.0", "H200")
+    assert other.startswith("about 60 s (from 3 earlier REFIT builds") and "rough guide" in other
+    assert check.estimate_build(history, "aa", 1, "REFIT", "8.5.3.1", "H200") == check.NO_HISTORY_HINT
+    path = tmp_path / "times.json"
+    path.write_text("{not json")
+    assert check.load_build_times(path) == []  # damaged history: no estimate, no failure
+    for entry in history:
+        check.record_build_time(path, entry)
+    assert check.load_build_times(path) == history

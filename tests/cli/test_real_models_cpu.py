@@ -4,10 +4,8 @@ fetch tool writes only files whose sha256 is the manifest's."""
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from refit_core.cli import main
 from refit_core.onnx_prep.generic import (ModelInputError, compare_with_ort, describe_parser_rejection, fit_shapes,
-                                          load_model, model_inputs, parse_shapes, prepare_file, seeded_feeds)
+                                          load_model, model_inputs, parse_shapes, seeded_feeds)
 
 from .generic_models import dynamic_quantized, paddle_like
 
