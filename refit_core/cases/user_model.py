@@ -1,7 +1,8 @@
 """Your own model as a case: an ONNX file on disk becomes an `OnnxModelCase`.
 
 `pytest -m gpu --refit-model MODEL.onnx [--refit-shapes NAME:DIMS ...]` registers one with
-this module. Everything that can be known without TensorRT is checked here, up front, and
+this module; the engine is built from the prepared model, as `check` builds it
+(onnx_prep.generic: shapes fixed, Constant-node weights as initializers). Everything that can be known without TensorRT is checked here, up front, and
 refused in one sentence: the file is missing or not ONNX, an input has a dynamic dimension
 and no shape was given, a given shape names no input or disagrees with a fixed dimension,
 or an input is not float32 (the probes are seeded standard-normal floats).
@@ -53,12 +54,17 @@ def user_model_case(path: Path, shapes: Optional[Dict[str, Shape]] = None) -> On
         raise ModelInputError(f"model file {path} does not exist")
     resolved = path.resolve()
     input_shapes = input_shapes_for(resolved, dict(shapes or {}))
-    return OnnxModelCase(case_name_for(resolved), functools.partial(_given_file, resolved), input_shapes)
+    return OnnxModelCase(case_name_for(resolved), functools.partial(_prepared_file, resolved, input_shapes),
+                         input_shapes)
 
 
-def _given_file(path: Path, _directory: Path) -> Path:
-    """OnnxModelCase's make_model for a file the user gave (a function, so the case pickles)."""
-    return path
+def _prepared_file(path: Path, shapes: Dict[str, Shape], directory: Path) -> Path:
+    """OnnxModelCase's make_model for a file the user gave (a function, so the case pickles):
+    the model `check` would build, prepared into the case's directory (onnx_prep.generic)."""
+    from ..onnx_prep.generic import prepare_file
+    out = Path(directory) / f"prepared-{path.name}"
+    prepare_file(path, shapes, out, progress=lambda _line: None)
+    return out
 
 
 def user_model_cases(paths: Sequence[str], shapes: Dict[str, Shape]) -> List[OnnxModelCase]:

@@ -180,3 +180,15 @@ def test_seeded_feeds_follow_the_input_types(tmp_path):
     assert feeds["x"].dtype == np.float32 and feeds["x"].shape == (1, 1, 8, 4)
     assert [i.name for i in model_inputs(model)] == ["x"]
     assert parse_shapes(["x:1x2,y:3"]) == {"x": (1, 2), "y": (3,)}
+
+
+def test_a_model_given_to_the_gpu_tier_is_built_prepared_too(paddle, tmp_path):
+    """`pytest -m gpu --refit-model M --refit-shapes ...` builds what `check` builds."""
+    from refit_core.cases.user_model import user_model_case
+    case = user_model_case(paddle, {"x": (1, 3, 8, 8)})
+    built = Path(case.make_model(tmp_path))
+    assert built != paddle and built.parent == tmp_path
+    model = onnx.load(str(built))
+    assert len(model.graph.initializer) == 8
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 8, 8]
+    assert case.profiles(built) == []  # every input fixed: no optimization profile needed
