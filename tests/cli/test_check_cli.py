@@ -224,3 +224,19 @@ def test_build_estimates_use_this_models_builds_then_size_scaled_ones_then_what_
     for entry in history:
         check.record_build_time(path, entry)
     assert check.load_build_times(path) == history
+
+
+def test_the_optimization_level_on_a_tensorrt_without_it_is_refused_naming_the_version(static_model, monkeypatch):
+    """TensorRT 8.5 has no builder optimization level: refused before anything is built (the
+    version seam, compat, answers; faked here, TensorRT is not importable on this machine)."""
+    from refit_core.trt import compat
+    plan = check.plan_from_args(build_parser().parse_args(["check", str(static_model),
+                                                           "--builder-optimization-level", "1"]))
+    monkeypatch.setattr(compat, "has_feature", lambda name: name != "builder_optimization_level")
+    monkeypatch.setattr(compat, "trt_version_string", lambda: "8.5.3.1")
+    with pytest.raises(check.CheckUnusable, match=r"needs TensorRT >= 8\.6; this is TensorRT 8\.5\.3\.1"):
+        check.run_on_gpu(plan)
+    plan.cleanup()
+    assert plan.case.build_options().key_parts()["optimization_level"] == 1
+    assert "optimization_level" not in check.plan_from_args(
+        build_parser().parse_args(["check", str(static_model)])).case.build_options().key_parts()
