@@ -575,7 +575,10 @@ def run_on_gpu(plan: Plan) -> int:
         print("checks:")
         usable = _run_check(run, engine, checks.refittable_weights).ok
         try:
-            checks.reference(engine, "build")
+            with Step("ONNX Runtime references for the build and the target weights"):
+                checks.reference(engine, "build")
+                if engine.target_weights:
+                    checks.reference(engine, "target")
         except Exception as exc:  # onnxruntime's own errors (unsupported op, bad model) are many types
             raise CheckUnusable(f"ONNX Runtime cannot run {plan.model.name} ({type(exc).__name__}: "
                                 f"{' '.join(str(exc).split())[:300]}), so there is no reference to compare with") from None
