@@ -401,14 +401,12 @@ def _parser_words(plan: Plan, message: str) -> str:
         return ""
 
 
-def _open_engine(plan: Plan, session: Any, logger: Any, cache: Any, tmp: Path, estimate: str = "") -> Any:
+def _open_engine(plan: Plan, session: Any, logger: Any, cache: Any, tmp: Path) -> Any:
     """The case's REFIT engine; a parser rejection or a failed build is CheckUnusable."""
     from .cases.base import CaseResources
     from .config import cache_dir
     from .trt.engine import OnnxParseError
     try:
-        if estimate:
-            print(f"estimate for the REFIT build: {estimate}")
         with Step(f"building the {plan.precision.upper()} REFIT engine of {plan.model.name} "
                   "(or reading it from the plan cache)"):
             return plan.case.open(CaseResources(None, cache_dir(), tmp), session, logger, cache)
@@ -561,7 +559,8 @@ def run_on_gpu(plan: Plan) -> int:
         cache = PlanCache(cache_dir() / "plans")
         clock = BuildClock(plan.prepared or plan.model, compat.trt_version_string(), session.gpu_name)
         before = _builds()
-        engine = _open_engine(plan, session, logger, cache, tmp, clock.estimate("REFIT"))
+        print(f"estimate for the REFIT build: {clock.estimate('REFIT')}")
+        engine = _open_engine(plan, session, logger, cache, tmp)
         if _builds() > before and engine.build_seconds:
             clock.record("REFIT", engine.build_seconds)
         coverage = engine.coverage()

@@ -81,7 +81,7 @@ def refittable_weights(engine: Any) -> CheckOutcome:
                 if blocked else "")
     record = {"refitted": len(engine.target_weights), "blocked_by_trt_only_partner": sorted(blocked)}
     if unlisted or outside:
-        return CheckOutcome("refittable_weights", False,
+        return CheckOutcome("weights_to_refit", False,
                             f"weights the checks would refit that TensorRT does not list: {unlisted or outside}", record)
     if not engine.target_weights:
         if blocked:
@@ -91,8 +91,8 @@ def refittable_weights(engine: Any) -> CheckOutcome:
         else:
             why = ("no initializer is refittable under its ONNX name (see the coverage map: folded, fused, or "
                    "weights kept in Constant nodes; export without constant folding)")
-        return CheckOutcome("refittable_weights", False, f"nothing to refit by name: {why}", record)
-    return CheckOutcome("refittable_weights", True,
+        return CheckOutcome("weights_to_refit", False, f"nothing to refit by name: {why}", record)
+    return CheckOutcome("weights_to_refit", True,
                         f"{_weights(len(engine.target_weights))} refittable by name and checked{left_out}", record)
 
 

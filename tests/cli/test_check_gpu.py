@@ -38,7 +38,7 @@ def test_check_passes_on_the_tiny_mlp_and_the_gate_reads_its_record(cuda_session
     cov = data["cases"][key]["coverage"]
     assert cov["initializers"] == 4 and cov["by_name"], cov
     assert data["cases"][key]["refit_tax"]["ratio"] > 0
-    assert data["cases"][key]["checks"]["refit_vs_fresh_build"]["fresh_build"] == "without REFIT"
+    assert data["cases"][key]["refit_vs_fresh_build"]["fresh_build"] == "without REFIT"
     assert {"refit", "rebuild", "inference.refit_engine", "inference.plain_engine"} <= \
         {name[len(key) + 1:] for name in data["timings"]}
     assert all(t["outcome"] == "passed" for t in data["tests"].values()), json.dumps(data["tests"], indent=1)
