@@ -504,7 +504,6 @@ def _fresh_build_and_tax(run: Run, engine: Any, clock: BuildClock) -> None:
     """The model WITHOUT REFIT with the target weights (the REFIT build's timing cache reused):
     the shared refit-vs-fresh-build check, then the refit tax against it."""
     from .cases import checks
-    from .trt.runner import TrtRunner
     plan = run.plan
     print(f"estimate for the build without REFIT: {clock.estimate('without REFIT')}"
           + (" (less: it reuses the REFIT build's timing cache)" if getattr(engine, "timing_cache", None) else ""))
@@ -518,7 +517,7 @@ def _fresh_build_and_tax(run: Run, engine: Any, clock: BuildClock) -> None:
     engine.refit_to(engine.target_weights)  # the same weights in both engines while timing
     with Step(f"timing inference, {INFER_WARMUP} warm-up + {plan.rounds} runs per engine"):
         with_refit = engine.runner.time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
-        without = TrtRunner(engine._plain_handle).time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
+        without = engine.plain_runner().time_inference(engine.feeds, plan.rounds, INFER_WARMUP)
     run.rec.record_timing(f"{plan.key}.inference.refit_engine", with_refit)
     run.rec.record_timing(f"{plan.key}.inference.plain_engine", without)
     a, b = statistics.median(with_refit), statistics.median(without)

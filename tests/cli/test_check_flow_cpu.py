@@ -49,7 +49,6 @@ class _CheckEngine(FakeEngine):
         self.timing_cache = b"cache"
         self.feeds = {"x": np.zeros((1, 3), np.float32)}
         self.runner = _Runner()
-        self._plain_handle = object()
         self.refitter.refitter = None
 
     def coverage(self):
