@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -81,10 +81,10 @@ def parse_shapes(items: Sequence[str]) -> Dict[str, Shape]:
 def external_data_problem(model: Any, folder: Path) -> Optional[str]:
     """Why the model's external data cannot be used (a location outside `folder`, absolute, or
     missing), or None. Checked before onnx reads any of it."""
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    from onnx import TensorProto
     root = os.path.realpath(str(folder))
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
+    for tensor in _all_tensors(model.graph):
+        if tensor.data_location != TensorProto.EXTERNAL:
             continue
         location = {e.key: e.value for e in tensor.external_data}.get("location", "")
         target = os.path.realpath(os.path.join(root, location))
@@ -94,6 +94,20 @@ def external_data_problem(model: Any, folder: Path) -> Optional[str]:
         if not os.path.isfile(target):
             return f"tensor {tensor.name!r} keeps its data in {location!r}, which does not exist in {root}"
     return None
+
+
+def _all_tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
 
 
 def load_model(path: Path) -> Any:
