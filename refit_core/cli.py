@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,fetch-mnist,zoo-export,gate,report,check,selfcheck}`.
+"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,fetch-mnist,zoo-export,gate,report,prepare,check,selfcheck}`.
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
 and `mnist` fails with one sentence (no traceback) where there is no GPU.
@@ -145,8 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_arguments(p)
     p.set_defaults(func=run_report)
 
-    # -- check: the generic refit checks on your own ONNX model (refit_core/check.py) --
-    from .check import add_check_arguments, run_check
+    # -- prepare and check: your own ONNX model (refit_core/onnx_prep/generic.py, refit_core/check.py) --
+    from .check import add_check_arguments, add_prepare_arguments, run_check, run_prepare
+    p = sub.add_parser("prepare", help="write the model check builds: dynamic input dims fixed from --shapes, "
+                       "Constant-node weights as initializers, proven equal with ONNX Runtime; no TensorRT")
+    add_prepare_arguments(p)
+    p.set_defaults(func=run_prepare)
+
     p = sub.add_parser("check", help="refit checks on your own ONNX model: coverage map, refit vs ONNX Runtime, "
                        "refit vs rebuild, refit tax; exit 0 passed, 1 a check failed, 2 unusable input/machine")
     add_check_arguments(p)

@@ -55,6 +55,8 @@ class OnnxModelEngine(CaseEngine):
         self.plan_cache = plan_cache
         self.handle, built = self._build(model_path, plan_cache, case.build_options())
         self.build_seconds = built.seconds if built else None
+        #: the REFIT build's timing cache, reused by the build without REFIT (None: read from the plan cache)
+        self.timing_cache = built.timing_cache if built else None
         session.on_close(self.handle.close)
         self.runner = TrtRunner(self.handle)
         # fp16: weights FP16 cannot hold are refused unless the case allows them
@@ -81,7 +83,13 @@ class OnnxModelEngine(CaseEngine):
 
     def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
         return self.case.build_plain_engine(self.model_path, weights, self.tmp_dir, self.session, self.logger,
-                                            self.plan_cache)
+                                            self.plan_cache, timing_cache=self.timing_cache)
+
+    def coverage(self) -> Any:
+        """The coverage map, with the weights the refitter left out for TensorRT-only partners."""
+        coverage = super().coverage()
+        coverage.blocked = dict(self.refitter.blocked)
+        return coverage
 
     def latency_feeds(self) -> Dict[str, np.ndarray]:
         return dict(self.feeds)
@@ -106,7 +114,8 @@ class OnnxModelCase(RefitCase):
 
     def __init__(self, name: str, make_model: Callable[[Path], Path], input_shapes: Shapes,
                  tolerance: Optional[OutputTolerance] = None, noise: Optional[float] = None,
-                 seed: int = 0, precision: str = "fp32", allow_fp16_range: bool = False) -> None:
+                 seed: int = 0, precision: str = "fp32", allow_fp16_range: bool = False,
+                 optimization_level: Optional[int] = None) -> None:
         self.name = name
         self.make_model = make_model
         self.input_shapes = {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
@@ -116,29 +125,34 @@ class OnnxModelCase(RefitCase):
         self.precision = precision  # "fp32" or "fp16" (BuildOptions.precision)
         self.allow_fp16_range = allow_fp16_range  # fp16: let weights FP16 cannot hold through
         self._model_path: Optional[Path] = None  # the file model_file() last gave (for inputs_sha256)
+        self.optimization_level = optimization_level  # TensorRT's builder optimization level (None: its default)
 
     def build_options(self, refit: bool = True) -> Any:
         """The BuildOptions of this case's engines (`refit=False`: the same without REFIT)."""
         from ..trt.engine import BuildOptions
-        return BuildOptions(refit=refit, precision=self.precision)
+        return BuildOptions(refit=refit, precision=self.precision, optimization_level=self.optimization_level)
 
-    def load_or_build(self, path: Path, options: Any, session: Any, logger: Any, plan_cache: Any) -> Tuple[Any, Any]:
-        """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache."""
+    def load_or_build(self, path: Path, options: Any, session: Any, logger: Any, plan_cache: Any,
+                      timing_cache: Optional[bytes] = None) -> Tuple[Any, Any]:
+        """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache;
+        `timing_cache`: a serialized timing cache to start the build from (None: empty)."""
         from ..fileio import sha256_file
         from ..trt import compat
         from ..trt.engine import build_plan_from_onnx, load_or_build
         key = {"model": self.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
                "tensorrt": compat.trt_version_string(), "gpu": session.gpu_name,
                "shapes": {k: list(v) for k, v in sorted(self.input_shapes.items())}}
-        return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.profiles(path), logger),
-                             logger)
+        return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.profiles(path), logger,
+                                                                           timing_cache=timing_cache), logger)
 
     def build_plain_engine(self, model_path: Path, weights: Mapping[str, np.ndarray], tmp_dir: Path, session: Any,
-                           logger: Any, plan_cache: Any) -> Any:
-        """The model with `weights` built WITHOUT REFIT in this case's precision (plan cached)."""
+                           logger: Any, plan_cache: Any, timing_cache: Optional[bytes] = None) -> Any:
+        """The model with `weights` built WITHOUT REFIT in this case's precision (plan cached),
+        from `timing_cache` where given (the REFIT build's: the same layers, tactics timed once)."""
         from ..fileio import atomic_write_bytes
         path = atomic_write_bytes(Path(tmp_dir) / "plain-build.onnx", with_initializers(model_path, weights))
-        handle, _ = self.load_or_build(path, self.build_options(refit=False), session, logger, plan_cache)
+        handle, _ = self.load_or_build(path, self.build_options(refit=False), session, logger, plan_cache,
+                                       timing_cache=timing_cache)
         return handle
 
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
@@ -179,14 +193,16 @@ class OnnxModelCase(RefitCase):
     def target_weights(self, build_weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1)); a weight whose
         values are all positive (a BatchNorm variance, a scale) gets w * exp(noise * N(0, 1))
-        instead, so it stays positive and the model stays defined."""
+        instead, so it stays positive and the model stays defined. Each target has its weight's
+        shape and dtype exactly, a 0-d weight included (what the refit path takes for the real one)."""
         rng = np.random.default_rng(self.seed)
         noise = self.noise_for(len(build_weights))
         out = {}
         for n, w in sorted(build_weights.items()):
-            z = rng.standard_normal(w.shape)
+            w = np.asarray(w)
+            z = np.asarray(rng.standard_normal(w.shape)).reshape(w.shape)
             factor = np.exp(noise * z) if w.size and bool(np.all(w > 0)) else 1.0 + noise * z
-            out[n] = np.ascontiguousarray(w * factor, dtype=w.dtype)
+            out[n] = np.array(np.asarray(w * factor).reshape(w.shape), dtype=w.dtype, order="C")
         return out
 
     def probe_feeds(self) -> Dict[str, np.ndarray]:

@@ -96,6 +96,9 @@ class Coverage:
     trt_only: List[TrtWeight] = field(default_factory=list)
     prototypes_known: bool = False
     trt_weight_count: int = 0
+    #: by-name weights TensorRT refits only together with weights of its own that no ONNX name
+    #: reaches (EngineRefitter.blocked: found on the engine, not from the lists) -> those weights
+    blocked: Dict[str, List[str]] = field(default_factory=dict)
 
     def names(self, category: str) -> List[str]:
         return [i.name for i in self.initializers if self.category[i.name] == category]
@@ -118,6 +121,7 @@ class Coverage:
         out["initializers"] = len(self.initializers)
         out["trt_weights"] = self.trt_weight_count
         out["prototypes_known"] = self.prototypes_known
+        out["blocked_by_trt_only_partner"] = [f"{n} -> {' | '.join(p)}" for n, p in sorted(self.blocked.items())]
         return out
 
 
@@ -257,6 +261,8 @@ def format_table(coverage: Coverage, width: int = 60) -> str:
         note = CATEGORY_TEXT[cat]
         if cat == OTHER_NAME:
             note += ": " + ", ".join(coverage.candidates[init.name][:3])
+        if init.name in coverage.blocked:
+            note = "listed by name, but refitted only with TensorRT-only " + ", ".join(coverage.blocked[init.name][:3])
         rows.append((cut(init.name), "x".join(map(str, init.shape)) or "scalar", init.dtype, note))
     for w in coverage.trt_only:
         size = f"{w.prototype[0]} elements" if w.prototype else "size unknown"
@@ -272,6 +278,8 @@ def format_table(coverage: Coverage, width: int = 60) -> str:
                  f"{c[OTHER_NAME]} only through another name, {c[UNMATCHED]} unmatched, "
                  f"{c[NOT_REFITTABLE]} not refittable; TensorRT lists {coverage.trt_weight_count} "
                  f"refittable weights, {len(coverage.trt_only)} of them not initializer names"
+                 + (f"; {len(coverage.blocked)} of the by-name ones refit only with TensorRT-only weights"
+                    if coverage.blocked else "")
                  + ("" if coverage.prototypes_known else
                     " (this TensorRT cannot report their sizes, so they are not matched)"))
     return "\n".join(lines)

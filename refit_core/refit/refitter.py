@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 import numpy as np
 
@@ -28,13 +28,59 @@ from .coverage import Initializer, classify
 from .validation import WeightSpec, incomplete_groups, validate_weight
 
 
+def blocked_weights(names: Sequence[str], settable: Set[str],
+                    missing_after: Callable[[List[str]], List[str]]) -> Dict[str, List[str]]:
+    """Which of `names` TensorRT refits only together with a weight no name in `settable`
+    reaches, and those weights: name -> sorted partners (pure; `missing_after(names)` is what
+    a fresh refitter's get_missing_weights() says once `names` are set).
+
+    One probe with every name set tells whether any is blocked at all; only then each name is
+    probed alone, with the settable partners TensorRT asks for added until it asks for no
+    more (a kernel, its bias, a weight shared with another layer)."""
+    if all(m in settable for m in missing_after(list(names))):
+        return {}
+    blocked: Dict[str, List[str]] = {}
+    for name in names:
+        setting = [name]
+        while True:
+            missing = missing_after(setting)
+            unsettable = sorted({m for m in missing if m not in settable})
+            if unsettable:
+                blocked[name] = unsettable
+                break
+            more = [m for m in missing if m not in setting]
+            if not more:
+                break
+            setting += more
+    return blocked
+
+
+def blocked_reason(partners: Sequence[str]) -> str:
+    """Why a weight TensorRT lists under its ONNX name is still not refitted by name, and what to do."""
+    shown = ", ".join(repr(p) for p in partners[:4]) + (" ..." if len(partners) > 4 else "")
+    return (f"is listed by TensorRT, but TensorRT refits it only together with {shown}, weight(s) TensorRT made "
+            f"itself when it folded constants into the layer (a BatchNorm folded into the convolution, say), "
+            f"which no ONNX name reaches on TensorRT {_version_hint()}; the other weights are refitted without it. "
+            f"To refit it: export without folding (torch.onnx.export(..., do_constant_folding=False), BatchNorm "
+            f"kept as its own node), or on TensorRT 10 refit from the ONNX file with OnnxParserRefitter")
+
+
+def _version_hint() -> str:
+    try:
+        return compat.trt_version_string()
+    except Exception:  # TensorRT absent (CPU tests): the sentence still reads
+        return "8.x"
+
+
 class EngineRefitter:
     """Refits one engine. `current` holds the values the engine runs with now (at first the
     weights it was built with); they are what a failed refit is rolled back to.
 
     `specs=None` derives the specs from `current`: every weight TensorRT lists as refittable
     under a name that `current` has (an ONNX model's initializers, say) gets the shape and
-    dtype of that array; the other arrays are dropped.
+    dtype of that array; the other arrays are dropped, and so are the ones TensorRT refits only
+    together with weights of its own no name reaches (`blocked`, found by `blocked_weights` on
+    throwaway refitters): they go to `unreachable` with the reason, and the rest stay refittable.
     """
 
     def __init__(self, handle: EngineHandle, specs: Optional[Mapping[str, WeightSpec]],
@@ -46,24 +92,45 @@ class EngineRefitter:
         trt = compat.import_tensorrt()
         self.handle = handle
         self._synchronize = synchronize
-        self.refitter = trt.Refitter(handle.engine, handle.logger)
-        self.recorder = make_error_recorder()
-        self.refitter.error_recorder = self.recorder
-        self.trt_names: List[Optional[str]] = list(self.refitter.get_all_weights())
         #: names of `current` TensorRT does not list -> why (folded/fused) and how to keep them refittable
         self.unreachable: Dict[str, str] = {}
+        #: weights TensorRT lists by name but refits only together with weights of its own that no
+        #: ONNX name reaches (BatchNorm folded into `tmp_weight_N` on 8.x) -> those partners
+        self.blocked: Dict[str, List[str]] = {}
+        # what TensorRT lists, and the partner probes, on refitters of their own, each gone before the next
+        probe = trt.Refitter(handle.engine, handle.logger)
+        self.trt_names: List[Optional[str]] = list(probe.get_all_weights())
+        prototypes = compat.weight_prototypes(probe, self.trt_names)
+        del probe
         if specs is None:
             named = [n for n in self.trt_names if n is not None and n in current]
             inits = [Initializer(n, str(np.asarray(a).dtype), tuple(int(d) for d in np.shape(a)))
                      for n, a in current.items()]
-            self.unreachable = classify(inits, self.trt_names,
-                                        compat.weight_prototypes(self.refitter, self.trt_names)).explanations()
+            self.unreachable = classify(inits, self.trt_names, prototypes).explanations()
+
+            def missing_after(names: List[str]) -> List[str]:
+                r = trt.Refitter(handle.engine, handle.logger)
+                arrays = [np.ascontiguousarray(current[n]) for n in names]  # alive while r holds them
+                try:
+                    for n, a in zip(names, arrays):
+                        compat.set_named_weights(r, n, a)
+                    return [str(m) for m in r.get_missing_weights()]
+                finally:
+                    del r, arrays
+
+            self.blocked = blocked_weights(named, set(named), missing_after)
+            for name, partners in self.blocked.items():
+                self.unreachable[name] = blocked_reason(partners)
+            named = [n for n in named if n not in self.blocked]
             specs = {n: WeightSpec(n, tuple(int(d) for d in np.shape(current[n])), str(np.asarray(current[n]).dtype),
                                    fp16=fp16)
                      for n in named}
             current = {n: current[n] for n in named}
         elif fp16:  # the caller's specs, checked against FP16's range too
             specs = {n: dataclasses.replace(s, fp16=True) for n, s in specs.items()}
+        self.refitter = trt.Refitter(handle.engine, handle.logger)
+        self.recorder = make_error_recorder()
+        self.refitter.error_recorder = self.recorder
         self.specs: Dict[str, WeightSpec] = dict(specs)
         self.current: Dict[str, np.ndarray] = {k: np.array(v, copy=True) for k, v in current.items()}
         self._pending: Dict[str, np.ndarray] = {}

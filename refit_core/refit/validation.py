@@ -66,13 +66,16 @@ def _dtype(name: str) -> np.dtype:
 def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
                     allow_nonfinite: bool = False, allow_fp16_range: bool = False,
                     unreachable: Optional[Mapping[str, str]] = None) -> np.ndarray:
-    """Return `array` unchanged if the engine can take it as weight `name`; raise otherwise.
+    """Return `array` (unchanged, or a view in the spec's shape) if the engine can take it as
+    weight `name`; raise otherwise.
 
     Nothing is converted silently: a float64 array is an error, not a cast, so that the
     numbers the user checks are the numbers the engine runs. `unreachable`: names the engine
     does not list mapped to why (the coverage map's `Coverage.explanations()`: folded or fused
     away, and how to keep a weight refittable); an unknown name found there gets that reason.
     A spec with `fp16=True` refuses values FP16 cannot hold unless `allow_fp16_range`.
+    A shape that differs from the spec's only by size-1 dims (same_but_size1) is accepted on
+    every path alike, and the array comes back reshaped to the spec's shape (a view).
     """
     if not isinstance(name, str):
         raise WeightValidationError(None, f"weight names are strings, got {type(name).__name__} {name!r}")
@@ -101,10 +104,13 @@ def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
     if array.size != spec.count:
         raise WeightValidationError(
             name, f"has {array.size} elements (shape {array.shape}), expected {spec.count} (shape {spec.shape})")
+    squeezed = False
     if tuple(array.shape) != tuple(spec.shape):
-        raise WeightValidationError(
-            name, f"shape {tuple(array.shape)} differs from the engine's {tuple(spec.shape)} although the "
-                  "element count matches: reshape it explicitly if the layout really is the same")
+        if not same_but_size1(array.shape, spec.shape):
+            raise WeightValidationError(
+                name, f"shape {tuple(array.shape)} differs from the engine's {tuple(spec.shape)} although the "
+                      "element count matches: reshape it explicitly if the layout really is the same")
+        squeezed = True
     flags = array.flags  # one flags object, not one per check
     if not flags.c_contiguous:
         raise WeightValidationError(
@@ -128,7 +134,13 @@ def validate_weight(specs: Mapping[str, WeightSpec], name: Any, array: Any,
                       "(pass allow_nonfinite=True to refit them anyway)")
     if spec.fp16:
         validate_fp16_range(name, array, allow=allow_fp16_range)
-    return array
+    return array.reshape(spec.shape) if squeezed else array  # contiguous: a view of the caller's buffer
+
+
+def same_but_size1(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
+    """Shapes that differ only by dims of size 1 ((1,) and (), (1, 64) and (64,)): the same values
+    in the same order, so a weight of one is taken for the other (reshaped, never copied)."""
+    return tuple(d for d in a if d != 1) == tuple(d for d in b if d != 1)
 
 
 #: FP16's largest finite value; larger magnitudes overflow (round to inf, or TensorRT clamps them).

@@ -103,6 +103,8 @@ FEATURES: Dict[str, Feature] = {f.name: f for f in (
             lambda trt: hasattr(trt.BuilderFlag, "REFIT_IDENTICAL")),
     Feature("weights_prototype", "10.0", "Refitter.get_weights_prototype",
             lambda trt: hasattr(trt.Refitter, "get_weights_prototype")),
+    Feature("builder_optimization_level", "8.6", "the builder optimization level (IBuilderConfig.builder_optimization_level)",
+            lambda trt: hasattr(trt.IBuilderConfig, "builder_optimization_level")),
     Feature("unset_weights", "10.0", "Refitter.unset_named_weights",
             lambda trt: hasattr(trt.Refitter, "unset_named_weights")),
 )}
@@ -167,6 +169,12 @@ def apply_tactic_sources(config: Any, setting: str) -> None:
                 mask |= 1 << int(getattr(src, name))
     if not config.set_tactic_sources(mask):
         raise RuntimeError(f"TensorRT refused tactic sources {setting!r} (mask {mask:#x})")
+
+
+def set_builder_optimization_level(config: Any, level: int) -> None:
+    """Set the builder optimization level (0-5); FeatureUnavailable naming the version on 8.5."""
+    require_feature("builder_optimization_level")
+    config.builder_optimization_level = int(level)
 
 
 def clear_tf32(config: Any) -> None:

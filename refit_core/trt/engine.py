@@ -31,6 +31,8 @@ class BuildOptions:
     #: may run convolutions and matrix products in TF32) or "fp16" (BuilderFlag.FP16: TensorRT may
     #: run layers in FP16)
     precision: str = "fp32"
+    #: TensorRT's builder optimization level (0-5, TensorRT 8.6+); None: TensorRT's default
+    optimization_level: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -42,6 +44,8 @@ class BuildOptions:
             del parts["extra_flags"]  # keys of plans cached before the field existed stay valid
         if self.precision == "fp32":
             del parts["precision"]  # likewise: fp32 plans keep their keys, fp16 ones get their own
+        if self.optimization_level is None:
+            del parts["optimization_level"]
         return parts
 
 
@@ -92,6 +96,8 @@ def _configure(builder: Any, options: BuildOptions, profiles: List[Profile]) -> 
     for flag in options.extra_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     compat.apply_tactic_sources(config, options.tactics)
+    if options.optimization_level is not None:
+        compat.set_builder_optimization_level(config, options.optimization_level)
     for prof in profiles:
         p = builder.create_optimization_profile()
         for name, (lo, opt, hi) in prof.items():

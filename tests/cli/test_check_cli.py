@@ -63,11 +63,42 @@ def test_help_lists_check_and_its_options():
 def test_arguments_parse():
     args = build_parser().parse_args(["check", "m.onnx", "--precision", "fp16", "--shapes", "x:1x3", "y:2x3",
                                       "--results", "out.json", "--rounds", "7"])
-    assert (args.model, args.precision, args.shapes, args.results, args.rounds) == \
-        ("m.onnx", "fp16", ["x:1x3", "y:2x3"], "out.json", 7)
+    assert (args.model, args.precision, args.results, args.rounds) == ("m.onnx", "fp16", "out.json", 7)
+    assert check.model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
     assert args.func is check.run_check
     defaults = build_parser().parse_args(["check", "m.onnx"])
     assert (defaults.precision, defaults.shapes, defaults.results, defaults.allow_fp16_range) == ("fp32", [], None, False)
+    assert (defaults.builder_optimization_level, defaults.save_prepared) == (None, None)
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "m.onnx", "--shapes", "x:1x3", "y:2x3"],
+    ["check", "--shapes", "x:1x3", "y:2x3", "m.onnx"],
+    ["check", "--shapes", "x:1x3", "--shapes", "y:2x3", "m.onnx", "--precision", "fp16"],
+    ["check", "--shapes", "x:1x3,y:2x3", "--", "m.onnx"],
+    ["prepare", "--shapes", "x:1x3", "y:2x3", "m.onnx", "-o", "p.onnx"],
+    ["prepare", "-o", "p.onnx", "m.onnx", "--shapes", "x:1x3", "y:2x3"],
+])
+def test_shapes_before_or_after_the_model(argv):
+    args = build_parser().parse_args(argv)
+    assert check.model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["check", "--shapes", "x:1x3"], "give the ONNX model file"),
+    (["check", "m.onnx", "--shapes", "x:1x3", "junk"], "'junk' is not NAME:DIMS"),
+    (["check", "--shapes", "a.onnx", "b.onnx"], "'a.onnx' is not NAME:DIMS"),
+])
+def test_shapes_and_model_mistakes_are_one_sentence(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+
+
+def test_builder_optimization_level_is_0_to_5():
+    assert build_parser().parse_args(["check", "m.onnx", "--builder-optimization-level", "2"]).builder_optimization_level == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["check", "m.onnx", "--builder-optimization-level", "6"])
 
 
 @pytest.mark.parametrize("bad", [["--precision", "int8"], ["--rounds", "0"], ["--rounds", "x"]])
@@ -90,7 +121,7 @@ def test_a_file_that_is_not_onnx(tmp_path):
 
 def test_a_dynamic_model_without_shapes_names_the_input_and_the_option(dynamic_model):
     line = one_sentence(run_check(str(dynamic_model)))
-    assert "input 'x'" in line and "dynamic shape (?x3)" in line and "--shapes x:1x3" in line
+    assert "input 'x'" in line and "dynamic shape (?x3; dims 'N', 3)" in line and "--shapes x:1x3" in line
     assert "--refit-shapes" not in line
 
 
@@ -152,6 +183,7 @@ def test_a_model_tensorrt_cannot_parse_is_one_sentence(static_model, monkeypatch
     assert main(["check", str(static_model)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "UNSUPPORTED_NODE" in err[0] and "cannot parse" in err[0], err
+    assert "TensorRT could not import Gemm (node 0)" in err[0], err  # the node the parser named, by op type
 
 
 def test_a_failed_build_is_one_sentence_and_other_errors_are_not_hidden(static_model, monkeypatch):
@@ -174,3 +206,37 @@ def test_step_reports_progress_and_duration():
     assert lines[0] == "building ..." and any(line.startswith("building ... ") and line.endswith(" s")
                                               for line in lines[1:-1])
     assert lines[-1].startswith("building: done (")
+
+
+def test_build_estimates_use_this_models_builds_then_size_scaled_ones_then_what_was_measured(tmp_path):
+    history = [dict(kind="REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=100.0),
+               dict(kind="REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=120.0),
+               dict(kind="REFIT", sha256="bb", bytes=20_000_000, tensorrt="8.6.0", gpu="H200", seconds=300.0),
+               dict(kind="without REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=50.0)]
+    assert check.estimate_build(history, "aa", 10_000_000, "REFIT", "8.6.0", "H200").startswith(
+        "about 110 s (this model's REFIT build measured here before)")
+    other = check.estimate_build(history, "cc", 5_000_000, "REFIT", "8.6.0", "H200")
+    assert other.startswith("about 60 s (from 3 earlier REFIT builds") and "rough guide" in other
+    assert check.estimate_build(history, "aa", 1, "REFIT", "8.5.3.1", "H200") == check.NO_HISTORY_HINT
+    path = tmp_path / "times.json"
+    path.write_text("{not json")
+    assert check.load_build_times(path) == []  # damaged history: no estimate, no failure
+    for entry in history:
+        check.record_build_time(path, entry)
+    assert check.load_build_times(path) == history
+
+
+def test_the_optimization_level_on_a_tensorrt_without_it_is_refused_naming_the_version(static_model, monkeypatch):
+    """TensorRT 8.5 has no builder optimization level: refused before anything is built (the
+    version seam, compat, answers; faked here, TensorRT is not importable on this machine)."""
+    from refit_core.trt import compat
+    plan = check.plan_from_args(build_parser().parse_args(["check", str(static_model),
+                                                           "--builder-optimization-level", "1"]))
+    monkeypatch.setattr(compat, "has_feature", lambda name: name != "builder_optimization_level")
+    monkeypatch.setattr(compat, "trt_version_string", lambda: "8.5.3.1")
+    with pytest.raises(check.CheckUnusable, match=r"needs TensorRT >= 8\.6; this is TensorRT 8\.5\.3\.1"):
+        check.run_on_gpu(plan)
+    plan.cleanup()
+    assert plan.case.build_options().key_parts()["optimization_level"] == 1
+    assert "optimization_level" not in check.plan_from_args(
+        build_parser().parse_args(["check", str(static_model)])).case.build_options().key_parts()

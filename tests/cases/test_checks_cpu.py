@@ -1,0 +1,125 @@
+"""The shared checks of refit_core.cases.checks (the pytest GPU tier and `check` both run them)
+can pass and can fail: here against a numpy stand-in for a CaseEngine (CPU tier). The stand-in
+is no TensorRT result; it lets each check's logic be broken on purpose and seen failing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refit_core.cases import checks
+from refit_core.cases.base import OutputTolerance
+from refit_core.refit.validation import WeightSpec
+
+
+class _Case:
+    name = "fake"
+    precision = "fp32"
+    tolerance = OutputTolerance(atol=1e-6, rtol=1e-6)
+
+
+class _Refitter:
+    def __init__(self, weights, blocked=None):
+        self.specs = {n: WeightSpec(n, w.shape) for n, w in weights.items()}
+        self.blocked = dict(blocked or {})
+        self.unreachable = {n: "is refitted only together with 'tmp_weight_1' (why)" for n in self.blocked}
+
+    def trt_weight_names(self):
+        return list(self.specs) + list(self.blocked) + [None]
+
+
+class FakeEngine:
+    """y = x @ W + b; `refit_to` replaces the weights unless told to ignore them."""
+
+    def __init__(self, noise=0.5, blocked=None, ignore_refits=False, targets=True):
+        rng = np.random.default_rng(0)
+        self.case = _Case()
+        self.x = rng.standard_normal((6, 4))
+        self.build_weights = {"W": rng.standard_normal((4, 3)).astype(np.float32),
+                              "b": rng.standard_normal(3).astype(np.float32)}
+        self.target_weights = ({n: (w * (1 + noise * rng.standard_normal(w.shape))).astype(np.float32)
+                                for n, w in self.build_weights.items()} if targets else {})
+        self.refitter = _Refitter(self.build_weights if targets else {}, blocked)
+        self.current = dict(self.build_weights)
+        self.ignore_refits = ignore_refits
+        self.built_outputs = self.probe()
+
+    def _run(self, w):
+        return self.x @ w["W"].astype(np.float64) + w["b"].astype(np.float64)
+
+    def probe(self):
+        return self._run(self.current)
+
+    def reference(self, weights):
+        return self._run({**self.build_weights, **weights})
+
+    def refit_to(self, weights):
+        if not self.ignore_refits:
+            self.current = {**self.current, **{n: np.array(w) for n, w in weights.items()}}
+
+    def all_build_weights(self):
+        return {n: self.build_weights[n] for n in self.target_weights}
+
+    def plain_probe(self):
+        return self._run({**self.build_weights, **self.target_weights})
+
+    def further_comparisons(self, weights):
+        return {}
+
+
+ALL = (checks.refittable_weights, checks.built_vs_reference, checks.perturbation_changes_reference,
+       checks.refit_to_target_matches_reference, checks.refit_back_restores_built_outputs,
+       checks.refit_twice_is_bit_identical, checks.refit_equals_fresh_build)
+
+
+@pytest.mark.parametrize("fn", ALL, ids=lambda f: f.__name__)
+def test_an_honest_engine_passes_every_check(fn):
+    outcome = fn(FakeEngine())
+    assert outcome.ok is True, outcome.line
+
+
+@pytest.mark.parametrize("fn", [checks.refit_to_target_matches_reference, checks.refit_back_restores_built_outputs,
+                                checks.refit_equals_fresh_build], ids=lambda f: f.__name__)
+def test_a_refit_that_does_nothing_fails(fn):
+    outcome = fn(FakeEngine(ignore_refits=True))
+    assert outcome.ok is False, outcome.line
+
+
+def test_targets_equal_to_the_build_weights_fail_the_perturbation_check():
+    outcome = checks.perturbation_changes_reference(FakeEngine(noise=0.0))
+    assert outcome.ok is False and "could not be told from no refit" in outcome.line
+
+
+def test_an_engine_off_its_reference_fails():
+    engine = FakeEngine()
+    engine.built_outputs = engine.built_outputs + 1e-3
+    assert checks.built_vs_reference(engine).ok is False
+
+
+def test_a_fresh_build_that_differs_fails():
+    engine = FakeEngine()
+    engine.plain_probe = lambda: engine._run(engine.build_weights)  # built with the old weights
+    assert checks.refit_equals_fresh_build(engine).ok is False
+
+
+def test_nothing_refittable_fails_with_the_reason():
+    outcome = checks.refittable_weights(FakeEngine(targets=False))
+    assert outcome.ok is False and "nothing to refit by name" in outcome.line and "Constant nodes" in outcome.line
+    outcome = checks.refittable_weights(FakeEngine(targets=False, blocked={"conv.w": ["tmp_weight_1"]}))
+    assert outcome.ok is False and "'conv.w'" in outcome.line and "tmp_weight_1" in outcome.line
+
+
+def test_weights_left_out_for_tensorrt_only_partners_are_said_and_the_rest_checked():
+    outcome = checks.refittable_weights(FakeEngine(blocked={"bn_conv.w": ["tmp_weight_38"]}))
+    assert outcome.ok is True and "2 weights refittable by name and checked" in outcome.line
+    assert "1 listed by name but refitted by TensorRT only together" in outcome.line
+    assert outcome.record["blocked_by_trt_only_partner"] == ["bn_conv.w"]
+
+
+def test_references_are_computed_once_per_engine():
+    engine = FakeEngine()
+    calls = []
+    real = engine.reference
+    engine.reference = lambda w: calls.append(1) or real(w)
+    for fn in ALL:
+        fn(engine)
+    assert len(calls) == 2  # build and target

@@ -1,0 +1,72 @@
+"""`prepare` and the ONNX-side facts on real pretrained models from the registry (CPU tier):
+each runs where REFIT_REAL_MODELS_DIR holds it and skips naming the file where not; and the
+fetch tool writes only files whose sha256 is the manifest's."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import zipfile
+
+import pytest
+
+from refit_core.onnx_prep.generic import parse_shapes, prepare_file
+from refit_core.refit.coverage import onnx_float_initializer_info
+
+from .real_models import MANIFEST, manifest_models, model_file
+
+MODELS = {m["id"]: m for m in manifest_models()}
+
+
+def test_the_manifest_says_what_each_model_is_and_what_check_should_say():
+    kinds = " ".join(m["what"] for m in MODELS.values())
+    for word in ("PaddlePaddle", "transformer", "Constant node", "quantize_dynamic"):
+        assert word in kinds, word
+    for m in MODELS.values():
+        assert len(m["sha256"]) == 64 and m["size"] > 0 and m["licence"] and m["expected"]["why"]
+        assert m["expected"]["exit"] in (0, 2) and (m["expected"]["exit"] == 0 or m["expected"]["refusal"])
+        parse_shapes(m["shapes"])
+
+
+@pytest.mark.parametrize("model_id", sorted(MODELS))
+def test_prepare_on_a_real_model(model_id, tmp_path, capsys):
+    entry = MODELS[model_id]
+    path = model_file(entry)
+    result = prepare_file(path, parse_shapes(entry["shapes"]), tmp_path / "prepared.onnx")
+    print(capsys.readouterr().out)
+    facts = entry["onnx_side"]
+    assert result.prepared.fixed_inputs == facts["inputs_fixed"]
+    assert result.prepared.moved_constants == facts["constants_moved"]
+    inits, _ = onnx_float_initializer_info(tmp_path / "prepared.onnx")
+    assert len(inits) == facts["float_initializers"]
+    assert result.unimportable == facts["unimportable_ops"]
+    assert result.agreement.ok
+    # with ONNX Runtime's graph optimizations off, moving Constant weights changes nothing at all
+    assert result.agreement.identical or result.agreement.identical_unoptimized
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("fetch_real_models", MANIFEST.with_name("fetch_real_models.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fetch_tool_writes_only_verified_files(tmp_path):
+    import hashlib
+    tool = _load_tool()
+    good, bad = b"onnx bytes of a", b"onnx bytes of b"
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "some_pkg-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("some_pkg/a.onnx", good)
+        z.writestr("some_pkg/b.onnx", bad)
+    entry = {"package": "some-pkg", "version": "1.0", "licence": "MIT"}
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"format": 1, "models": [
+        dict(entry, id="a", path="some_pkg/a.onnx", sha256=hashlib.sha256(good).hexdigest(), size=len(good)),
+        dict(entry, id="b", path="some_pkg/b.onnx", sha256=hashlib.sha256(good).hexdigest(), size=len(bad))]}))
+    dest = tmp_path / "models"
+    assert tool.fetch(dest, [], wheels, manifest) == 1
+    assert (dest / "a.onnx").read_bytes() == good and not (dest / "b.onnx").exists()
+    assert tool.fetch(dest, ["a"], wheels, manifest) == 0
+    assert tool.fetch(dest, ["zzz"], wheels, manifest) == 2

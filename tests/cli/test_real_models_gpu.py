@@ -1,0 +1,44 @@
+"""`check` on real pretrained models from the registry (tools/real_models.json), in-process,
+on the GPU: each gives the verdict the manifest expects (exit 0 with CHECK PASSED on the
+weights it can refit, or a one-sentence refusal), and no false alarm from the tool's own
+rules. Runs where REFIT_REAL_MODELS_DIR holds the model; skips naming the file where not.
+Models whose REFIT build takes minutes (`slow_build`) run with --skip-builds."""
+from __future__ import annotations
+
+import pytest
+
+from refit_core.cli import main
+from refit_core.reporting.schema import load_results
+
+from .real_models import manifest_models, model_file
+
+pytestmark = pytest.mark.gpu
+
+MODELS = {m["id"]: m for m in manifest_models()}
+
+
+def check_argv(entry, path, record):
+    argv = ["check", str(path)] + (["--shapes", *entry["shapes"]] if entry["shapes"] else [])
+    argv += ["--rounds", "5", "--results", str(record)]
+    return argv + (["--skip-builds"] if entry["slow_build"] else [])
+
+
+@pytest.mark.parametrize("model_id", sorted(MODELS))
+def test_check_gives_the_expected_verdict_on_a_real_model(model_id, cuda_session, tmp_path, capsys):
+    entry = MODELS[model_id]
+    path = model_file(entry)
+    record = tmp_path / "check.json"
+    code = main(check_argv(entry, path, record))
+    out, err = capsys.readouterr()
+    print(out[-12000:], err[-3000:])
+    assert "Traceback" not in out + err
+    assert "differs from the engine's" not in out, "a shape false alarm from the tool's own rules"
+    expected = entry["expected"]
+    assert code == expected["exit"], f"{model_id}: exit {code}, expected {expected['exit']}: {expected['why']}"
+    if code == 0:
+        assert "CHECK PASSED" in out
+        data = load_results(record)
+        assert any(k.startswith("model-") for k in data["cases"]), data["cases"].keys()
+    else:
+        lines = [line for line in err.splitlines() if line.startswith("refit_core: ")]
+        assert len(lines) == 1 and expected["refusal"] in lines[0], err

@@ -1,0 +1,194 @@
+"""`prepare` (onnx_prep.generic), the model `check` builds: shapes fixed from --shapes,
+Constant-node weights moved to initializers, nothing else changed, ONNX Runtime outputs
+identical; and every refusal before a build, in one sentence (CPU tier, no TensorRT)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from refit_core.cli import main
+from refit_core.onnx_prep.generic import (ModelInputError, compare_with_ort, describe_parser_rejection, fit_shapes,
+                                          load_model, model_inputs, parse_shapes, seeded_feeds)
+
+from .generic_models import dynamic_quantized, paddle_like
+
+
+@pytest.fixture
+def paddle(tmp_path):
+    return paddle_like(tmp_path / "paddle_like.onnx")
+
+
+def _run(model_path: Path, feeds):
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def test_constant_weights_and_repeated_dim_symbols_become_a_model_with_identical_outputs(paddle, tmp_path, capsys):
+    out = tmp_path / "prepared.onnx"
+    assert main(["prepare", str(paddle), "--shapes", "x:2x3x8x12", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "input 'x': (?x3x?x?) -> 2x3x8x12" in printed
+    assert "moved 8 float weights" in printed and "1 other Constant nodes" in printed
+    assert "ONNX Runtime outputs identical" in printed and f"wrote {out}" in printed
+    original, prepared = onnx.load(str(paddle)), onnx.load(str(out))
+    onnx.checker.check_model(prepared)
+    # the two dims both named '?' got their own values; every dim is fixed
+    dims = [d.dim_value for d in prepared.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 3, 8, 12]
+    # the float weights are initializers under the Constant outputs' names, with the same values
+    constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in original.graph.node
+                 if n.op_type == "Constant"}
+    inits = {i.name: numpy_helper.to_array(i) for i in prepared.graph.initializer}
+    assert set(inits) == {name for name, a in constants.items() if a.dtype == np.float32}
+    for name, array in inits.items():
+        np.testing.assert_array_equal(array, constants[name])
+        assert array.shape == constants[name].shape
+    # nothing else changed: the other nodes, in order, and the outputs
+    kept = [n for n in original.graph.node if not (n.op_type == "Constant" and n.output[0] in inits)]
+    assert list(prepared.graph.node) == kept
+    assert list(prepared.graph.output) == list(original.graph.output)
+    # ONNX Runtime, run here independently of prepare's own proof: identical outputs
+    feeds = {"x": np.random.default_rng(11).standard_normal((2, 3, 8, 12)).astype(np.float32)}
+    for a, b in zip(_run(paddle, feeds), _run(out, feeds)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_proof_catches_a_prepared_model_that_computes_something_else(paddle):
+    model = load_model(paddle)
+    shapes = fit_shapes(model, {"x": (1, 3, 6, 6)})
+    other = onnx.ModelProto()
+    other.CopyFrom(model)
+    for node in other.graph.node:
+        if node.output[0] == "fc_b":
+            node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.zeros((1, 5), np.float32), "fc_b_value"))
+    agreement = compare_with_ort(model, other, shapes)
+    assert not agreement.identical and not agreement.ok
+    assert compare_with_ort(model, model, shapes).identical
+
+
+@pytest.mark.parametrize("shapes, fragment", [
+    ({"image": (1, 3, 8, 8)}, "'image', which the model does not have as an input (inputs: 'x')"),
+    ({"x": (1, 3, 8)}, "3 dims, input 'x' of the model has 4"),
+    ({"x": (1, 4, 8, 8)}, "fixes dim 1 to 3, not 4"),
+    ({}, "input 'x' of the model has a dynamic shape (?x3x?x?); give it, e.g. --shapes x:1x3x1x1"),
+])
+def test_shapes_that_do_not_fit_are_refused(paddle, shapes, fragment):
+    with pytest.raises(ModelInputError) as info:
+        fit_shapes(load_model(paddle), shapes)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--shapes", "x:1x3x8"], "3 dims"),
+    (["--shapes", "y:1x3x8x8"], "'y'"),
+    (["--shapes", "x:1x3xx8"], "'x:1x3xx8' is not NAME:DIMS"),
+    ([], "dynamic shape"),
+])
+def test_the_cli_refuses_in_one_line_and_writes_nothing(paddle, tmp_path, capsys, argv, fragment):
+    out = tmp_path / "never.onnx"
+    assert main(["prepare", str(paddle), *argv, "-o", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("refit_core: ") and fragment in err[0], err
+    assert not out.exists()
+
+
+def _with_external_data(tmp_path: Path, location: str) -> Path:
+    """A model whose one initializer keeps its data in `location` (relative to the model)."""
+    from onnx import TensorProto, helper
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    data = (folder / location).resolve()
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_bytes(np.ones((4, 4), np.float32).tobytes())
+    init = model.graph.initializer[0]
+    init.ClearField("raw_data")
+    init.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(data.stat().st_size))):
+        entry = init.external_data.add()
+        entry.key, entry.value = key, value
+    path = folder / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_external_data_beside_the_model_is_read(tmp_path):
+    model = load_model(_with_external_data(tmp_path, "weights/m.bin"))
+    np.testing.assert_array_equal(numpy_helper.to_array(model.graph.initializer[0]), np.ones((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "weights/../../outside.bin"])
+def test_external_data_outside_the_models_folder_is_refused_before_anything_is_read(tmp_path, location, capsys):
+    path = _with_external_data(tmp_path, location)
+    with pytest.raises(ModelInputError, match="outside the model's own folder"):
+        load_model(path)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'W'" in err[0] and "outside the model's own folder" in err[0], err
+
+
+def test_dynamic_quantization_is_named_by_prepare_and_in_a_parser_rejection(tmp_path, capsys):
+    path = dynamic_quantized(tmp_path / "dq.onnx")
+    assert main(["prepare", str(path), "--shapes", "x:1x1x8x16", "-o", str(tmp_path / "p.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "ConvInteger (x1), DynamicQuantizeLinear (x1): dynamic quantization" in out
+    # TensorRT 8.6's words for it (measured on the quantized CRNN), mapped to the model's nodes
+    said = ("TensorRT's ONNX parser rejected dq.onnx: In node 0 (importFallbackPluginImporter): UNSUPPORTED_NODE: "
+            "Assertion failed: creator && \"Plugin not found, are the plugin name, version, and namespace correct?\"")
+    text = describe_parser_rejection(load_model(path), said)
+    assert text.startswith("TensorRT could not import DynamicQuantizeLinear (node 0)")
+    assert "which TensorRT cannot import" in text
+
+
+def test_check_keeps_the_prepared_model_where_asked(paddle, tmp_path, capsys):
+    from refit_core import check
+    from refit_core.cli import build_parser
+    saved = tmp_path / "kept.onnx"
+    args = build_parser().parse_args(["check", "--shapes", "x:1x3x16x16", str(paddle), "--save-prepared", str(saved)])
+    plan = check.plan_from_args(args)
+    try:
+        assert plan.prepared == saved.resolve() and saved.is_file()
+        assert plan.case.make_model(tmp_path) == saved.resolve()
+        assert plan.case.input_shapes == {"x": (1, 3, 16, 16)}
+        assert not [n for n in onnx.load(str(saved)).graph.node if n.op_type == "Constant"
+                    and n.attribute[0].t.data_type == onnx.TensorProto.FLOAT]
+    finally:
+        plan.cleanup()
+    assert saved.is_file()  # kept: it is the user's file now
+    args = build_parser().parse_args(["check", str(paddle), "--shapes", "x:1x3x16x16"])
+    plan = check.plan_from_args(args)
+    temporary = plan.prepared
+    assert temporary.is_file()
+    plan.cleanup()
+    assert not temporary.exists()
+
+
+def test_seeded_feeds_follow_the_input_types(tmp_path):
+    path = dynamic_quantized(tmp_path / "dq.onnx")
+    model = load_model(path)
+    feeds = seeded_feeds(model, {"x": (1, 1, 8, 4)}, seed=0)
+    assert feeds["x"].dtype == np.float32 and feeds["x"].shape == (1, 1, 8, 4)
+    assert [i.name for i in model_inputs(model)] == ["x"]
+    assert parse_shapes(["x:1x2,y:3"]) == {"x": (1, 2), "y": (3,)}
+
+
+def test_a_model_given_to_the_gpu_tier_is_built_prepared_too(paddle, tmp_path):
+    """`pytest -m gpu --refit-model M --refit-shapes ...` builds what `check` builds."""
+    from refit_core.cases.user_model import user_model_case
+    case = user_model_case(paddle, {"x": (1, 3, 8, 8)})
+    built = Path(case.make_model(tmp_path))
+    assert built != paddle and built.parent == tmp_path
+    model = onnx.load(str(built))
+    assert len(model.graph.initializer) == 8
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 8, 8]
+    assert case.profiles(built) == []  # every input fixed: no optimization profile needed
