@@ -155,6 +155,10 @@ class CaseCheck(Strict):
     outputs_nonfinite: Optional[Count] = Field(None, description="non-finite outputs (<= outputs)")
     max_abs_finite_output: Optional[Union[Magnitude, Text]] = Field(None, description="largest finite |output|")
     changed: Optional[bool] = Field(None, description="outputs changed")
+    margin: Optional[Magnitude] = Field(None, description="how far outside the tolerance a no-op refit must land")
+    refitted: Optional[Count] = Field(None, description="weights the checks refit")
+    blocked_by_trt_only_partner: List[Text] = Field(
+        default_factory=list, description="weights left out: TensorRT refits them only with weights of its own")
 
     @model_validator(mode="after")
     def _consistent(self) -> "CaseCheck":
@@ -178,6 +182,8 @@ class Coverage(Strict):
     initializers: Count = Field(description="float initializers of the model")
     trt_weights: Count = Field(description="refittable weights TensorRT reports")
     prototypes_known: bool = Field(False, description="TensorRT reported weight prototypes")
+    blocked_by_trt_only_partner: List[Text] = Field(
+        default_factory=list, description="name -> the TensorRT-only weights it is refitted with (left out)")
 
 
 class RefitTax(Strict):

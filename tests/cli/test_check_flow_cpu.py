@@ -12,14 +12,18 @@ import pytest
 from refit_core import check
 from refit_core.cli import build_parser
 from refit_core.refit.coverage import Initializer, classify
-from refit_core.reporting.schema import load_results
+from refit_core.reporting.schema import load_results as _load_record, record_dict
+
+
+def load_results(path):
+    return record_dict(_load_record(path))
 
 from ..cases.test_checks_cpu import FakeEngine
 from .test_check_cli import _write_model
 
 
 class _Session:
-    gpu_name, driver_version, runtime_version = "Fake GPU", "0", "0"
+    gpu_name, driver_version, runtime_version, compute_capability = "Fake GPU", "580.1", "0", (9, 0)
 
     def __enter__(self):
         return self
@@ -107,7 +111,7 @@ def test_a_good_engine_passes_every_check_and_the_record_is_complete(fake_gpu, m
     assert len(fake_gpu) == 1  # the timed rebuild ran
     data = load_results(record)
     key = "model-static-fp32"
-    assert data["cases"][key]["refit_vs_fresh_build"]["fresh_build"] == "without REFIT"
+    assert data["cases"][key]["checks"]["refit_vs_fresh_build"]["fresh_build"] == "without REFIT"
     assert {"refit", "inference.refit_engine", "inference.plain_engine"} <= \
         {name[len(key) + 1:] for name in data["timings"]}
     # the REFIT build's time was kept: the next estimate is this model's own
