@@ -55,7 +55,7 @@ def other_project(tmp_path):
     (tmp_path / "test_theirs.py").write_text(
         "import pytest\n"
         "def test_the_plugin_gives_fixtures(case_resources, pytestconfig):\n"
-        "    assert pytestconfig.getoption('--data-dir') == 'somewhere'\n"
+        "    assert pytestconfig.getoption('--refit-data-dir') == 'somewhere'\n"
         "    assert case_resources.cache_root is not None\n"
         "@pytest.mark.gpu\n"
         "def test_on_gpu():\n"

@@ -38,11 +38,16 @@ BUILD_TIMES_FILE = "prewarm-build-times.json"
 BOTH, ENGINE, PLAIN = "engine+plain", "engine", "plain"
 
 
+#: the --refit-build-jobs default: default_jobs() computes it, the option's help and docs/options.md say it
+MAX_DEFAULT_JOBS = 3
+DEFAULT_JOBS_TEXT = f"a quarter of the CPU cores, at most {MAX_DEFAULT_JOBS}"
+
+
 def default_jobs() -> int:
-    """A quarter of the CPU cores, at most 3. Concurrent builds time their tactics on one GPU, so
+    """DEFAULT_JOBS_TEXT. Concurrent builds time their tactics on one GPU, so
     each takes longer: with 6 at a time on an H200 (TensorRT 8.5.3.1) the tiny MLP's FP16 builds
     took 62 s instead of a few, and 1506 s of jobs finished in 396 s, not 250."""
-    return max(1, min(3, (os.cpu_count() or 4) // 4))
+    return max(1, min(MAX_DEFAULT_JOBS, (os.cpu_count() or 4) // 4))
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,6 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-timings-across-gpus", action="store_true",
                         help="compare timings and ratios even between different GPU models or CUDA "
                         "driver major versions (otherwise shown as info)")
-    parser.add_argument("--strict-missing", action="store_true",
-                        help="deprecated no-op: missing evidence always fails now")
     parser.add_argument("--differences-only", action="store_true",
                         help="print only rows whose verdict is not ok")
 
@@ -51,9 +49,6 @@ def run_gate(args: argparse.Namespace) -> int:
         print(f"gate: cannot compare: {one_line(exc)}", file=sys.stderr)
         print("GATE ERROR: unusable input")
         return EXIT_UNUSABLE
-    if getattr(args, "strict_missing", False):
-        print("gate: --strict-missing is deprecated and has no effect: missing evidence always "
-              "fails (allow it with --allow-missing PATTERN)", file=sys.stderr)
     result = compare(baseline, candidate, tolerances,
                      allow_missing=list(getattr(args, "allow_missing", None) or []),
                      compare_timings_across_gpus=bool(getattr(args, "compare_timings_across_gpus", False)))

@@ -233,8 +233,9 @@ def test_missing_test_and_section_fail_unless_allowed(
                "--allow-missing", "test tests/trt/*"]
     code, out, _ = _gate(paths, *allowed, capsys=capsys)
     assert code == 0 and ALLOWED_MISSING in out
-    code, out, err = _gate(paths, "--strict-missing", capsys=capsys)  # deprecated no-op
-    assert code == 1 and "deprecated" in err
+    with pytest.raises(SystemExit) as refused:  # the former no-op option is gone: a usage error
+        _gate(paths, "--strict-missing", capsys=capsys)
+    assert refused.value.code == 2 and "unrecognized arguments: --strict-missing" in capsys.readouterr().err
 
 
 def test_skipped_to_passed_is_changed(baseline: Record, candidate: Record) -> None:
