@@ -257,3 +257,13 @@ def test_the_build_jobs_default_is_one_fact(project, monkeypatch):
     assert f"(default: {prewarm.DEFAULT_JOBS_TEXT};" in help_text
     docs = " ".join((PROJECT / "docs" / "options.md").read_text().split())
     assert f"`--refit-build-jobs` | {prewarm.DEFAULT_JOBS_TEXT}" in docs
+
+
+def test_every_plugin_option_is_documented(project):
+    """docs/options.md, the one page of options, names every option the plugin adds."""
+    flags = _refit_core_help_options(project.runpytest_subprocess("--help").stdout.str())
+    docs = (PROJECT / "docs" / "options.md").read_text()
+    tolerances = [f for f in flags if f.startswith("--refit-gate-") and f not in docs]
+    undocumented = [f for f in flags if f"`{f}`" not in docs and f not in tolerances]
+    assert undocumented == [], f"options not in docs/options.md: {undocumented}"
+    assert "`--refit-gate-*` tolerances" in docs
