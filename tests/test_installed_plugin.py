@@ -95,7 +95,10 @@ def test_the_command_is_installed(installed, tmp_path):
     _, bindir, env = installed
     proc = _run([bindir / "refit-core", "--help"], cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "gate" in proc.stdout
+    assert "gate" in proc.stdout and proc.stdout.startswith("usage: refit-core "), proc.stdout[:200]
+    from refit_core import __version__
+    proc = _run([bindir / "refit-core", "--version"], cwd=tmp_path, env=env)
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"refit-core {__version__}"), proc.stderr
 
 
 # --------------------------------------------------------------------------------------
