@@ -1,15 +1,86 @@
-"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,fetch-mnist,zoo-export,gate,report,prepare,check,selfcheck}`.
+"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,fetch-mnist,zoo-export,gate,report,prepare,check,selfcheck}`
+(installed: `refit-core ...`).
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
-and `mnist` fails with one sentence (no traceback) where there is no GPU.
+and `mnist` fails with one sentence (no traceback) where there is no GPU. Help and usage name
+the program as it was invoked, and every subcommand takes its options in any order
+(`Parser`).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
+from . import __version__
 from .errors import RefitCoreError
+
+#: the program name under `python -m refit_core` (__main__.py passes it); the console script's is its own
+MODULE_PROG = "python -m refit_core"
+DISTRIBUTION = "refit-core"
+
+
+class _ParseFailed(Exception):
+    """A trial parse failed (Parser.parse_known_args tries again before reporting it)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with options anywhere in a subcommand, as pytest and Polygraphy take them.
+
+    A subcommand parses intermixed (`report --out DIR a.json b.json` and `report a.json --out DIR
+    b.json` are the same; after `--` the usual rules apply). An option that takes several values (`check --shapes A B`) would
+    otherwise swallow a positional given after it (`check --shapes input:1x3 model.onnx`): when
+    positionals are then missing, the last values of such a run are tried as those positionals.
+    """
+
+    def __init__(self, *args, intermixed: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.intermixed = intermixed
+        self._trial = False
+        self._inside = False
+
+    def error(self, message: str):  # type: ignore[override]
+        if self._trial:
+            raise _ParseFailed(message)
+        super().error(message)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        args = list(sys.argv[1:] if args is None else args)
+        if not self.intermixed or self._inside or "--" in args:  # after '--' everything is positional
+            return super().parse_known_args(args, namespace)
+        first: Optional[str] = None
+        for attempt in [args, *self._positionals_moved_out_of_greedy_options(args)]:
+            self._inside, self._trial = True, True
+            try:
+                return self.parse_known_intermixed_args(attempt, namespace)
+            except _ParseFailed as exc:
+                first = first if first is not None else str(exc)
+            finally:
+                self._inside, self._trial = False, False
+        self.error(first or "invalid arguments")
+        raise AssertionError("unreachable")  # pragma: no cover - error() exits
+
+    def _positionals_moved_out_of_greedy_options(self, args: Sequence[str]) -> List[List[str]]:
+        """`args` with the last 1, 2, ... values after an option of nargs '+'/'*' moved in front."""
+        greedy = {flag for action in self._actions if action.option_strings and action.nargs in ("+", "*")
+                  for flag in action.option_strings}
+        out: List[List[str]] = []
+        for i in range(len(args)):
+            if args[i] not in greedy:
+                continue
+            end = i + 1
+            while end < len(args) and not args[end].startswith("-"):
+                end += 1
+            for k in range(1, end - i - 1):
+                out.append(list(args[end - k:end]) + list(args[:end - k]) + list(args[end:]))
+        return out
+
+
+def program_name(argv0: Optional[str] = None) -> str:
+    """How the user invoked us: `refit-core` (the console script) or `python -m refit_core`."""
+    name = os.path.basename(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else ""))
+    return MODULE_PROG if name in ("", "__main__.py", "-c") or name.endswith(".py") else name
 
 
 def _gpu_or_exit() -> None:
@@ -95,10 +166,12 @@ def cmd_fetch_mnist(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m refit_core",
-                                     description="TensorRT engine refit flows, results gate and report.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = Parser(prog=prog or program_name(),
+                    description="TensorRT engine refit flows, results gate and report.")
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                parser_class=_subcommand_parser)
 
     p = sub.add_parser("mnist", help="the engine_refit_mnist flow: zero conv1, measure, refit, measure")
     p.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $REFIT_DATA_DIR)")
@@ -165,8 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def _subcommand_parser(**kwargs) -> Parser:
+    return Parser(intermixed=True, **kwargs)
+
+
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except RefitCoreError as exc:

@@ -25,7 +25,7 @@ def mnist_dir(pytestconfig: Any) -> Path:
     from .config import resolve_data_dir
     from .data.mnist import find_mnist_files
     try:
-        path = resolve_data_dir(pytestconfig.getoption("--data-dir"))
+        path = resolve_data_dir(pytestconfig.getoption("--refit-data-dir"))
         find_mnist_files(path)
     except DataError as exc:
         if in_ci():
@@ -86,12 +86,15 @@ def plan_cache_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def trt_logger(cuda_session: Any) -> Any:
+    """The session's TensorRT logger (warnings and errors, kept so tests can assert on them)."""
     from .trt.recorders import make_logger
     return make_logger()
 
 
 @pytest.fixture(scope="session")
 def plan_cache(cuda_session: Any) -> Any:
+    """Serialized engines on disk ($REFIT_CACHE_DIR/plans), keyed by model, TensorRT version, GPU
+    and build options; a damaged or foreign plan is rebuilt with a warning."""
     from .trt.engine import PlanCache
     return PlanCache(plan_cache_dir())
 
@@ -125,14 +128,16 @@ def case_names() -> List[str]:
 
 @pytest.fixture(scope="session")
 def case_resources(pytestconfig: Any, tmp_path_factory: Any) -> Any:
+    """What a case may read and write: the data directory (or None), the cache root and a temp dir."""
     from .cases.base import CaseResources
-    chosen = pytestconfig.getoption("--data-dir") or os.environ.get(DATA_DIR_ENV)
+    chosen = pytestconfig.getoption("--refit-data-dir") or os.environ.get(DATA_DIR_ENV)
     data_dir = Path(chosen).expanduser() if chosen and Path(chosen).expanduser().is_dir() else None
     return CaseResources(data_dir=data_dir, cache_root=cache_dir(), tmp_dir=tmp_path_factory.mktemp("cases"))
 
 
 @pytest.fixture(scope="session")
 def refit_case(request: Any) -> Any:
+    """The registered case (refit_core.cases.registry) a test is parametrized with; no engine built."""
     from .cases import registry
     return registry.get(request.param)
 
@@ -182,6 +187,7 @@ def bidaf_prepared(bidaf_model: Any, case_resources: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def bidaf_ort(bidaf_prepared: Any) -> Any:
+    """ONNX Runtime running the prepared BiDAF model: the reference TensorRT's answers are compared with."""
     from .onnx_prep.ort_reference import OrtPreparedBidaf
     return OrtPreparedBidaf(bidaf_prepared)
 

@@ -54,8 +54,9 @@ except ImportError:  # pragma: no cover - hypothesis is in both requirement sets
 def pytest_addoption(parser: Any) -> None:
     from .reporting.tolerances import add_tolerance_options
     group = parser.getgroup("refit_core", "refit_core (TensorRT refit verification)")
-    group.addoption("--data-dir", default=None,
-                    help=f"directory with the MNIST IDX files (or an mnist/ folder); default ${DATA_DIR_ENV}")
+    group.addoption("--refit-data-dir", "--data-dir", dest="refit_data_dir", default=None, metavar="DIR",
+                    help=f"directory with the MNIST IDX files (or an mnist/ folder); default ${DATA_DIR_ENV} "
+                         "(--data-dir: the same option's former name)")
     group.addoption("--refit-results", default=None, metavar="PATH",
                     help="where a GPU run writes its results JSON (default: results/trt<version>-<gpu>-<time>.json)")
     group.addoption("--refit-baseline", default=None, metavar="FILE",
@@ -72,10 +73,11 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--refit-model", action="append", default=[], metavar="MODEL.onnx",
                     help="add your ONNX model as a case of the generic refit checks (repeatable); "
                          "write --refit-model=PATH when PATH lies outside the project")
+    from .cases.prewarm import DEFAULT_JOBS_TEXT
     group.addoption("--refit-build-jobs", type=int, default=None, metavar="N",
-                    help="build the case engines the selected tests need before the first one is used: "
-                         "1 (the default) one after the other in the session's process, sharing one Builder "
-                         "and the timing caches; N > 1: N at a time in worker processes")
+                    help="build the case engines the selected tests need before the first one is used "
+                         f"(default: {DEFAULT_JOBS_TEXT}; sharing one Builder and the timing caches; "
+                         "N > 1: N at a time in worker processes)")
     group.addoption("--refit-profile", default=None, metavar="NAME",
                     help="which GPU tests run: 'default' (every check on every FP32 case, one representative "
                          "case per other precision, no slow builds) or 'full' (the whole case x precision "
@@ -170,6 +172,7 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: List[Any]) -
         config.hook.pytest_deselected(items=left)
         items[:] = kept
     state.left_to_full = len(left)
+    _deselect_non_benchmarks(config, items)
     for item in items:
         rest = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else ""
         candidate = canonical_test_id(f"{Path(item.path).as_posix()}::{rest}" if rest else Path(item.path).as_posix())
@@ -235,10 +238,28 @@ def phase_of(item: Any) -> str:
     return OTHER_PHASE
 
 
+def _deselect_non_benchmarks(config: Any, items: List[Any]) -> None:
+    """Under --benchmark-only the tests without a benchmark are deselected, not skipped one by one
+    (pytest-benchmark marks each skipped, and -ra would list every one); pytest counts them as
+    deselected and one line says why."""
+    if not config.getoption("benchmark_only", False):
+        return
+    keep = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
+    dropped = [item for item in items if "benchmark" not in getattr(item, "fixturenames", ())]
+    if not dropped:
+        return
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = keep
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"refit_core: --benchmark-only: deselected {len(dropped)} test(s) that use no "
+                            "benchmark fixture")
+
+
 def needed_cases(config: Any, items: List[Any]) -> List[str]:
     """The registered cases whose engines the selected GPU tests open, in test order: the
     `case_engine` parameter, and `bidaf-<key>` for the BiDAF fixtures. Under --benchmark-only,
-    the benchmarks' only (the other tests skip)."""
+    the benchmarks' only (the other tests are deselected by then)."""
     benchmark_only = bool(config.getoption("benchmark_only", False))
     out: Dict[str, None] = {}
     for item in items:

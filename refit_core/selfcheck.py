@@ -291,7 +291,7 @@ def add_selfcheck_arguments(p: Any) -> None:
     p.add_argument("--tests", action="append", default=None, metavar="PATH",
                    help=f"test paths (default: {', '.join(DEFAULT_PATHS)})")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS",
-                   help="after '--': passed to every pytest run (e.g. --data-dir=DIR -p no:cacheprovider)")
+                   help="after '--': passed to every pytest run (e.g. --refit-data-dir=DIR -p no:cacheprovider)")
 
 
 def cmd_selfcheck(args: Any) -> int:

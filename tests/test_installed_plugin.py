@@ -37,7 +37,7 @@ def installed(tmp_path_factory):
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
     # setuptools writes build/ and *.egg-info next to pyproject.toml: install from a copy
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "refit_core", source / "refit_core",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -55,7 +55,7 @@ def other_project(tmp_path):
     (tmp_path / "test_theirs.py").write_text(
         "import pytest\n"
         "def test_the_plugin_gives_fixtures(case_resources, pytestconfig):\n"
-        "    assert pytestconfig.getoption('--data-dir') == 'somewhere'\n"
+        "    assert pytestconfig.getoption('--refit-data-dir') == 'somewhere'\n"
         "    assert case_resources.cache_root is not None\n"
         "@pytest.mark.gpu\n"
         "def test_on_gpu():\n"
@@ -95,4 +95,67 @@ def test_the_command_is_installed(installed, tmp_path):
     _, bindir, env = installed
     proc = _run([bindir / "refit-core", "--help"], cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "gate" in proc.stdout
+    assert "gate" in proc.stdout and proc.stdout.startswith("usage: refit-core "), proc.stdout[:200]
+    from refit_core import __version__
+    proc = _run([bindir / "refit-core", "--version"], cwd=tmp_path, env=env)
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"refit-core {__version__}"), proc.stderr
+
+
+# --------------------------------------------------------------------------------------
+# What the package declares
+# --------------------------------------------------------------------------------------
+def _canonical(requirement: str) -> str:
+    import re
+    return re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _project():
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python >= 3.11's tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _requirements(name):
+    lines = (ROOT / name).read_text().splitlines()
+    return {_canonical(line.split("#")[0]): line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()}
+
+
+def _third_party_imports():
+    """Top-level modules the package imports (lazy imports included), outside the standard library."""
+    import ast
+    found = {}
+    for path in sorted((ROOT / "refit_core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top != "refit_core" and top not in sys.stdlib_module_names:
+                    found.setdefault(top, path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_pyproject_declares_everything_the_package_imports():
+    project = _project()
+    declared = {_canonical(r) for r in project["dependencies"]}
+    for extra in project.get("optional-dependencies", {}).values():
+        declared |= {_canonical(r) for r in extra}
+    imports = _third_party_imports()
+    assert {"numpy", "matplotlib", "tensorrt", "pycuda"} <= set(imports), imports
+    missing = {m: where for m, where in imports.items() if m.replace("_", "-") not in declared}
+    assert missing == {}, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_extras_licence_and_pins():
+    project = _project()
+    extras = project["optional-dependencies"]
+    assert {_canonical(r) for r in extras["gpu"]} == {"tensorrt", "pycuda"}
+    assert {_canonical(r) for r in extras["report"]} == {"matplotlib"}
+    assert {"pydantic", "filelock"} <= {_canonical(r) for r in project["dependencies"]}
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
+    cpu = _requirements("requirements.txt")
+    assert cpu["pydantic"] == "pydantic==2.11.7" and cpu["filelock"] == "filelock==3.16.1"
+    # the CPU set pins every dependency and the CPU extras; the GPU set is the gpu extra, in the same words
+    wanted = [_canonical(r) for r in project["dependencies"] + extras["report"] + extras["train"]]
+    assert [name for name in wanted if name not in cpu] == []
+    assert sorted(_requirements("requirements-gpu.txt").values()) == sorted(extras["gpu"])

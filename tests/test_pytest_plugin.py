@@ -326,3 +326,94 @@ def _profile_and_phases(record):
     if "profile" in record:
         return record["profile"], record["phases"]
     return record["extra"]["profile"], record["extra"]["phases"]
+
+
+# --------------------------------------------------------------------------------------
+# The plugin as its peers behave: options, markers, fixtures, --benchmark-only
+# --------------------------------------------------------------------------------------
+def _refit_core_help_options(text):
+    """The option lines of the refit_core group in `pytest --help`: each one's first flag."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("refit_core (TensorRT refit verification)"))
+    flags = []
+    for line in lines[start + 1:]:
+        if line and not line.startswith(" "):
+            break  # the next group
+        if line.startswith("  -"):
+            flags.append(line.split()[0].split("=")[0].rstrip(","))
+    return flags
+
+
+def test_every_plugin_option_is_refit_prefixed(project):
+    result = project.runpytest_subprocess("--help")
+    flags = _refit_core_help_options(result.stdout.str())
+    assert "--refit-data-dir" in flags and len(flags) > 5, flags
+    assert [f for f in flags if not f.startswith("--refit-")] == []
+
+
+@pytest.mark.parametrize("spelling", ["--refit-data-dir", "--data-dir"])
+def test_the_data_dir_option_and_its_former_name(project, spelling):
+    (project.path / "tests" / "test_opt.py").write_text(
+        "def test_opt(pytestconfig):\n    assert pytestconfig.getoption('--refit-data-dir') == 'D'\n")
+    result = project.runpytest_subprocess(f"{spelling}=D", "tests/test_opt.py")
+    result.assert_outcomes(passed=1)
+
+
+def test_markers_are_listed_once_in_this_suite():
+    """pytest.ini and the plugin each registering `gpu` made `pytest --markers` list it twice."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--markers", "-p", "no:cacheprovider"], cwd=PROJECT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for marker in ("gpu", "slow", "serial", "trt_feature"):
+        listed = [line for line in proc.stdout.splitlines() if line.startswith(f"@pytest.mark.{marker}")]
+        assert len(listed) == 1, (marker, listed)
+
+
+def test_every_plugin_fixture_has_a_docstring(project):
+    import refit_core.pytest_fixtures as fixtures_module
+    result = project.runpytest_subprocess("--fixtures")
+    lines = result.stdout.str().splitlines()
+    names = [name for name, value in vars(fixtures_module).items()  # pytest < 8.4 | >= 8.4
+             if hasattr(value, "_pytestfixturefunction") or type(value).__name__ == "FixtureFunctionDefinition"]
+    assert "case_engine" in names and "trt_logger" in names, names
+    undocumented = []
+    for name in names:
+        at = [i for i, line in enumerate(lines) if line.startswith(f"{name} [") or line.split(" ")[0] == name]
+        assert at, f"pytest --fixtures does not show {name}"
+        if "no docstring available" in lines[at[0] + 1]:
+            undocumented.append(name)
+    assert undocumented == []
+
+
+def test_benchmark_only_deselects_the_rest_in_one_line(project):
+    (project.path / "tests" / "test_bench.py").write_text(
+        "def test_b(benchmark):\n    benchmark.pedantic(lambda: None, rounds=2)\n")
+    result = project.runpytest_subprocess("--benchmark-only", "-ra", "--benchmark-disable-gc")
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "Skipping non-benchmark" not in out
+    result.assert_outcomes(passed=1, deselected=4)
+    assert out.count("refit_core: --benchmark-only: deselected 4 test(s) that use no benchmark fixture") == 1
+
+
+def test_the_build_jobs_default_is_one_fact(project, monkeypatch):
+    """The code's default, the --help text and the docs say the same (one constant)."""
+    from refit_core.cases import prewarm
+    monkeypatch.setattr(prewarm.os, "cpu_count", lambda: 1000)
+    assert prewarm.default_jobs() == prewarm.MAX_DEFAULT_JOBS
+    monkeypatch.setattr(prewarm.os, "cpu_count", lambda: 8)
+    assert prewarm.default_jobs() == 2
+    help_text = " ".join(project.runpytest_subprocess("--help").stdout.str().split())
+    assert f"(default: {prewarm.DEFAULT_JOBS_TEXT};" in help_text
+    docs = " ".join((PROJECT / "docs" / "options.md").read_text().split())
+    assert f"`--refit-build-jobs` | {prewarm.DEFAULT_JOBS_TEXT}" in docs
+
+
+def test_every_plugin_option_is_documented(project):
+    """docs/options.md, the one page of options, names every option the plugin adds."""
+    flags = _refit_core_help_options(project.runpytest_subprocess("--help").stdout.str())
+    docs = (PROJECT / "docs" / "options.md").read_text()
+    tolerances = [f for f in flags if f.startswith("--refit-gate-") and f not in docs]
+    undocumented = [f for f in flags if f"`{f}`" not in docs and f not in tolerances]
+    assert undocumented == [], f"options not in docs/options.md: {undocumented}"
+    assert "`--refit-gate-*` tolerances" in docs

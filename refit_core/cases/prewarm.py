@@ -51,12 +51,17 @@ _MAX_BUILD_TIMES_BYTES = 1 << 20
 BOTH, ENGINE, PLAIN = "engine+plain", "engine", "plain"
 
 
+#: the --refit-build-jobs default: default_jobs() computes it, the option's help and docs/options.md say it
+DEFAULT_JOBS = 1
+DEFAULT_JOBS_TEXT = "1, one build after the other in the session's process"
+
+
 def default_jobs() -> int:
-    """1: the builds ahead run in the session's process (see the module's docstring). Concurrent
+    """DEFAULT_JOBS: the builds ahead run in the session's process (see the module's docstring). Concurrent
     builds time their tactics on one GPU, so each takes longer: with 6 at a time on an H200
     (TensorRT 8.5.3.1) the tiny MLP's FP16 builds took 62 s instead of a few, and 1506 s of jobs
     finished in 396 s, not 250."""
-    return 1
+    return DEFAULT_JOBS
 
 
 @dataclass(frozen=True)

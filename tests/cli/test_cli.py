@@ -1,17 +1,20 @@
 """The command line as a user meets it (CPU tier)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from refit_core.cli import build_parser
 from refit_core.trt.cuda import gpu_unavailable_reason
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def run_cli(*args: str, env_extra=None):
-    import os
     env = dict(os.environ)
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "refit_core", *args], capture_output=True, text=True,
@@ -64,3 +67,50 @@ def test_mnist_with_missing_directory_names_it(tmp_path):
     missing = tmp_path / "nowhere"
     proc = run_cli("mnist", "--data-dir", str(missing))
     assert proc.returncode != 0 and str(missing) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version_names_the_distribution_and_its_version():
+    from refit_core import __version__
+    proc = run_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"refit-core {__version__}"
+
+
+def test_usage_names_the_program_as_invoked(tmp_path):
+    """`python -m refit_core` says so; the console script (any file named refit-core) says refit-core."""
+    proc = run_cli("gate", "--help")
+    assert proc.stdout.startswith("usage: python -m refit_core gate "), proc.stdout[:200]
+    script = tmp_path / "refit-core"
+    script.write_text("import sys\nfrom refit_core.cli import main\nsys.exit(main())\n")
+    proc = subprocess.run([sys.executable, str(script), "gate", "--help"], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: refit-core gate "), proc.stdout[:200]
+    assert "python -m refit_core" not in proc.stdout
+
+
+@pytest.mark.parametrize("argv,field,expected", [
+    (["check", "--shapes", "input:1x3", "m.onnx"], "model", "m.onnx"),
+    (["check", "--shapes", "input:1x3", "mask:1x8", "m.onnx", "--precision", "fp16"], "shapes",
+     ["input:1x3", "mask:1x8"]),
+    (["check", "m.onnx", "--shapes", "input:1x3"], "shapes", ["input:1x3"]),
+    (["report", "a.json", "--out", "D", "b.json"], "results", ["a.json", "b.json"]),
+    (["zoo-export", "x", "--cache-dir", "C", "y"], "names", ["x", "y"]),
+    (["gate", "--differences-only", "A", "--allow-missing", "p", "B"], "candidate", "B"),
+    (["selfcheck", "-j", "2", "--", "-x", "--data-dir=D"], "pytest_args", ["-x", "--data-dir=D"]),
+])
+def test_options_in_any_order(argv, field, expected):
+    assert getattr(build_parser().parse_args(argv), field) == expected
+
+
+def test_check_with_shapes_before_the_model_reaches_the_model(tmp_path):
+    """The command a user types: the model named after --shapes is the model checked."""
+    missing = tmp_path / "nowhere.onnx"
+    proc = run_cli("check", "--shapes", "input:1x3x8x8", str(missing))
+    assert proc.returncode == 2, proc.stderr
+    assert "arguments are required" not in proc.stderr and str(missing) in proc.stderr
+
+
+def test_a_bad_option_still_names_itself():
+    proc = run_cli("check", "--precision", "fp7", "m.onnx")
+    assert proc.returncode == 2 and "invalid choice: 'fp7'" in proc.stderr and "Traceback" not in proc.stderr
