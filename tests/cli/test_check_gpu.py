@@ -11,7 +11,7 @@ import pytest
 
 from refit_core.cases.tiny_mlp import write_tiny_mlp
 from refit_core.cli import main
-from refit_core.reporting.schema import load_results
+from refit_core.reporting.schema import load_results, record_dict
 
 from ..onnx_prep.generic_models import dynamic_quantized, paddle_like
 
@@ -33,16 +33,27 @@ def test_check_passes_on_the_tiny_mlp_and_the_gate_reads_its_record(cuda_session
     print(out[-6000:], err[-2000:])
     assert code == 0, err
     assert "weight coverage" in out and "CHECK PASSED" in out and "estimate for the REFIT build" in out
-    data = load_results(record)
+    data = record_dict(load_results(record))
     key = f"model-tiny_mlp-{precision}"
     cov = data["cases"][key]["coverage"]
     assert cov["initializers"] == 4 and cov["by_name"], cov
     assert data["cases"][key]["refit_tax"]["ratio"] > 0
-    assert data["cases"][key]["refit_vs_fresh_build"]["fresh_build"] == "without REFIT"
+    assert data["cases"][key]["checks"]["refit_vs_fresh_build"]["fresh_build"] == "without REFIT"
     assert {"refit", "rebuild", "inference.refit_engine", "inference.plain_engine"} <= \
         {name[len(key) + 1:] for name in data["timings"]}
     assert all(t["outcome"] == "passed" for t in data["tests"].values()), json.dumps(data["tests"], indent=1)
     assert main(["gate", str(record), str(record)]) == 0
+
+
+@pytest.mark.trt_feature("builder_optimization_level")
+def test_check_builds_at_the_builder_optimization_level_asked_for(cuda_session, tmp_path, capsys):
+    """--builder-optimization-level reaches TensorRT (8.6+): the engine built at level 1 passes
+    every check, and the output says which level built it."""
+    model = write_tiny_mlp(tmp_path)
+    code = main(["check", str(model), "--builder-optimization-level", "1", "--rounds", "3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    assert "builder optimization level 1" in out and "CHECK PASSED" in out
 
 
 def test_check_on_constant_weights_and_repeated_dim_symbols(cuda_session, tmp_path, capsys):

@@ -37,8 +37,8 @@ def test_check_gives_the_expected_verdict_on_a_real_model(model_id, cuda_session
     assert code == expected["exit"], f"{model_id}: exit {code}, expected {expected['exit']}: {expected['why']}"
     if code == 0:
         assert "CHECK PASSED" in out
-        data = load_results(record)
-        assert any(k.startswith("model-") for k in data["cases"]), data["cases"].keys()
+        cases = load_results(record).cases
+        assert any(k.startswith("model-") for k in cases), cases.keys()
     else:
         lines = [line for line in err.splitlines() if line.startswith("refit_core: ")]
         assert len(lines) == 1 and expected["refusal"] in lines[0], err

@@ -14,8 +14,10 @@ CONV1 = ("conv1.weight", "conv1.bias")
 
 
 def test_every_feature_has_a_test_here():
+    """Each feature in compat.FEATURES has a test marked trt_feature (the builder optimization
+    level's is check's: tests/cli/test_check_gpu.py)."""
     tested = {"device_weights", "async_refit", "onnx_refitter", "strip_plan", "refit_identical",
-              "weights_prototype", "unset_weights"}
+              "weights_prototype", "unset_weights", "builder_optimization_level"}
     assert tested == set(compat.FEATURES)
 
 
