@@ -83,7 +83,8 @@ def test_usage_names_the_program_as_invoked(tmp_path):
     script = tmp_path / "refit-core"
     script.write_text("import sys\nfrom refit_core.cli import main\nsys.exit(main())\n")
     proc = subprocess.run([sys.executable, str(script), "gate", "--help"], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                          timeout=300, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                              p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: refit-core gate "), proc.stdout[:200]
     assert "python -m refit_core" not in proc.stdout
