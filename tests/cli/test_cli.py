@@ -90,11 +90,19 @@ def test_usage_names_the_program_as_invoked(tmp_path):
     assert "python -m refit_core" not in proc.stdout
 
 
+@pytest.mark.parametrize("argv,shapes", [
+    (["check", "--shapes", "input:1x3", "m.onnx"], {"input": (1, 3)}),
+    (["check", "--shapes", "input:1x3", "mask:1x8", "m.onnx", "--precision", "fp16"],
+     {"input": (1, 3), "mask": (1, 8)}),
+    (["check", "m.onnx", "--shapes", "input:1x3"], {"input": (1, 3)}),
+])
+def test_check_finds_the_model_before_or_after_shapes(argv, shapes):
+    """argparse leaves a model named after --shapes among the shapes; check.model_and_shapes takes it out."""
+    from refit_core.check import model_and_shapes
+    assert model_and_shapes(build_parser().parse_args(argv)) == (Path("m.onnx"), shapes)
+
+
 @pytest.mark.parametrize("argv,field,expected", [
-    (["check", "--shapes", "input:1x3", "m.onnx"], "model", "m.onnx"),
-    (["check", "--shapes", "input:1x3", "mask:1x8", "m.onnx", "--precision", "fp16"], "shapes",
-     ["input:1x3", "mask:1x8"]),
-    (["check", "m.onnx", "--shapes", "input:1x3"], "shapes", ["input:1x3"]),
     (["report", "a.json", "--out", "D", "b.json"], "results", ["a.json", "b.json"]),
     (["zoo-export", "x", "--cache-dir", "C", "y"], "names", ["x", "y"]),
     (["gate", "--differences-only", "A", "--allow-missing", "p", "B"], "candidate", "B"),
