@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from . import __version__
 from .errors import RefitCoreError
@@ -99,6 +99,12 @@ def cmd_mnist(args: argparse.Namespace) -> int:
     return 0 if result.accuracy_after >= 0.98 else 1
 
 
+def _asset_updated(path: object, manifest: Dict[str, Any]) -> str:
+    """The line `--update-asset` prints for a committed asset it replaced (`manifest`: its new entry)."""
+    return (f"committed asset updated: {path} ({manifest['size_bytes']} bytes, sha256 {manifest['sha256']}); "
+            "commit it with its manifest")
+
+
 def cmd_train_mnist(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
     from .models.lenet_weights import committed_lenet_path, load_or_train, update_committed_lenet
@@ -108,9 +114,7 @@ def cmd_train_mnist(args: argparse.Namespace) -> int:
     print(f"LeNet weights cached; test accuracy {100.0 * float(acc):.2f}%" if acc is not None
           else "LeNet weights cached")
     if args.update_asset:
-        meta = update_committed_lenet(trained, data_dir)
-        print(f"committed asset updated: {committed_lenet_path()} ({meta['size_bytes']} bytes, "
-              f"sha256 {meta['sha256']}); commit it with its manifest")
+        print(_asset_updated(committed_lenet_path(), update_committed_lenet(trained, data_dir)))
     return 0
 
 
@@ -155,8 +159,7 @@ def cmd_zoo_export(args: argparse.Namespace) -> int:
               f"torch {meta.get('torch', '?')}, {how})")
         if args.update_asset:
             asset = update_zoo_asset(name, root)
-            print(f"{name}: committed asset updated: {asset['file']} ({asset['size_bytes']} bytes, "
-                  f"sha256 {asset['sha256']}); commit it with its manifest")
+            print(f"{name}: {_asset_updated(asset['file'], asset)}")
     return 0
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from typing import Any, Dict, List, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
-from typing_extensions import Annotated, Literal
 
 from ..config import PROFILES
 
