@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 import multiprocessing
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +18,7 @@ from refit_core.errors import CacheWarning, DataError, TrainingUnavailable, Weig
 from refit_core.interfaces import LENET_SHAPES
 from refit_core.models import lenet_weights
 from refit_core.models.lenet_weights import TrainedWeights, cache_paths, load_or_train, read_cache, save_cache
+from ..hostile import replace_with_fifo, write_too_deep, write_with_duplicate_key
 
 QUICK = lenet_weights.LenetTrainConfig(seed=3, epochs=1, batch_size=32, limit=64)
 
@@ -97,18 +96,16 @@ def _damage(kind: str, npz: Path, meta_path: Path) -> str:
         npz.unlink()
         return "missing"
     if kind == "npz is a FIFO":
-        npz.unlink()
-        os.mkfifo(npz)
+        replace_with_fifo(npz)
         return "not a regular file"
     if kind == "sidecar is a FIFO":
-        meta_path.unlink()
-        os.mkfifo(meta_path)
+        replace_with_fifo(meta_path)
         return "not a regular file"
     if kind == "sidecar with a duplicate key":
-        meta_path.write_text('{"weights_sha256": "x", ' + json.dumps(meta)[1:])
+        write_with_duplicate_key(meta_path, meta, "weights_sha256", "x")
         return "duplicate key"
     if kind == "sidecar nested too deeply":
-        meta_path.write_text("[" * 200000 + "]" * 200000)
+        write_too_deep(meta_path)
         return "nested too deeply"
     if kind == "npz bomb":
         buf = io.BytesIO()
@@ -173,7 +170,7 @@ def test_damaged_cache_without_torch_is_a_clear_error(kind: str, tiny_mnist_dir:
 
 def test_weights_hash_is_recorded_and_checked(tiny_mnist_dir: Path, cache_root: Path,
                                               fake_training: List[Any]) -> None:
-    trained = load_or_train(tiny_mnist_dir, QUICK, cache_root=cache_root, progress=False)
+    load_or_train(tiny_mnist_dir, QUICK, cache_root=cache_root, progress=False)
     npz, meta_path = cache_paths(tiny_mnist_dir, QUICK, cache_root)
     meta = json.loads(meta_path.read_text())
     # the recorded hash is that of the file's content (read back here), not only of the arrays

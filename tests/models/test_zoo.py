@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -14,6 +13,7 @@ import pytest
 
 from refit_core.errors import TrainingUnavailable, ZooCacheWarning
 from refit_core.models.zoo import MAX_ONNX_BYTES, MIN_INPUT_DEPENDENCE, ZOO, entry_dir, zoo_model_path
+from ..hostile import TOO_DEEP_JSON, replace_with_fifo
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +70,13 @@ def test_a_damaged_entry_is_named_and_exported_again(tmp_path, damage):
     if damage == "truncated model":
         path.write_bytes(good[: len(good) // 2])
     elif damage == "metadata is a FIFO":
-        meta_path.unlink()
-        os.mkfifo(meta_path)
+        replace_with_fifo(meta_path)
     elif damage == "model is a FIFO":
-        path.unlink()
-        os.mkfifo(path)
+        replace_with_fifo(path)
     elif damage == "metadata with a duplicate key":
         meta_path.write_text('{"sha256": "' + "0" * 64 + '", ' + meta_path.read_text().lstrip()[1:])
     elif damage == "metadata nested too deeply":
-        meta_path.write_text("[" * 200000 + "]" * 200000)
+        meta_path.write_text(TOO_DEEP_JSON)
     else:
         meta_path = path.parent / "meta.json"
         meta = json.loads(meta_path.read_text())

@@ -18,6 +18,7 @@ from refit_core.errors import CacheIntegrityError, CacheWarning, DataError, Prep
 from refit_core.onnx_prep import prepared as prep
 from refit_core.onnx_prep.bidaf import MANIFEST_NAME, PREPARED_MODEL_NAME, prepare_bidaf
 from refit_core.onnx_prep.prepared import load_prepared
+from ..hostile import replace_with_fifo, write_too_deep, write_with_duplicate_key
 
 
 def _ctx():
@@ -137,14 +138,13 @@ def _damage(kind: str, out: Path, tmp_path: Path) -> str:
         (out / "W_0.npy").symlink_to(outside)
         return "symlink"
     if kind == "manifest is a FIFO":
-        manifest_path.unlink()
-        os.mkfifo(manifest_path)
+        replace_with_fifo(manifest_path)
         return "not a regular file"
     if kind == "manifest with a duplicate key":
-        manifest_path.write_text('{"format": 0, ' + json.dumps(manifest)[1:])
+        write_with_duplicate_key(manifest_path, manifest, "format", 0)
         return "duplicate key"
     if kind == "manifest nested too deeply":
-        manifest_path.write_text("[" * 200000 + "]" * 200000)
+        write_too_deep(manifest_path)
         return "nested too deeply"
     if kind == "file not listed in the manifest's files":
         del manifest["files"]["W_0.npy"]

@@ -13,13 +13,14 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List
 
 import pytest
 
 from refit_core.errors import CacheWarning, EngineCacheWarning
 from refit_core.trt import compat, engine
 from refit_core.trt.engine import BuildResult, PlanCache, load_or_build, plan_cache_key
+from ..hostile import TOO_DEEP_JSON, replace_with_fifo, write_with_duplicate_key
 
 VERSION = "8.6.0"
 KEY = plan_cache_key({"model": "test", "n": 1})
@@ -232,15 +233,13 @@ def _damage(kind: str, root: Path, cache: PlanCache, tmp_path: Path) -> None:
         shutil.copyfile(o_plan, plan_path)
         shutil.copyfile(o_meta, meta_path)
     elif kind == "plan is a FIFO":
-        plan_path.unlink()
-        os.mkfifo(plan_path)
+        replace_with_fifo(plan_path)
     elif kind == "sidecar is a FIFO":
-        meta_path.unlink()
-        os.mkfifo(meta_path)
+        replace_with_fifo(meta_path)
     elif kind == "sidecar with a duplicate key":
-        meta_path.write_text('{"sha256": "' + "0" * 64 + '", ' + json.dumps(meta)[1:])
+        write_with_duplicate_key(meta_path, meta, "sha256", "0" * 64)
     elif kind == "sidecar nested too deeply":
-        meta_path.write_text("[" * 200000 + "]" * 200000)
+        meta_path.write_text(TOO_DEEP_JSON)
     elif kind == "plan grown past its recorded size":
         with open(plan_path, "ab") as fh:
             fh.truncate(len(data) + (64 << 20))  # sparse: 64 MB that must not be read
