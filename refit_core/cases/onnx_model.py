@@ -2,7 +2,8 @@
 engine, ONNX Runtime is the reference, seeded random inputs are the probes.
 
 Build weights: the model's own initializers that TensorRT lists as refittable by name.
-Target weights: each of those with seeded multiplicative noise, w * (1 + noise * N(0, 1)).
+Target weights: each of those with seeded multiplicative noise, w * (1 + noise * N(0, 1)),
+the noise grown until the reference moves (OnnxModelCase.target_weights).
 Probe rows: each output reshaped to (batch, -1) and concatenated along the columns.
 Dynamic dimensions need fixed `input_shapes` (min = opt = max).
 Tolerance: by build precision (PRECISION_TOLERANCES) unless the case gives its own.
@@ -17,6 +18,9 @@ import numpy as np
 from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase
 
 Shapes = Mapping[str, Tuple[int, ...]]
+
+#: the largest perturbation size target_weights() grows to (w * (1 + 2 z): sign flips included)
+MAX_NOISE = 2.0
 
 #: Engine vs ONNX Runtime (FP32), per probe row: max|got - ref| <= atol + rtol * max|ref row|.
 #: FP32 with TF32 cleared: reassociation only (~1e-6 measured). TF32 rounds matrix-product inputs
@@ -45,6 +49,22 @@ def with_initializers(model_path: Path, weights: Mapping[str, np.ndarray]) -> by
     return model.SerializeToString()
 
 
+def output_rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:
+    """The probe rows: each named output reshaped to (batch, -1), concatenated along the columns."""
+    parts = [np.asarray(outputs[n], dtype=np.float64) for n in names]
+    return np.concatenate([p.reshape(p.shape[0] if p.ndim else 1, -1) for p in parts], axis=1)
+
+
+def ort_rows(model_path: Path, weights: Mapping[str, np.ndarray], feeds: Mapping[str, np.ndarray],
+             names: Optional[Any] = None) -> np.ndarray:
+    """ONNX Runtime's probe rows for the model with `weights` (`names`: the outputs, in this
+    order; None: the model's own)."""
+    from ..models.ort_session import ort_session
+    session = ort_session(with_initializers(model_path, weights))
+    names = [o.name for o in session.get_outputs()] if names is None else list(names)
+    return output_rows(dict(zip(names, session.run(names, dict(feeds)))), names)
+
+
 class OnnxModelEngine(CaseEngine):
     def __init__(self, case: "OnnxModelCase", model_path: Path, session: Any, logger: Any, plan_cache: Any,
                  tmp_dir: Path) -> None:
@@ -63,23 +83,18 @@ class OnnxModelEngine(CaseEngine):
         self.refitter = EngineRefitter(self.handle, None, onnx_float_initializers(model_path), session.synchronize,
                                        fp16=case.precision == "fp16" and not case.allow_fp16_range)
         self.build_weights = {n: a.copy() for n, a in self.refitter.current.items()}
-        self.target_weights = case.target_weights(self.build_weights)
+        self.target_weights = case.target_weights(self.build_weights, model_path)
         self.feeds = case.probe_feeds()
         self.built_outputs = self.probe()
 
     def _build(self, path: Path, plan_cache: Any, options: Any) -> Tuple[Any, Any]:
         return self.case.load_or_build(path, options, self.session, self.logger, plan_cache)
 
-    @staticmethod
-    def _rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:
-        parts = [np.asarray(outputs[n], dtype=np.float64) for n in names]
-        return np.concatenate([p.reshape(p.shape[0] if p.ndim else 1, -1) for p in parts], axis=1)
-
     def probe(self) -> np.ndarray:
         return self.probe_with(self.runner)
 
     def probe_with(self, runner: Any) -> np.ndarray:
-        return self._rows(runner.infer(self.feeds), [t.name for t in runner.outputs])
+        return output_rows(runner.infer(self.feeds), [t.name for t in runner.outputs])
 
     def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
         return self.case.build_plain_engine(self.model_path, weights, self.tmp_dir, self.session, self.logger,
@@ -98,10 +113,7 @@ class OnnxModelEngine(CaseEngine):
         return self.model_path
 
     def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
-        from ..models.ort_session import ort_session
-        session = ort_session(with_initializers(self.model_path, weights))
-        names = [t.name for t in self.runner.outputs]
-        return self._rows(dict(zip(names, session.run(names, self.feeds))), names)
+        return ort_rows(self.model_path, weights, self.feeds, [t.name for t in self.runner.outputs])
 
 class OnnxModelCase(RefitCase):
     """`make_model(dir) -> path` writes (or finds) the ONNX file; `input_shapes` fixes every input."""
@@ -158,7 +170,7 @@ class OnnxModelCase(RefitCase):
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
         from ..flows.bidaf import onnx_float_initializers
         path, tmp = self.model_file(resources)
-        target = self.target_weights(onnx_float_initializers(path))
+        target = self.target_weights(onnx_float_initializers(path), path)
         self.build_plain_engine(path, target, tmp, session, logger, plan_cache).close()
 
     def case_dir(self, resources: CaseResources) -> Path:
@@ -183,20 +195,41 @@ class OnnxModelCase(RefitCase):
             return file_sha256(Path(self.make_model(Path(scratch))))
 
     def noise_for(self, weights: int) -> float:
-        """The perturbation's size: `noise`, or for noise=None min(0.5, 1/sqrt(weights)), so that
-        the output scale grows by about e^0.5 however many layers are perturbed (0.5 on every
+        """The perturbation's starting size: `noise`, or for noise=None min(0.5, 1/sqrt(weights)),
+        so that the output scale grows by about e^0.5 however many layers are perturbed (0.5 on every
         layer of a 50-layer CNN multiplies its logits ~10^4 and measures FP32 cancellation, not refit)."""
         if self.noise is not None:
             return float(self.noise)
         return min(0.5, 1.0 / max(weights, 1) ** 0.5)
 
-    def target_weights(self, build_weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def target_weights(self, build_weights: Mapping[str, np.ndarray],
+                       model_path: Optional[Path] = None) -> Dict[str, np.ndarray]:
+        """Every weight with seeded noise of size noise_for() (see `noisy`). With `model_path` and
+        noise=None the size doubles, up to MAX_NOISE, until ONNX Runtime's reference for the target
+        moves beyond NO_OP_MARGIN x the tolerance: a model whose outputs barely move at the starting
+        size (a saturated sigmoid map under random probes) would otherwise let a refit that did
+        nothing pass. The seed is the same at every size: the result is a function of the inputs."""
+        noise = self.noise_for(len(build_weights))
+        target = self.noisy(build_weights, noise)
+        if model_path is None or self.noise is not None or not build_weights:
+            return target
+        from .base import NO_OP_MARGIN, compare_outputs
+        feeds, margin = self.probe_feeds(), self.tolerance.scaled(NO_OP_MARGIN)
+        try:
+            before = ort_rows(model_path, build_weights, feeds)
+            while noise < MAX_NOISE and compare_outputs(before, ort_rows(model_path, target, feeds), margin).ok:
+                noise = min(MAX_NOISE, 2.0 * noise)
+                target = self.noisy(build_weights, noise)
+        except Exception:  # noqa: BLE001 - ONNX Runtime cannot run these weights: the check will say so
+            return self.noisy(build_weights, self.noise_for(len(build_weights)))
+        return target
+
+    def noisy(self, build_weights: Mapping[str, np.ndarray], noise: float) -> Dict[str, np.ndarray]:
         """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1)); a weight whose
         values are all positive (a BatchNorm variance, a scale) gets w * exp(noise * N(0, 1))
         instead, so it stays positive and the model stays defined. Each target has its weight's
         shape and dtype exactly, a 0-d weight included (what the refit path takes for the real one)."""
         rng = np.random.default_rng(self.seed)
-        noise = self.noise_for(len(build_weights))
         out = {}
         for n, w in sorted(build_weights.items()):
             w = np.asarray(w)

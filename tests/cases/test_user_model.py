@@ -150,3 +150,50 @@ def test_target_weights_keep_positive_weights_positive_and_change_every_weight(t
         assert target[name].dtype == build[name].dtype and target[name].shape == build[name].shape
         assert np.mean(target[name] != build[name]) > 0.99
     assert all(np.array_equal(target[n], again) for n, again in case.target_weights(build).items())
+
+
+def _saturated_model(directory: Path, bias: float) -> Path:
+    """x (2, 16) -> MatMul(W) + b -> Sigmoid: with a bias of -10 the outputs are ~5e-5, well
+    inside any tolerance, however W moves a little (a detector's probability map under random probes)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((16, 4)) * 0.25).astype(np.float32), "fc.weight")
+    b = numpy_helper.from_array(np.full((4,), bias, np.float32), "fc.bias")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "fc.weight"], ["h"]),
+                               helper.make_node("Add", ["h", "fc.bias"], ["z"]),
+                               helper.make_node("Sigmoid", ["z"], ["y"])], "saturated",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w, b])
+    path = directory / f"saturated{bias:g}.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("bias, grows", [(-10.0, True), (0.0, False)])
+def test_the_perturbation_grows_until_the_reference_moves(tmp_path, bias, grows):
+    """Saturated outputs: the starting noise leaves ONNX Runtime's reference within the no-op margin
+    (a refit that did nothing would pass); given the model, the noise doubles until it moves. A model
+    that moves at the starting size keeps it."""
+    from onnx import numpy_helper
+
+    from refit_core.cases.base import NO_OP_MARGIN, compare_outputs
+    from refit_core.cases.onnx_model import MAX_NOISE, ort_rows
+    import onnx
+    path = _saturated_model(tmp_path, bias)
+    case = user_model_case(path)
+    build = {i.name: numpy_helper.to_array(i).copy() for i in onnx.load(str(path)).graph.initializer}
+    feeds, margin = case.probe_feeds(), case.tolerance.scaled(NO_OP_MARGIN)
+    before = ort_rows(path, build, feeds)
+
+    def moved(target):
+        return not compare_outputs(before, ort_rows(path, target, feeds), margin).ok
+
+    start = case.target_weights(build)  # no model: the starting size
+    assert moved(start) is not grows
+    chosen = case.target_weights(build, path)
+    assert moved(chosen)
+    assert all(np.array_equal(chosen[n], again) for n, again in case.target_weights(build, path).items())
+    factor = np.max(np.abs(chosen["fc.weight"] / build["fc.weight"] - 1))
+    start_factor = np.max(np.abs(start["fc.weight"] / build["fc.weight"] - 1))
+    assert bool(factor > 1.9 * start_factor) is grows and factor <= MAX_NOISE * 5  # |z| < 5 for 64 draws
