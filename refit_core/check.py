@@ -441,7 +441,7 @@ def _run_check(run: Run, engine: Any, fn: Any) -> Any:
 def _not_refittable_example(run: Run, engine: Any) -> None:
     """What asking for a weight that is not refittable by name says (the refitter's reasons)."""
     from .errors import WeightValidationError
-    from .flows.bidaf import onnx_float_initializers
+    from .onnx_prep.generic import onnx_float_initializers
     from .refit.validation import validate_weight
     reasons = dict(engine.refitter.unreachable)
     if not reasons:

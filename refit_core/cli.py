@@ -94,7 +94,7 @@ def cmd_mnist(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
     data_dir = resolve_data_dir(args.data_dir)
     _gpu_or_exit()
-    from .flows.mnist import run_mnist_flow
+    from .samples.mnist.flow import run_mnist_flow
     result = run_mnist_flow(data_dir)
     return 0 if result.accuracy_after >= 0.98 else 1
 
@@ -107,7 +107,7 @@ def _asset_updated(path: object, manifest: Dict[str, Any]) -> str:
 
 def cmd_train_mnist(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
-    from .models.lenet_weights import committed_lenet_path, load_or_train, update_committed_lenet
+    from .samples.mnist.weights import committed_lenet_path, load_or_train, update_committed_lenet
     data_dir = resolve_data_dir(args.data_dir)
     trained = load_or_train(data_dir, progress=True)
     acc = trained.metadata.get("test_accuracy")
@@ -120,13 +120,13 @@ def cmd_train_mnist(args: argparse.Namespace) -> int:
 
 def cmd_bidaf(args: argparse.Namespace) -> int:
     _gpu_or_exit()
-    from .flows.bidaf import run_bidaf_flow
+    from .samples.bidaf.flow import run_bidaf_flow
     ok = run_bidaf_flow(model_path=args.model, context=args.context, query=args.query)
     return 0 if ok else 1
 
 
 def cmd_bidaf_splits(args: argparse.Namespace) -> int:
-    from .models.bidaf.splits import report
+    from .samples.bidaf.standin.splits import report
     return report(measure_now=args.measure)
 
 
@@ -164,7 +164,7 @@ def cmd_zoo_export(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_mnist(args: argparse.Namespace) -> int:
-    from .data.mnist import fetch_mnist
+    from .samples.mnist.data import fetch_mnist
     fetch_mnist(args.directory)
     return 0
 

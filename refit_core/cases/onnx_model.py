@@ -48,7 +48,7 @@ def with_initializers(model_path: Path, weights: Mapping[str, np.ndarray]) -> by
 class OnnxModelEngine(CaseEngine):
     def __init__(self, case: "OnnxModelCase", model_path: Path, session: Any, logger: Any, plan_cache: Any,
                  tmp_dir: Path) -> None:
-        from ..flows.bidaf import onnx_float_initializers
+        from ..onnx_prep.generic import onnx_float_initializers
         from ..refit.refitter import EngineRefitter
         from ..trt.runner import TrtRunner
         self.case, self.model_path, self.session, self.logger, self.tmp_dir = case, model_path, session, logger, tmp_dir
@@ -156,7 +156,7 @@ class OnnxModelCase(RefitCase):
         return handle
 
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
-        from ..flows.bidaf import onnx_float_initializers
+        from ..onnx_prep.generic import onnx_float_initializers
         path, tmp = self.model_file(resources)
         target = self.target_weights(onnx_float_initializers(path))
         self.build_plain_engine(path, target, tmp, session, logger, plan_cache).close()

@@ -18,14 +18,14 @@ import pytest
 
 from refit_core.errors import AssetError, DataError
 from refit_core.fileio import sha256_file
-from refit_core.interfaces import LENET_SHAPES
+from refit_core.samples.mnist import LENET_SHAPES
 from refit_core.models import assets
 from refit_core.models.assets import MAX_ASSET_BYTES, read_asset, write_asset, zoo_asset
-from refit_core.models.lenet_weights import (LenetTrainConfig, committed_lenet, committed_lenet_path, npz_bytes,
+from refit_core.samples.mnist.weights import (LenetTrainConfig, committed_lenet, committed_lenet_path, npz_bytes,
                                              parse_weights_npz, weights_sha256)
 from refit_core.models.zoo import ZOO, committed_zoo_model
 
-from .conftest import BITEXACT_ENV
+from tests.conftest import BITEXACT_ENV
 
 COMMITTED = [committed_lenet_path()] + [zoo_asset(name) for name in ZOO] + [assets.ASSETS_DIR / "bidaf_standin.onnx"]
 
@@ -50,7 +50,7 @@ def test_each_asset_is_small_and_matches_its_manifest(path) -> None:
 
 
 def test_the_lenet_manifest_says_how_the_weights_were_made(mnist_dir) -> None:
-    from refit_core.data.mnist import dataset_fingerprint
+    from refit_core.samples.mnist.data import dataset_fingerprint
     trained = committed_lenet()
     meta = trained.metadata
     assert meta["recipe"] == LenetTrainConfig().to_dict()
@@ -76,10 +76,10 @@ def test_the_gpu_side_needs_no_pytorch() -> None:
         import sys
         for name in ("torch", "torchvision"):
             sys.modules[name] = None
-        import refit_core.pytest_plugin, refit_core.pytest_fixtures, refit_core.flows.mnist, refit_core.flows.bidaf
-        import refit_core.trt.engine, refit_core.onnx_prep.bidaf
+        import refit_core.pytest_plugin, refit_core.pytest_fixtures, refit_core.samples.mnist.flow, refit_core.samples.bidaf.flow
+        import refit_core.trt.engine, refit_core.samples.bidaf.prepare
         from refit_core.cases import registry
-        from refit_core.models.lenet_weights import committed_lenet
+        from refit_core.samples.mnist.weights import committed_lenet
         from refit_core.models.zoo import ZOO, committed_zoo_model
         assert committed_lenet().test_accuracy >= 0.98
         [committed_zoo_model(n) for n in ZOO]
@@ -104,7 +104,7 @@ def _flip(path: Path) -> None:
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated", "fifo", "missing", "manifest duplicate key",
                                     "manifest deeply nested", "manifest missing"])
 def test_a_damaged_lenet_asset_is_an_error_naming_the_file_never_retrained(asset_copy, monkeypatch, damage) -> None:
-    import refit_core.models.lenet_weights as lw
+    import refit_core.samples.mnist.weights as lw
     monkeypatch.setattr(lw, "_train_weights", lambda *a, **k: pytest.fail("retrained a committed asset"))
     npz = asset_copy / "lenet_weights.npz"
     manifest = asset_copy / "lenet_weights.json"
@@ -217,7 +217,7 @@ def test_npz_bytes_round_trip() -> None:
 # ------------------------------------------------------------------ refreshing on purpose
 
 def test_update_committed_lenet_writes_the_weights_and_a_manifest(asset_copy, tiny_mnist_dir) -> None:
-    from refit_core.models.lenet_weights import TrainedWeights, update_committed_lenet
+    from refit_core.samples.mnist.weights import TrainedWeights, update_committed_lenet
     rng = np.random.default_rng(3)
     weights = {n: rng.standard_normal(s).astype(np.float32) for n, s in LENET_SHAPES.items()}
     trained = TrainedWeights(weights, {"config": LenetTrainConfig(limit=8).to_dict(), "test_accuracy": 0.1,

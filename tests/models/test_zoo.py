@@ -38,7 +38,7 @@ def _feeds(name, seed):
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_export_is_small_and_its_outputs_move_with_inputs_and_weights(exported, name):
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     _, path = exported[name]
     assert 0 < path.stat().st_size <= MAX_ONNX_BYTES
     a, b = _run(path, _feeds(name, 1)), _run(path, _feeds(name, 2))
@@ -109,7 +109,7 @@ def test_without_pytorch_an_empty_cache_says_to_run_zoo_export(tmp_path, monkeyp
 def test_coverage_from_the_onnx_side_names_what_a_refit_by_name_cannot_reach(exported):
     """The map for the exported MobileNet against a TensorRT list that lacks two initializers
     (folded away) and adds two weights of its own."""
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     from refit_core.refit.coverage import BY_NAME, coverage_of_model, format_table
     _, path = exported["mobilenet-v3-small"]
     names = sorted(onnx_float_initializers(path))
