@@ -42,9 +42,9 @@ def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def freshly_trained_lenet(mnist_dir):
     """LeNet trained on this machine with the default recipe (through the training cache), as
-    `python -m refit_core train-mnist` does; the GPU tier uses the committed weights instead."""
+    `python -m tools.train_lenet` does; the GPU tier uses the committed weights instead."""
     pytest.importorskip("torch")
-    from refit_core.samples.mnist.weights import load_or_train
+    from tools.train_lenet import load_or_train
     return load_or_train(mnist_dir, progress=True)
 
 
@@ -52,7 +52,7 @@ def freshly_trained_lenet(mnist_dir):
 def trained_torch_logits(trained_lenet, mnist_test_set) -> dict:
     """PyTorch logits of the trained net on the 10,000 test images, float32 and float64."""
     torch = pytest.importorskip("torch")
-    from refit_core.samples.mnist.lenet_torch import torch_logits
+    from tools.lenet_torch import torch_logits
 
     images = mnist_test_set["images"]
     return {"float32": torch_logits(trained_lenet.weights, images, dtype=torch.float32),

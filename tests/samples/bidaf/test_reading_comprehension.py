@@ -11,7 +11,7 @@ import pytest
 
 import refit_core
 from refit_core.samples.bidaf import data as rc
-from refit_core.samples.bidaf.baselines import (OverlapOffsetBaseline, RegexBaseline,
+from tools.bidaf_standin.baselines import (OverlapOffsetBaseline, RegexBaseline,
                                                              answer_matches, baseline_exact_match)
 from refit_core.samples.bidaf.tokenize import tokenize
 
@@ -52,7 +52,7 @@ def test_splits_are_the_ones_the_committed_stand_in_was_trained_and_scored_on(tr
     data = json.loads(Path(STANDIN_METADATA).read_text())["data"]
     assert rc.dataset_fingerprint(train) == data["train_sha256"], (
         "the training split changed: regenerate the stand-in "
-        "(python -m refit_core.samples.bidaf.standin.generate)")
+        "(python -m tools.bidaf_standin.generate)")
     for s, examples in splits.items():
         assert rc.dataset_fingerprint(examples) == data["split_sha256"][s], s
     assert rc.TRAIN_SEED == data["train_seed"] and rc.SPLIT_SEEDS == data["split_seeds"]
@@ -135,7 +135,7 @@ def _key_words(ex, spec, key):
 
 
 def _regex(pattern):
-    from refit_core.samples.bidaf.baselines import _regex as make
+    from tools.bidaf_standin.baselines import _regex as make
     return make(pattern)
 
 
@@ -206,10 +206,10 @@ def test_answer_matches_compares_tokens_case_insensitively():
 
 def test_torch_free_modules_parse_as_python39():
     """The data generator, the baselines and the ORT side run on the GPU kit's CPython 3.9."""
-    root = Path(refit_core.__file__).resolve().parent
-    for rel in ("samples/bidaf/data.py", "samples/bidaf/baselines.py",
-                "samples/bidaf/__init__.py", "samples/bidaf/standin/vocab.py", "samples/bidaf/reference.py",
-                "samples/bidaf/standin/splits.py"):
+    root = Path(refit_core.__file__).resolve().parents[1]
+    for rel in ("refit_core/samples/bidaf/data.py", "tools/bidaf_standin/baselines.py",
+                "refit_core/samples/bidaf/__init__.py", "tools/bidaf_standin/vocab.py",
+                "refit_core/samples/bidaf/reference.py", "tools/bidaf_standin/splits.py"):
         source = (root / rel).read_text()
         assert source.lstrip().startswith('"""') and "from __future__ import annotations" in source
         tree = ast.parse(source, filename=rel, feature_version=(3, 9))

@@ -112,7 +112,7 @@ def test_accuracy() -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_torch_random_weights(seed: int) -> None:
     torch = pytest.importorskip("torch")
-    from refit_core.samples.mnist.lenet_torch import torch_logits
+    from tools.lenet_torch import torch_logits
 
     w, imgs = random_weights(seed), random_images(64, seed=seed + 10)
     ref = lenet_forward(w, imgs)

@@ -34,11 +34,11 @@ def test_heldout_splits_exact_match_equals_onnx_runtime(bidaf_engine, bidaf_mode
     every model: TensorRT gives ONNX Runtime's span on every question and its start/end scores
     within cases.bidaf.SCORE_TOLERANCE (this needs no gold answers, so it runs on the original
     bidaf-9 as well). The stand-in's exact match clears each split's floor (the committed
-    metadata's ONNX Runtime value minus splits.FLOOR_MARGIN, refit_core/samples/bidaf/standin/splits.py);
+    metadata's ONNX Runtime value minus FLOOR_MARGIN, refit_core/samples/bidaf/reference.py);
     the original was trained on SQuAD, so its exact match on these questions is only reported."""
     from refit_core.cases.bidaf import bidaf_outputs, compare_bidaf, ort_outputs
     from refit_core.samples.bidaf.data import EVAL_SPLITS, split_examples
-    from refit_core.samples.bidaf.standin.splits import floors
+    from refit_core.samples.bidaf.reference import floors
     key = bidaf_model[0]
     bidaf_engine.refitter.refit_with(flow.real_weights(bidaf_engine.prepared))
     floor = floors() if key == "standin" else {}

@@ -1,33 +1,32 @@
 """The stand-in's evaluation table: splits a-c x (stand-in, regex baseline, overlap+offset
-heuristic), its goals, and the exact-match floors the tests hold the committed file to.
+heuristic) and its goals (the exact-match floors the tests hold the committed file to are
+refit_core.samples.bidaf.reference.floors).
+
+    python -m tools.bidaf_standin.splits [--measure]
 
 No torch: ONNX Runtime on the committed file (reference.py) and pure-Python baselines,
 so the GPU kit (CPython 3.9) can measure and print it too.
 """
 from __future__ import annotations
 
-import json
+import argparse
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from .. import data as rc
-from ..baselines import (OverlapOffsetBaseline, RegexBaseline,
+from refit_core.samples.bidaf import data as rc
+from .baselines import (OverlapOffsetBaseline, RegexBaseline,
                                                      baseline_exact_match)
-from .. import STANDIN_METADATA
+from refit_core.samples.bidaf.reference import load_metadata
 
-# Issue 11's goals: exact match per split, and the lead over the best baseline on split b.
+# The stand-in's goals: exact match per split, and the lead over the best baseline on split b.
 GOALS = {"a": 0.90, "b": 0.75, "c": 0.75}
 GOAL_MARGIN_SPLIT = "b"
 GOAL_MARGIN = 0.20
-# The one place the tests' exact-match floors come from: what ONNX Runtime measured for
-# the committed file (its metadata) minus this margin, so a TensorRT engine or another
-# ONNX Runtime may lose a few answers to float rounding, a broken one cannot pass.
-FLOOR_MARGIN = 0.03
 ANSWERERS = ("standin", "regex", "heuristic")
 
 
 def standin_exact_match(model_path, examples: Sequence[rc.Example]) -> float:
-    from ..reference import exact_match
+    from refit_core.samples.bidaf.reference import exact_match
     return exact_match(model_path, examples)
 
 
@@ -49,23 +48,12 @@ def measure(model_path: Union[str, Path, bytes], n: int = rc.EVAL_SIZE,
 
 
 def goals_met(table: Mapping[str, Mapping[str, object]]) -> Dict[str, bool]:
-    """Each goal of issue 11, met or not, for a table like :func:`measure`'s."""
+    """Each goal, met or not, for a table like :func:`measure`'s."""
     met = {f"{s}>={GOALS[s]:.2f}": float(table[s]["standin"]) >= GOALS[s] for s in GOALS}
     row = table[GOAL_MARGIN_SPLIT]
     lead = float(row["standin"]) - max(float(row["regex"]), float(row["heuristic"]))
     met[f"{GOAL_MARGIN_SPLIT}: best baseline + {GOAL_MARGIN:.2f}"] = lead >= GOAL_MARGIN - 1e-9
     return met
-
-
-def floors(metadata: Optional[Mapping[str, object]] = None) -> Dict[str, float]:
-    """Exact-match floor per split: the recorded ONNX Runtime value minus FLOOR_MARGIN."""
-    meta = metadata if metadata is not None else load_metadata()
-    return {s: round(float(meta["splits"][s]["standin"]) - FLOOR_MARGIN, 4)
-            for s in rc.EVAL_SPLITS}
-
-
-def load_metadata(path: Union[str, Path] = STANDIN_METADATA) -> Dict[str, object]:
-    return json.loads(Path(path).read_text())
 
 
 def format_table(table: Mapping[str, Mapping[str, object]]) -> str:
@@ -81,7 +69,7 @@ def format_table(table: Mapping[str, Mapping[str, object]]) -> str:
 def report(measure_now: bool = False, out=print) -> int:
     """Print the recorded table (and, with ``measure_now``, the one measured now with ONNX
     Runtime); exit status 1 when the two disagree."""
-    from ..reference import STANDIN_PATH
+    from refit_core.samples.bidaf.reference import STANDIN_PATH
     meta = load_metadata()
     recorded = meta["splits"]
     out(f"BiDAF stand-in {meta['file']} ({meta['size_bytes']} bytes, sha256 {meta['sha256'][:12]}), "
@@ -101,3 +89,16 @@ def report(measure_now: bool = False, out=print) -> int:
         return 1
     out("measured values equal the metadata")
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bidaf_standin.splits",
+                                     description="the BiDAF stand-in's exact match on splits a-c next to a regex "
+                                                 "baseline and an overlap+offset heuristic")
+    parser.add_argument("--measure", action="store_true",
+                        help="also measure now with ONNX Runtime; exit 1 if it differs from the metadata")
+    return report(measure_now=parser.parse_args(argv).measure)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

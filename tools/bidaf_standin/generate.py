@@ -1,6 +1,6 @@
 """Regenerate the BiDAF stand-in: data set -> vocabulary -> training -> ONNX -> checks.
 
-    python -m refit_core.samples.bidaf.standin.generate [--out PATH]
+    python -m tools.bidaf_standin.generate [--out PATH]
 
 Writes PATH (default refit_core/assets/bidaf_standin.onnx) and its metadata next to it
 (same name, .json). Everything is seeded; on one CPU with one thread, a rerun writes the
@@ -24,12 +24,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .. import data as rc
-from ....fileio import sha256_file
-from .. import STANDIN_ONNX
+from refit_core.samples.bidaf import data as rc
+from refit_core.fileio import sha256_file
+from refit_core.samples.bidaf import STANDIN_ONNX
 from .export import (IR_VERSION, ML_OPSET, OPSET, REFIT_BIAS_NAME, REFIT_WEIGHT_NAME,
                      build_onnx, save_onnx)
-from ..reference import answer_from_span, ort_session, run_session
+from refit_core.samples.bidaf.reference import answer_from_span, ort_session, run_session
 
 # A hard failure of the generator (the issue's goals are recorded, met or not, not enforced
 # here): split a far below its goal means the training broke.
@@ -85,7 +85,7 @@ def train_and_export(out: Path, train, vocab, train_config, progress: bool = Tru
     proto = build_onnx(state, vocab, config.to_dict(), doc=(
         "BiDAF stand-in for the ONNX model zoo's bidaf-9.onnx, trained on refit_core's "
         "synthetic reading-comprehension set; regenerate with "
-        "python -m refit_core.samples.bidaf.standin.generate"))
+        "python -m tools.bidaf_standin.generate"))
     save_onnx(proto, out)
     return proto, model, stats
 
@@ -94,7 +94,7 @@ def graph_structure_sha256(model: onnx.ModelProto) -> str:
     """sha256 of everything in the ONNX graph but the initializers' values: opsets, inputs,
     outputs, nodes (op, domain, tensors, attributes) and each initializer's name, type and
     shape. The same on every CPU for the same data and recipe (float values are not)."""
-    from ....fileio import sha256_bytes
+    from refit_core.fileio import sha256_bytes
     g = model.graph
     blob = {
         "opsets": sorted((o.domain, o.version) for o in model.opset_import),
@@ -108,7 +108,7 @@ def graph_structure_sha256(model: onnx.ModelProto) -> str:
 
 
 def vocab_sha256(vocab) -> str:
-    from ....fileio import sha256_bytes
+    from refit_core.fileio import sha256_bytes
     return sha256_bytes(json.dumps(vocab.to_json(), sort_keys=True).encode("utf-8"))
 
 
@@ -186,7 +186,7 @@ def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict
         "file": out.name,
         "sha256": sha256_of(out),
         "size_bytes": out.stat().st_size,
-        "generator": "python -m refit_core.samples.bidaf.standin.generate",
+        "generator": "python -m tools.bidaf_standin.generate",
         "opset": OPSET,
         "ml_opset": ML_OPSET,
         "ir_version": IR_VERSION,
@@ -229,7 +229,7 @@ def generate(out: Path = STANDIN_ONNX, progress: bool = True, log=print) -> Dict
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m refit_core.samples.bidaf.standin.generate",
+        prog="python -m tools.bidaf_standin.generate",
         description="Regenerate the BiDAF stand-in ONNX file and its metadata.")
     parser.add_argument("--out", type=Path, default=STANDIN_ONNX,
                         help=f"ONNX file to write (default {STANDIN_ONNX}); metadata goes to .json beside it")

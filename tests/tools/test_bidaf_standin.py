@@ -22,7 +22,7 @@ from refit_core.samples.bidaf.data import (SAMPLE_ANSWER, SAMPLE_CONTEXT, SAMPLE
                                                    heldout_examples)
 from refit_core.samples.bidaf import STANDIN_METADATA
 from refit_core.samples.bidaf import reference as ref
-from refit_core.samples.bidaf.standin import splits as standin_splits
+from tools.bidaf_standin import splits as standin_splits
 from refit_core.samples.bidaf.tokenize import tokenize
 
 from tests.conftest import BITEXACT_ENV
@@ -41,7 +41,7 @@ REMOVED_BY_PREPARATION = {"CategoryMapper", "Hardmax", "Compress"}
 @pytest.fixture(scope="module")
 def model() -> onnx.ModelProto:
     assert Path(ref.STANDIN_PATH).is_file(), (
-        f"{ref.STANDIN_PATH} is missing: run python -m refit_core.samples.bidaf.standin.generate")
+        f"{ref.STANDIN_PATH} is missing: run python -m tools.bidaf_standin.generate")
     return onnx.load(str(ref.STANDIN_PATH))
 
 
@@ -103,7 +103,7 @@ def test_file_is_small_valid_and_matches_its_metadata(model, metadata):
     assert len(data) < 5 * 1024 * 1024
     assert metadata["sha256"] == hashlib.sha256(data).hexdigest(), (
         "bidaf_standin.onnx changed without its metadata: regenerate both with "
-        "python -m refit_core.samples.bidaf.standin.generate")
+        "python -m tools.bidaf_standin.generate")
     assert metadata["size_bytes"] == len(data)
     onnx.checker.check_model(model, full_check=True)
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
@@ -289,7 +289,7 @@ def test_split_exact_match_measured_with_onnx_runtime(measured, metadata, split)
     """Independent of the metadata's own claims: the exact match recomputed now must equal
     what the metadata records and clear the floor the GPU test uses."""
     em = measured[split]["standin"]
-    floor = standin_splits.floors(metadata)[split]
+    floor = ref.floors(metadata)[split]
     assert em >= floor, f"split {split}: exact match {em:.4f} below the floor {floor:.4f}"
     for answerer in standin_splits.ANSWERERS:
         assert measured[split][answerer] == pytest.approx(metadata["splits"][split][answerer], abs=1e-4), (
@@ -413,8 +413,8 @@ PREFIX_RTOL = 1e-3
 @pytest.fixture(scope="module")
 def prefix(metadata):
     pytest.importorskip("torch")
-    from refit_core.samples.bidaf.standin.generate import prefix_fingerprint
-    from refit_core.samples.bidaf.standin.train import vocab_from_examples
+    from tools.bidaf_standin.generate import prefix_fingerprint
+    from tools.bidaf_standin.train import vocab_from_examples
     train = rc.train_examples()
     return prefix_fingerprint(train, vocab_from_examples(train), metadata["prefix_check"]["steps"])
 
@@ -422,14 +422,14 @@ def prefix(metadata):
 def test_committed_graph_structure_is_recorded(model, metadata):
     """The committed file's structure (nodes, interface, initializer names and shapes) is the
     one its metadata records and the one a regenerated prefix has."""
-    from refit_core.samples.bidaf.standin.generate import graph_structure_sha256
+    from tools.bidaf_standin.generate import graph_structure_sha256
     assert graph_structure_sha256(model) == metadata["structure_sha256"]
 
 
 def test_regenerated_data_and_vocabulary_are_exact(metadata):
     pytest.importorskip("torch")  # the vocabulary is built by the training module, which imports torch
-    from refit_core.samples.bidaf.standin.generate import vocab_sha256
-    from refit_core.samples.bidaf.standin.train import vocab_from_examples
+    from tools.bidaf_standin.generate import vocab_sha256
+    from tools.bidaf_standin.train import vocab_from_examples
     train = rc.train_examples()
     assert rc.dataset_fingerprint(train) == metadata["data"]["train_sha256"]
     for split in rc.EVAL_SPLITS:
@@ -470,7 +470,7 @@ def test_regenerated_training_prefix_is_bit_identical(prefix, metadata):
 def test_full_regeneration_is_bit_identical(tmp_path, metadata):
     """Regenerate from scratch (data -> vocab -> training -> ONNX): the same file."""
     pytest.importorskip("torch")
-    from refit_core.samples.bidaf.standin.generate import generate
+    from tools.bidaf_standin.generate import generate
     out = tmp_path / "bidaf_standin.onnx"
     meta = generate(out, progress=False, log=lambda *_: None)
     assert meta["sha256"] == metadata["sha256"]

@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from refit_core.samples.mnist.lenet import accuracy  # noqa: E402
-from refit_core.samples.mnist.lenet_torch import LeNet, train_lenet, weights_of  # noqa: E402
+from tools.lenet_torch import LeNet, train_lenet, weights_of  # noqa: E402
 from refit_core.samples.mnist import LENET_SHAPES  # noqa: E402
-from refit_core.samples.mnist.weights import LenetTrainConfig  # noqa: E402
+from tools.train_lenet import LenetTrainConfig  # noqa: E402
 
 from tests.conftest import BITEXACT_ENV  # noqa: E402
 

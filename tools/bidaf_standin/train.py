@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data import Example, tokenize
+from refit_core.samples.bidaf.data import Example, tokenize
 from .model import BidafConfig, BidafStandin
 from .vocab import CHARS_PER_WORD, WORD_PAD_ID, CHAR_PAD_ID, Vocab, build_vocab
 

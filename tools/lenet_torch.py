@@ -1,7 +1,7 @@
 """The sample's LeNet in PyTorch, and its seeded, deterministic training.
 
-The only refit_core module that imports torch: the GPU kit has none and reads trained
-weights from the cache (lenet_weights) instead.
+Used by tools.train_lenet only: the installed package never imports torch (the GPU kit has
+none and reads the committed weights, refit_core.samples.mnist.weights.committed_lenet).
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import load_mnist, normalize_images
-from . import LENET_SHAPES
-from .weights import LenetTrainConfig as LenetTrainConfig
-from .weights import TrainedWeights, check_weight_shapes
+from refit_core.samples.mnist.data import load_mnist, normalize_images
+from refit_core.samples.mnist import LENET_SHAPES
+from tools.train_lenet import LenetTrainConfig
+from refit_core.samples.mnist.weights import TrainedWeights, check_weight_shapes
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-from .. import BIDAF_CHARS_PER_WORD
+from refit_core.samples.bidaf import BIDAF_CHARS_PER_WORD
 
 # As in bidaf-9.onnx, the maps hold real words / single characters only; everything else
 # (unknown words, unknown characters, the '' that pads a word's chars to 16) maps to the

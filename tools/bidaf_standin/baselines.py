@@ -22,8 +22,8 @@ import re
 import string
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .tokenize import tokenize
-from .data import RELATIONS, Example, QuestionSpec, Relation, _base, sentences_of
+from refit_core.samples.bidaf.tokenize import tokenize
+from refit_core.samples.bidaf.data import RELATIONS, Example, QuestionSpec, Relation, _base, sentences_of
 
 __all__ = ["RegexBaseline", "OverlapOffsetBaseline", "answer_matches", "baseline_exact_match"]
 

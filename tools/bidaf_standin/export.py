@@ -31,8 +31,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .. import BIDAF_CHARS_PER_WORD as CHARS_PER_WORD
-from .. import BIDAF_INPUTS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS
+from refit_core.samples.bidaf import BIDAF_CHARS_PER_WORD as CHARS_PER_WORD
+from refit_core.samples.bidaf import BIDAF_INPUTS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS
 from .vocab import CHAR_UNK_ID, WORD_UNK_ID, Vocab
 
 OPSET = 13

@@ -1,5 +1,5 @@
 """The model zoo on the CPU: export (PyTorch), the cache, models that are not degenerate,
-the coverage map from the ONNX side, and `python -m refit_core zoo-export`."""
+the coverage map from the ONNX side, and `python -m tools.zoo_export`."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,12 +7,15 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from refit_core.errors import TrainingUnavailable, ZooCacheWarning
-from refit_core.models.zoo import MAX_ONNX_BYTES, MIN_INPUT_DEPENDENCE, ZOO, entry_dir, zoo_model_path
+from refit_core.models.zoo import ZOO
+from tools.zoo_export import MAX_ONNX_BYTES, entry_dir, zoo_model_path
+from tools.zoo_torch import MIN_INPUT_DEPENDENCE
 from ..hostile import TOO_DEEP_JSON, replace_with_fifo
 
 
@@ -99,10 +102,10 @@ def test_another_recipe_gets_another_entry(tmp_path):
 
 
 def test_without_pytorch_an_empty_cache_says_to_run_zoo_export(tmp_path, monkeypatch):
-    import refit_core.models
-    monkeypatch.setitem(sys.modules, "refit_core.models.zoo_torch", None)  # `from . import zoo_torch` fails
-    monkeypatch.delattr(refit_core.models, "zoo_torch", raising=False)  # (also when already imported)
-    with pytest.raises(TrainingUnavailable, match="python -m refit_core zoo-export"):
+    import tools
+    monkeypatch.setitem(sys.modules, "tools.zoo_torch", None)  # `from tools import zoo_torch` fails
+    monkeypatch.delattr(tools, "zoo_torch", raising=False)  # (also when already imported)
+    with pytest.raises(TrainingUnavailable, match="python -m tools.zoo_export"):
         zoo_model_path("mobilenet-v3-small", tmp_path, progress=None)
 
 
@@ -125,8 +128,8 @@ def test_coverage_from_the_onnx_side_names_what_a_refit_by_name_cannot_reach(exp
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "refit_core", "zoo-export", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "tools.zoo_export", *args], capture_output=True, text=True,
+                          timeout=300, cwd=str(Path(__file__).resolve().parents[2]))
 
 
 def test_zoo_export_an_unknown_name_is_one_sentence():
@@ -163,7 +166,7 @@ def test_tf32_rounding_stays_well_inside_the_tf32_tolerance(name):
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchvision")
     from refit_core.cases.onnx_model import PRECISION_TOLERANCES
-    from refit_core.models import zoo_torch
+    from tools import zoo_torch
     model = ZOO[name]
     net = zoo_torch.build(model)
     gen = torch.Generator().manual_seed(5)

@@ -16,9 +16,10 @@ import pytest
 
 from refit_core.errors import CacheWarning, DataError, TrainingUnavailable, WeightCacheWarning
 from refit_core.samples.mnist import LENET_SHAPES
-from refit_core.samples.mnist import weights as lenet_weights
-from refit_core.samples.mnist.weights import TrainedWeights, cache_paths, load_or_train, read_cache, save_cache
-from ...hostile import replace_with_fifo, write_too_deep, write_with_duplicate_key
+from refit_core.samples.mnist.weights import TrainedWeights, weights_sha256
+from tools import train_lenet as lenet_weights
+from tools.train_lenet import cache_paths, load_or_train, read_cache, save_cache
+from ..hostile import replace_with_fifo, write_too_deep, write_with_duplicate_key
 
 QUICK = lenet_weights.LenetTrainConfig(seed=3, epochs=1, batch_size=32, limit=64)
 
@@ -178,9 +179,9 @@ def test_weights_hash_is_recorded_and_checked(tiny_mnist_dir: Path, cache_root: 
     with np.load(npz, allow_pickle=False) as stored:
         on_disk = {name: stored[name] for name in stored.files}
     assert set(on_disk) == set(LENET_SHAPES)
-    assert meta["weights_sha256"] == lenet_weights.weights_sha256(on_disk)
+    assert meta["weights_sha256"] == weights_sha256(on_disk)
     changed = dict(on_disk, **{"fc2.bias": on_disk["fc2.bias"] + np.float32(1)})
-    assert meta["weights_sha256"] != lenet_weights.weights_sha256(changed)
+    assert meta["weights_sha256"] != weights_sha256(changed)
     assert meta["cache_format"] == lenet_weights.CACHE_FORMAT >= 2
 
 
