@@ -301,8 +301,7 @@ def _weights(n: int) -> str:
 #: Builds `check` measured, per machine: in the cache directory, one JSON list.
 BUILD_TIMES_FILE = "check-build-times.json"
 BUILD_TIMES_KEPT = 200
-#: Said when nothing was measured on this TensorRT and GPU yet (measured on an H200, see
-#: /work/shared/device/measurements.md: real models' REFIT builds on 8.6.0, the zoo on 8.5.2.2).
+#: Said when nothing was measured on this TensorRT and GPU yet: how long REFIT builds took elsewhere.
 NO_HISTORY_HINT = ("no build measured on this TensorRT and GPU yet; REFIT builds measured on an H200 took "
                    "129 s (a 10.9 MB OCR recognizer) and 209 s (a 20 MB detector) on TensorRT 8.6.0, 120 s "
                    "(a 10 MB MobileNetV3, FP16) on 8.5.2.2")

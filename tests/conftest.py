@@ -8,7 +8,9 @@ from typing import Callable, Optional
 import numpy as np
 import pytest
 
-from refit_core.samples.mnist.data import MNIST_FILES, write_idx
+from refit_core.samples.mnist.data import MNIST_FILES
+
+from .mnist_files import write_idx
 
 #: set to 1 on the machine that made the committed assets: float training and export are
 #: bit-identical only there, so the sha256 comparisons of regenerated assets are opt-in

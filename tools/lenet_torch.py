@@ -114,7 +114,7 @@ def train_lenet(data_dir: PathLike, config: Optional[LenetTrainConfig] = None,
 
     Seeds torch, uses a private shuffling generator, deterministic algorithms and a fixed
     thread count (restoring the global torch settings afterwards). Metadata records the
-    test accuracy (fraction), timings and versions; lenet_weights adds cache provenance.
+    test accuracy (fraction), timings and versions; tools.train_lenet adds cache provenance.
     """
     config = config if config is not None else LenetTrainConfig()
     train = load_mnist(data_dir, "train")

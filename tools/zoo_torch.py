@@ -1,4 +1,4 @@
-"""PyTorch side of the model zoo (models.zoo): build, calibrate and export each architecture.
+"""PyTorch side of the model zoo (refit_core.models.zoo): build, calibrate and export each architecture.
 
 Imported only to export; needs torch and torchvision (requirements.txt). Every model is made
 in eval mode from a seed, calibrated so that its outputs are of order one and depend on the
@@ -20,7 +20,7 @@ from refit_core.models.zoo import ZooModel
 
 #: A zoo model's outputs for two random inputs must differ by at least this many output standard
 #: deviations (checked at export). The MobileNet's move by 0.05: global pooling averages random
-#: images out, and calibrating its head for more made its TF32 error too large (zoo_torch).
+#: images out, and calibrating its head for more made its TF32 error too large.
 MIN_INPUT_DEPENDENCE = 0.02
 
 #: ONNX Runtime must agree with PyTorch on the exported model within this (relative to max|out|).

@@ -24,11 +24,11 @@ UPDATE_ASSET_COMMAND = "python -m tools.zoo_export --update-asset"
 
 @dataclass(frozen=True)
 class ZooModel:
-    """One zoo architecture: how to make it (`params` go to zoo_torch's builder) and its inputs."""
+    """One zoo architecture: how to make it (`params` go to tools.zoo_torch's builder) and its inputs."""
 
     name: str
     description: str
-    builder: str  # function name in zoo_torch
+    builder: str  # function name in tools.zoo_torch
     input_shapes: Dict[str, Tuple[int, ...]]
     opset: int
     seed: int = 0
@@ -45,11 +45,9 @@ class ZooModel:
         return sha256_bytes(json.dumps(self.recipe(), sort_keys=True).encode())[:16]
 
 
-#: The zoo. Sizes are chosen for build time on TensorRT 8.5 (builds are the GPU tier's cost). Measured on
-#: an H200 with 8.5.3.1: the whole mobilenet_v3_small took 33 s (FP32, REFIT) and 114 s (FP16, REFIT) to
-#: build; its first 5 blocks still took 320 s for the FP16 REFIT and no-REFIT builds beside two other
-#: builds. The zoo keeps the first 3 blocks, which still hold every kind of layer it has: depthwise
-#: convolution, squeeze-excite, a residual add, BatchNorm, ReLU and hardswish.
+#: The zoo. Sizes are chosen for build time on TensorRT 8.5 (builds are the GPU tier's cost): the
+#: MobileNet keeps the first 3 blocks of mobilenet_v3_small, which still hold every kind of layer it
+#: has: depthwise convolution, squeeze-excite, a residual add, BatchNorm, ReLU and hardswish.
 ZOO: Dict[str, ZooModel] = {m.name: m for m in (
     ZooModel(
         name="mobilenet-v3-small",

@@ -8,7 +8,9 @@ from typing import List
 import numpy as np
 import pytest
 
-from refit_core.samples.mnist.data import MNIST_FILES, write_idx
+from refit_core.samples.mnist.data import MNIST_FILES
+
+from ..mnist_files import write_idx
 from refit_core.errors import DataError, TrainingUnavailable
 from refit_core.samples.mnist import LENET_SHAPES
 from refit_core.samples.mnist.weights import TrainedWeights, check_weight_shapes

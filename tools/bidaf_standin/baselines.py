@@ -1,4 +1,4 @@
-"""Two answerers that do not read, to measure the stand-in against (issue 11).
+"""Two answerers that do not read, to measure the stand-in against.
 
 * :class:`RegexBaseline`: regular expressions written from the *training* sentence
   templates and question phrasings (no training, no value lists: a slot is any word, or

@@ -5,7 +5,7 @@
 Writes PATH (default refit_core/assets/bidaf_standin.onnx) and its metadata next to it
 (same name, .json). Everything is seeded; on one CPU with one thread, a rerun writes the
 same bytes. The metadata records the evaluation table (splits a-c x stand-in, regex
-baseline, overlap+offset heuristic; see splits.py) and whether issue 11's goals are met.
+baseline, overlap+offset heuristic; see splits.py) and whether its goals (splits.GOALS) are met.
 Fails (exit status 1) when the result misses a hard target: split a exact match through
 ONNX Runtime below MIN_SPLIT_A_EXACT_MATCH, the sample pair not answered "brown",
 the ones_like fakes of W_0 / Parameter576_B_0 still answering "brown", or ONNX Runtime

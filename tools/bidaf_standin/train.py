@@ -17,7 +17,7 @@ from .vocab import CHARS_PER_WORD, WORD_PAD_ID, CHAR_PAD_ID, Vocab, build_vocab
 
 @dataclass(frozen=True)
 class BidafTrainConfig:
-    """Hyper-parameters of the stand-in's training (LeNet's are lenet_weights.LenetTrainConfig)."""
+    """Hyper-parameters of the stand-in's training (LeNet's are tools.train_lenet.LenetTrainConfig)."""
 
     seed: int = 1611
     epochs: int = 6

@@ -19,7 +19,6 @@ CHAR_UNK_ID = 0      # default_int64 of the char maps: '' padding and unknown ch
 WORD_PAD_ID = WORD_UNK_ID
 CHAR_PAD_ID = CHAR_UNK_ID
 CHARS_PER_WORD = BIDAF_CHARS_PER_WORD  # the one definition is samples/bidaf/__init__.py
-CHAR_PAD = ""
 _FIRST_ID = 1
 
 
@@ -53,9 +52,6 @@ class Vocab:
                 if len(variant) == 1 and variant not in mapping:
                     mapping[variant] = i + _FIRST_ID
         return mapping
-
-    def word_id(self, word: str) -> int:
-        return self._word_ids().get(word.lower(), WORD_UNK_ID)
 
     def encode_words(self, tokens: Sequence[str]) -> List[int]:
         ids = self._word_ids()

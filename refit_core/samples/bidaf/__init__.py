@@ -16,7 +16,6 @@ from ...models.assets import ASSETS_DIR
 STANDIN_ONNX = ASSETS_DIR / "bidaf_standin.onnx"
 STANDIN_METADATA = ASSETS_DIR / "bidaf_standin.json"
 
-BIDAF_SIDES: Tuple[str, str] = ("context", "query")
 #: characters kept per token (the fourth dimension of the *_char inputs)
 BIDAF_CHARS_PER_WORD = 16
 BIDAF_INPUTS: Tuple[str, ...] = ("context_word", "context_char", "query_word", "query_char")

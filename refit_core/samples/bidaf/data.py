@@ -2,8 +2,8 @@
 answering needs reading.
 
 Why it looks like this: a set whose held-out questions repeat the training templates, and
-whose context holds exactly one value of the asked kind, is solved by template matching
-(issue 11). Here
+whose context holds exactly one value of the asked kind, is solved by template matching.
+Here
 
 * every context has 1 to 5 sentences; the other sentences are mostly *of the same
   relation* as the fact sentence, attached to other entities ("The cat is black." next to

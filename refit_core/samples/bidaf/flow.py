@@ -82,7 +82,7 @@ def answer_and_scores_with(runner: Any, prepared: Any, context: str, query: str
     missing = [n for n in BIDAF_OUTPUTS + BIDAF_SCORE_OUTPUTS if n not in out]
     if missing:
         raise KeyError(f"the BiDAF engine has no outputs {missing} (it has {sorted(out)}): build it "
-                       "from a model prepared by this version (onnx_prep.bidaf adds the score outputs)")
+                       "from a model prepared by this version (samples.bidaf.prepare adds the score outputs)")
     start, end = (int(np.ravel(out[name])[0]) for name in BIDAF_OUTPUTS)
     start_scores, end_scores = (np.asarray(out[name], np.float64).reshape(-1) for name in BIDAF_SCORE_OUTPUTS)
     return start, end, " ".join(ctx.tokens[start:end + 1]), start_scores, end_scores

@@ -1,7 +1,7 @@
 """Prepared BiDAF models on disk: loading them with every file checked against the manifest,
 and a cache of prepared models keyed by the source model's sha256.
 
-`prepare_bidaf` (onnx_prep.bidaf) writes a prepared directory whole (built beside it, renamed
+`prepare_bidaf` (samples.bidaf.prepare) writes a prepared directory whole (built beside it, renamed
 into place) with a manifest holding the sha256 and size of every file; `load_prepared` checks
 each, and `prepare_cached` warns about a damaged or foreign entry and prepares it again.
 """

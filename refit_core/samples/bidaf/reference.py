@@ -18,7 +18,6 @@ from . import STANDIN_METADATA, STANDIN_ONNX
 from .data import EVAL_SPLITS
 
 STANDIN_PATH = STANDIN_ONNX
-CHARS_PER_WORD = BIDAF_CHARS_PER_WORD  # kept for importers; the one definition is samples/bidaf/__init__.py
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -47,10 +46,10 @@ def encode_strings(tokens: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
     words = [t.lower() for t in tokens]
     chars = []
     for w in words:
-        cs = list(w[:CHARS_PER_WORD])
-        chars.append(cs + [""] * (CHARS_PER_WORD - len(cs)))
+        cs = list(w[:BIDAF_CHARS_PER_WORD])
+        chars.append(cs + [""] * (BIDAF_CHARS_PER_WORD - len(cs)))
     word_arr = np.asarray(words, dtype=object).reshape(-1, 1)
-    char_arr = np.asarray(chars, dtype=object).reshape(-1, 1, 1, CHARS_PER_WORD)
+    char_arr = np.asarray(chars, dtype=object).reshape(-1, 1, 1, BIDAF_CHARS_PER_WORD)
     return word_arr, char_arr
 
 

@@ -23,7 +23,5 @@ LENET_WEIGHT_NAMES: Tuple[str, ...] = tuple(LENET_SHAPES)
 LENET_LAYERS: Tuple[str, ...] = ("conv1", "conv2", "fc1", "fc2")
 LENET_INPUT = "input"
 LENET_OUTPUT = "logits"
-LENET_IMAGE_SHAPE: Tuple[int, int, int] = (1, 28, 28)
-LENET_CLASSES = 10
 #: what the sample zeroes at build time and then refits
 MNIST_REFIT_TARGETS: Tuple[str, ...] = ("conv1.weight", "conv1.bias")

@@ -9,7 +9,6 @@ downloaded unless asked: `python -m refit_core fetch-mnist DIR` (fetch_mnist) do
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import os
 import re
@@ -275,29 +274,6 @@ def read_idx(path: PathLike, expected_magic: int) -> np.ndarray:
     """Read one IDX file (raw or .gz) into a uint8 array."""
     p = Path(path)
     return parse_idx(_read_decompressed(p), expected_magic, source=str(p))
-
-
-def write_idx(path: PathLike, array: np.ndarray, compress: Optional[bool] = None) -> Path:
-    """Write a uint8 array as an IDX file (gzip when compress or the name ends in .gz).
-
-    Used to make small MNIST-shaped data sets (tests, subsets for a kit).
-    """
-    p = Path(path)
-    arr = np.ascontiguousarray(array, dtype=np.uint8)
-    if arr.ndim < 1 or arr.ndim > 255:
-        raise ValueError("IDX needs 1..255 dimensions")
-    payload = struct.pack(">i", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    payload += arr.tobytes()
-    if compress is None:
-        compress = p.suffix == ".gz"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if compress:
-        # mtime=0 keeps the compressed bytes reproducible.
-        with open(p, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
-            fh.write(payload)
-    else:
-        p.write_bytes(payload)
-    return p
 
 
 def load_mnist(data_dir: PathLike, split: str) -> MnistSplit:

@@ -5,7 +5,6 @@ import gzip
 import os
 import re
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,10 @@ import pytest
 from refit_core.samples.mnist import data as mnist
 from refit_core.samples.mnist.data import (IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES, MnistSplit,
                                    dataset_fingerprint, find_mnist_files,
-                                   load_mnist, normalize_images, read_idx, write_idx)
+                                   load_mnist, normalize_images, read_idx)
 from refit_core.errors import DataError
+
+from ...mnist_files import write_idx
 
 # From /work/shared/data/mnist/README.md (MD5 of the decompressed bytes; test label counts).
 README_MD5 = {
