@@ -376,8 +376,7 @@ def _builds() -> int:
 # --------------------------------------------------------------------------------------
 def _record_environment(run: Run, session: Any) -> None:
     import numpy as np
-    from . import __version__
-    from .provenance import git_state, source_sha256
+    from .provenance import run_provenance
     from .trt import compat
     run.rec.record_environment(
         tensorrt_version=compat.trt_version_string(), gpu_name=session.gpu_name,
@@ -385,11 +384,8 @@ def _record_environment(run: Run, session: Any) -> None:
         cuda_driver_version=session.driver_version, cuda_runtime_version=session.runtime_version,
         python_version=".".join(map(str, sys.version_info[:3])), numpy_version=np.__version__,
         tactic_sources=compat.tactic_setting())
-    commit, dirty = git_state()
-    run.provenance = dict(suite_version=__version__, git_commit=commit, git_dirty=dirty,
-                          source_sha256=source_sha256(), command_line=run.plan.command_line,
-                          hypothesis_profile="none (check)", tensorrt_build=compat.build_info(),
-                          tactic_setting=compat.tactic_setting(), started=run.started)
+    run.provenance = run_provenance(run.plan.command_line, "none (check)", run.started, compat.build_info(),
+                                    compat.tactic_setting())
     run.rec.record_provenance(**run.provenance)
 
 

@@ -137,11 +137,9 @@ class OnnxModelCase(RefitCase):
         """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache;
         `timing_cache`: a serialized timing cache to start the build from (None: empty)."""
         from ..fileio import sha256_file
-        from ..trt import compat
-        from ..trt.engine import build_plan_from_onnx, load_or_build
-        key = {"model": self.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
-               "tensorrt": compat.trt_version_string(), "gpu": session.gpu_name,
-               "shapes": {k: list(v) for k, v in sorted(self.input_shapes.items())}}
+        from ..trt.engine import build_plan_from_onnx, load_or_build, plan_key_parts
+        key = plan_key_parts(self.name, options, session.gpu_name, onnx_sha256=sha256_file(path),
+                             shapes={k: list(v) for k, v in sorted(self.input_shapes.items())})
         return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.profiles(path), logger,
                                                                            timing_cache=timing_cache), logger)
 

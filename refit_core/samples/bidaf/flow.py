@@ -10,9 +10,9 @@ import numpy as np
 from ...fileio import sha256_file
 from . import BIDAF_CHARS_PER_WORD as CHARS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS as SAMPLE_WEIGHTS
 from . import BIDAF_SCORE_OUTPUTS
-from ...trt import compat
 from ...onnx_prep.generic import onnx_float_initializers
-from ...trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan_from_onnx, load_or_build
+from ...trt.engine import (BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan_from_onnx, load_or_build,
+                           plan_key_parts)
 
 # Optimization profile (tokens): min 1, the sample's shapes as opt, and these maxima
 CONTEXT_LENGTHS = (1, 10, 64)
@@ -34,9 +34,8 @@ def build_bidaf_engine(prepared: Any, options: BuildOptions, logger: Any, cache:
     """The prepared model's engine (`model_path`: the same graph with other initializers)."""
     path = Path(model_path) if model_path is not None else Path(prepared.model_path)
     profile = bidaf_profile(prepared.input_names)
-    key = {"model": "bidaf", "onnx_sha256": sha256_file(path), "options": options.key_parts(),
-           "tensorrt": compat.trt_version_string(), "gpu": gpu_name,
-           "profile": {k: [list(s) for s in v] for k, v in sorted(profile.items())}}
+    key = plan_key_parts("bidaf", options, gpu_name, onnx_sha256=sha256_file(path),
+                         profile={k: [list(s) for s in v] for k, v in sorted(profile.items())})
     return load_or_build(cache, key, lambda: build_plan_from_onnx(path, options, [profile], logger),
                          logger, progress)
 

@@ -17,7 +17,7 @@ from . import LENET_INPUT as INPUT_NAME, LENET_OUTPUT as OUTPUT_NAME, LENET_SHAP
 from . import MNIST_REFIT_TARGETS as REFIT_TARGETS
 from ...refit.validation import WeightSpec
 from ...trt import compat
-from ...trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan, load_or_build
+from ...trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan, load_or_build, plan_key_parts
 
 MAX_BATCH = 1000
 OPT_BATCH = 1000
@@ -119,9 +119,8 @@ def build_lenet_plan(weights: Mapping[str, np.ndarray], options: BuildOptions, l
 def lenet_cache_key(weights: Mapping[str, np.ndarray], options: BuildOptions, gpu_name: str,
                     name_conv1_bias: bool) -> Dict[str, Any]:
     blob = b"".join(np.ascontiguousarray(weights[k], dtype=np.float32).tobytes() for k in sorted(LENET_SHAPES))
-    return {"model": "lenet", "weights_sha256": sha256_bytes(blob), "options": options.key_parts(),
-            "tensorrt": compat.trt_version_string(), "gpu": gpu_name, "name_conv1_bias": name_conv1_bias,
-            "profile": [list(s) for s in mnist_profile()[INPUT_NAME]]}
+    return plan_key_parts("lenet", options, gpu_name, weights_sha256=sha256_bytes(blob),
+                          name_conv1_bias=name_conv1_bias, profile=[list(s) for s in mnist_profile()[INPUT_NAME]])
 
 
 def build_lenet_engine(weights: Mapping[str, np.ndarray], options: BuildOptions, logger: Any,
