@@ -301,8 +301,7 @@ def _weights(n: int) -> str:
 #: Builds `check` measured, per machine: in the cache directory, one JSON list.
 BUILD_TIMES_FILE = "check-build-times.json"
 BUILD_TIMES_KEPT = 200
-#: Said when nothing was measured on this TensorRT and GPU yet (measured on an H200, see
-#: /work/shared/device/measurements.md: real models' REFIT builds on 8.6.0, the zoo on 8.5.2.2).
+#: Said when nothing was measured on this TensorRT and GPU yet: how long REFIT builds took elsewhere.
 NO_HISTORY_HINT = ("no build measured on this TensorRT and GPU yet; REFIT builds measured on an H200 took "
                    "129 s (a 10.9 MB OCR recognizer) and 209 s (a 20 MB detector) on TensorRT 8.6.0, 120 s "
                    "(a 10 MB MobileNetV3, FP16) on 8.5.2.2")
@@ -377,8 +376,7 @@ def _builds() -> int:
 # --------------------------------------------------------------------------------------
 def _record_environment(run: Run, session: Any) -> None:
     import numpy as np
-    from . import __version__
-    from .provenance import git_state, source_sha256
+    from .provenance import run_provenance
     from .trt import compat
     run.rec.record_environment(
         tensorrt_version=compat.trt_version_string(), gpu_name=session.gpu_name,
@@ -386,11 +384,8 @@ def _record_environment(run: Run, session: Any) -> None:
         cuda_driver_version=session.driver_version, cuda_runtime_version=session.runtime_version,
         python_version=".".join(map(str, sys.version_info[:3])), numpy_version=np.__version__,
         tactic_sources=compat.tactic_setting())
-    commit, dirty = git_state()
-    run.provenance = dict(suite_version=__version__, git_commit=commit, git_dirty=dirty,
-                          source_sha256=source_sha256(), command_line=run.plan.command_line,
-                          hypothesis_profile="none (check)", tensorrt_build=compat.build_info(),
-                          tactic_setting=compat.tactic_setting(), started=run.started)
+    run.provenance = run_provenance(run.plan.command_line, "none (check)", run.started, compat.build_info(),
+                                    compat.tactic_setting())
     run.rec.record_provenance(**run.provenance)
 
 
@@ -441,7 +436,7 @@ def _run_check(run: Run, engine: Any, fn: Any) -> Any:
 def _not_refittable_example(run: Run, engine: Any) -> None:
     """What asking for a weight that is not refittable by name says (the refitter's reasons)."""
     from .errors import WeightValidationError
-    from .flows.bidaf import onnx_float_initializers
+    from .onnx_prep.generic import onnx_float_initializers
     from .refit.validation import validate_weight
     reasons = dict(engine.refitter.unreachable)
     if not reasons:

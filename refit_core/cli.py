@@ -1,4 +1,4 @@
-"""`python -m refit_core {mnist,bidaf,bidaf-splits,train-mnist,fetch-mnist,zoo-export,gate,report,prepare,check,selfcheck}`
+"""`python -m refit_core {mnist,bidaf,fetch-mnist,gate,report,prepare,check,selfcheck}`
 (installed: `refit-core ...`).
 
 Each subcommand imports only what it needs, so `gate` and `report` work without TensorRT
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from . import __version__
 from .errors import RefitCoreError
@@ -94,77 +94,20 @@ def cmd_mnist(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
     data_dir = resolve_data_dir(args.data_dir)
     _gpu_or_exit()
-    from .flows.mnist import run_mnist_flow
+    from .samples.mnist.flow import run_mnist_flow
     result = run_mnist_flow(data_dir)
     return 0 if result.accuracy_after >= 0.98 else 1
 
 
-def _asset_updated(path: object, manifest: Dict[str, Any]) -> str:
-    """The line `--update-asset` prints for a committed asset it replaced (`manifest`: its new entry)."""
-    return (f"committed asset updated: {path} ({manifest['size_bytes']} bytes, sha256 {manifest['sha256']}); "
-            "commit it with its manifest")
-
-
-def cmd_train_mnist(args: argparse.Namespace) -> int:
-    from .config import resolve_data_dir
-    from .models.lenet_weights import committed_lenet_path, load_or_train, update_committed_lenet
-    data_dir = resolve_data_dir(args.data_dir)
-    trained = load_or_train(data_dir, progress=True)
-    acc = trained.metadata.get("test_accuracy")
-    print(f"LeNet weights cached; test accuracy {100.0 * float(acc):.2f}%" if acc is not None
-          else "LeNet weights cached")
-    if args.update_asset:
-        print(_asset_updated(committed_lenet_path(), update_committed_lenet(trained, data_dir)))
-    return 0
-
-
 def cmd_bidaf(args: argparse.Namespace) -> int:
     _gpu_or_exit()
-    from .flows.bidaf import run_bidaf_flow
+    from .samples.bidaf.flow import run_bidaf_flow
     ok = run_bidaf_flow(model_path=args.model, context=args.context, query=args.query)
     return 0 if ok else 1
 
 
-def cmd_bidaf_splits(args: argparse.Namespace) -> int:
-    from .models.bidaf.splits import report
-    return report(measure_now=args.measure)
-
-
-def cmd_zoo_export(args: argparse.Namespace) -> int:
-    """Export (or find, cached and sound) each zoo model; one line per model."""
-    import time
-    from pathlib import Path
-    from .config import cache_dir
-    from .models.zoo import ZOO, entry_dir, metadata, update_zoo_asset, zoo_model_path
-    names = args.names or list(ZOO)
-    unknown = [n for n in names if n not in ZOO]
-    if unknown:
-        raise RefitCoreError(f"no zoo model named {', '.join(map(repr, unknown))}; the zoo has: {', '.join(ZOO)}")
-    root = Path(args.cache_dir).expanduser() if args.cache_dir else cache_dir()
-    def stamp(path: Path) -> Optional[tuple]:
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        return st.st_ino, st.st_mtime_ns
-
-    for name in names:
-        before = stamp(entry_dir(ZOO[name], root) / "model.onnx")
-        start = time.perf_counter()
-        path = zoo_model_path(name, root)
-        seconds = time.perf_counter() - start
-        meta = metadata(ZOO[name], root)
-        how = "cached" if before is not None and stamp(path) == before else f"exported in {seconds:.1f} s"
-        print(f"{name}: {path} ({meta.get('size', 0) / 1e6:.2f} MB, opset {ZOO[name].opset}, "
-              f"torch {meta.get('torch', '?')}, {how})")
-        if args.update_asset:
-            asset = update_zoo_asset(name, root)
-            print(f"{name}: {_asset_updated(asset['file'], asset)}")
-    return 0
-
-
 def cmd_fetch_mnist(args: argparse.Namespace) -> int:
-    from .data.mnist import fetch_mnist
+    from .samples.mnist.data import fetch_mnist
     fetch_mnist(args.directory)
     return 0
 
@@ -180,13 +123,6 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $REFIT_DATA_DIR)")
     p.set_defaults(func=cmd_mnist)
 
-    p = sub.add_parser("train-mnist", help="train LeNet (PyTorch) into the training cache; --update-asset also "
-                       "replaces the committed weights the GPU tier uses")
-    p.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $REFIT_DATA_DIR)")
-    p.add_argument("--update-asset", action="store_true",
-                   help="replace refit_core/assets/lenet_weights.npz and its manifest with these weights")
-    p.set_defaults(func=cmd_train_mnist)
-
     p = sub.add_parser("fetch-mnist", help="download the four MNIST files into DIR, verifying their sha256")
     p.add_argument("directory", metavar="DIR", help="folder to put the files in (then REFIT_DATA_DIR=DIR)")
     p.set_defaults(func=cmd_fetch_mnist)
@@ -196,20 +132,6 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--context", help="context text (default: the sample's)")
     p.add_argument("--query", help="question (default: the sample's)")
     p.set_defaults(func=cmd_bidaf)
-
-    p = sub.add_parser("bidaf-splits", help="the BiDAF stand-in's exact match on splits a-c "
-                       "next to a regex baseline and an overlap+offset heuristic")
-    p.add_argument("--measure", action="store_true",
-                   help="also measure now with ONNX Runtime; exit 1 if it differs from the metadata")
-    p.set_defaults(func=cmd_bidaf_splits)
-
-    p = sub.add_parser("zoo-export", help="export the model zoo to ONNX with PyTorch, once, into the cache the "
-                       "GPU machines read (REFIT_CACHE_DIR)")
-    p.add_argument("names", nargs="*", metavar="NAME", help="zoo models to export (default: all)")
-    p.add_argument("--cache-dir", help="cache root (default: $REFIT_CACHE_DIR or ~/.cache/refit_core)")
-    p.add_argument("--update-asset", action="store_true",
-                   help="replace the committed refit_core/assets/zoo-NAME.onnx files (and manifests) with these exports")
-    p.set_defaults(func=cmd_zoo_export)
 
     from .reporting.cli import add_gate_arguments, add_report_arguments, run_gate, run_report
     p = sub.add_parser("gate", help="compare two results files; exit 0 passed, 1 regression or "

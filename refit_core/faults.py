@@ -33,7 +33,7 @@ FAULT_ENV = "REFIT_INJECTED_FAULT"
 REPORT_OPTION = "--refit-fault-report"
 NO_FAULT = "none"
 
-#: The fault classes of issue 10; every one has at least one fault in FAULTS.
+#: The fault classes; every one has at least one fault in FAULTS.
 CLASSES: Tuple[str, ...] = ("refit-does-nothing", "first-refit-only", "stale-weights", "permuted-or-scaled",
                             "validation-off", "rollback-off", "missing-view-wrong")
 

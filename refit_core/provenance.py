@@ -11,15 +11,15 @@ import datetime
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .fileio import sha256_bytes
 
 COMMIT_ENV = "REFIT_SUITE_GIT_COMMIT"
 DIRTY_ENV = "REFIT_SUITE_GIT_DIRTY"
 #: what counts as the suite's source (relative to the project root)
-SOURCE_GLOBS: Tuple[str, ...] = ("refit_core/**/*.py", "refit_core/assets/*", "tests/**/*.py", "conftest.py",
-                                 "pytest.ini", "requirements*.txt")
+SOURCE_GLOBS: Tuple[str, ...] = ("refit_core/**/*.py", "refit_core/assets/*", "tests/**/*.py", "tools/**/*.py",
+                                 "conftest.py", "pytest.ini", "requirements*.txt")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,3 +64,11 @@ def suite_identity() -> Dict[str, Any]:
     from . import __version__
     commit, dirty = git_state()
     return {"git_commit": commit, "git_dirty": dirty, "source_sha256": source_sha256(), "suite_version": __version__}
+
+
+def run_provenance(command_line: List[str], hypothesis_profile: str, started: str, tensorrt_build: Any,
+                   tactic_setting: Any) -> Dict[str, Any]:
+    """A results record's provenance (the GPU tier's and `check`'s alike): the suite's identity,
+    how it was invoked, and the TensorRT build and tactic setting it ran with."""
+    return dict(suite_identity(), command_line=list(command_line), hypothesis_profile=hypothesis_profile,
+                tensorrt_build=tensorrt_build, tactic_setting=tactic_setting, started=started)

@@ -23,7 +23,7 @@ from .pytest_session import gpu_skip_reason, in_ci, provenance_of, refit_session
 def mnist_dir(pytestconfig: Any) -> Path:
     """The MNIST directory the user named; skip without it (fail in CI, where it must exist)."""
     from .config import resolve_data_dir
-    from .data.mnist import find_mnist_files
+    from .samples.mnist.data import find_mnist_files
     try:
         path = resolve_data_dir(pytestconfig.getoption("--refit-data-dir"))
         find_mnist_files(path)
@@ -38,7 +38,7 @@ def mnist_dir(pytestconfig: Any) -> Path:
 def trained_lenet() -> Any:
     """The committed LeNet weights (refit_core/assets/lenet_weights.npz), checked against their
     sha256: the same on every machine; a damaged file is an error, never retrained."""
-    from .models.lenet_weights import committed_lenet
+    from .samples.mnist.weights import committed_lenet
     return committed_lenet()
 
 
@@ -46,7 +46,7 @@ def trained_lenet() -> Any:
 def mnist_test_set(mnist_dir: Path) -> Dict[str, Any]:
     """The 10,000 test images, normalised as the sample does, and their labels."""
     import numpy as np
-    from .data.mnist import load_mnist, normalize_images
+    from .samples.mnist.data import load_mnist, normalize_images
     test = load_mnist(mnist_dir, "test")
     return {"images": normalize_images(test.images), "labels": test.labels.astype(np.int64)}
 
@@ -54,7 +54,7 @@ def mnist_test_set(mnist_dir: Path) -> Dict[str, Any]:
 @pytest.fixture(scope="session")
 def mnist_reference_logits(trained_lenet: Any, mnist_test_set: Dict[str, Any]) -> Any:
     """float64-accumulated numpy logits of the trained net on the test set (no PyTorch needed)."""
-    from .models.lenet_reference import lenet_forward
+    from .samples.mnist.lenet import lenet_forward
     return lenet_forward(trained_lenet.weights, mnist_test_set["images"])
 
 
@@ -188,7 +188,7 @@ def bidaf_prepared(bidaf_model: Any, case_resources: Any) -> Any:
 @pytest.fixture(scope="session")
 def bidaf_ort(bidaf_prepared: Any) -> Any:
     """ONNX Runtime running the prepared BiDAF model: the reference TensorRT's answers are compared with."""
-    from .onnx_prep.ort_reference import OrtPreparedBidaf
+    from .samples.bidaf.ort_reference import OrtPreparedBidaf
     return OrtPreparedBidaf(bidaf_prepared)
 
 

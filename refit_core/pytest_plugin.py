@@ -82,8 +82,6 @@ def pytest_addoption(parser: Any) -> None:
                     help="which GPU tests run: 'default' (every check on every FP32 case, one representative "
                          "case per other precision, no slow builds) or 'full' (the whole case x precision "
                          f"matrix and the slow builds); default ${PROFILE_ENV}, else 'default'")
-    group.addoption("--refit-slow-builds", action="store_true", default=False,
-                    help="the same as --refit-profile full (kept for older command lines)")
     group.addoption("--refit-shapes", action="append", default=[], metavar="NAME:DIMS",
                     help="probe shape of a --refit-model input with dynamic dimensions, trtexec style: "
                          "input:1x3x224x224 (repeatable)")
@@ -118,7 +116,7 @@ def pytest_configure(config: Any) -> None:
 
 
 def chosen_profile(config: Any) -> str:
-    """--refit-profile, else $REFIT_PROFILE, else "default"; --refit-slow-builds means "full".
+    """--refit-profile, else $REFIT_PROFILE, else "default".
     An unknown name is a usage error naming where it came from."""
     explicit = config.getoption("--refit-profile", None)
     if explicit is not None:
@@ -127,11 +125,6 @@ def chosen_profile(config: Any) -> str:
         value, source = os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE, f"${PROFILE_ENV}"
     if value not in PROFILES:
         raise pytest.UsageError(f"refit_core: {source} {value!r} is not a profile; choose one of {', '.join(PROFILES)}")
-    if config.getoption("--refit-slow-builds", False):
-        if explicit is not None and explicit != "full":
-            raise pytest.UsageError(f"refit_core: --refit-slow-builds means --refit-profile full, "
-                                    f"but --refit-profile {explicit} was given")
-        return "full"
     return value
 
 

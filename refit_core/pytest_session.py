@@ -256,14 +256,10 @@ def refit_session(config: Any) -> RefitSession:
 
 
 def provenance_of(state: RefitSession) -> Dict[str, Any]:
-    from . import __version__
-    from .provenance import git_state, source_sha256
+    from .provenance import run_provenance
     from .trt import compat
-    commit, dirty = git_state()
-    return {"suite_version": __version__, "git_commit": commit, "git_dirty": dirty,
-            "source_sha256": source_sha256(), "command_line": ["pytest"] + list(state.config.invocation_params.args),
-            "hypothesis_profile": state.hypothesis_profile, "tensorrt_build": compat.build_info(),
-            "tactic_setting": compat.tactic_setting(), "started": state.started}
+    return run_provenance(["pytest"] + list(state.config.invocation_params.args), state.hypothesis_profile,
+                          state.started, compat.build_info(), compat.tactic_setting())
 
 
 def cases_of_item(item: Any) -> List[str]:

@@ -67,7 +67,7 @@ def test_atomic_directory_replaces_a_complete_directory(tmp_path: Path) -> None:
 
 
 def test_tokenizing_does_not_import_graph_surgery() -> None:
-    code = ("import sys, refit_core.text.preprocess, refit_core.text.category_map; "
+    code = ("import sys, refit_core.samples.bidaf.preprocess, refit_core.samples.bidaf.category_map; "
             "assert 'onnx_graphsurgeon' not in sys.modules and 'refit_core.onnx_prep' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(__file__).resolve().parents[1]))
 

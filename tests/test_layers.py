@@ -14,13 +14,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "refit_core"
 
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ("errors", "config", "fileio", "interfaces", "provenance"),
-    ("data", "text"),
+    ("errors", "config", "fileio", "provenance"),
     ("models",),
     ("onnx_prep",),
     ("trt",),
     ("refit",),
-    ("flows",),
+    ("samples",),  # the two samples (MNIST, BiDAF): build on refit and trt, read by the cases
     ("cases",),
     ("reporting",),
     ("pytest_plugin", "pytest_fixtures", "pytest_session", "faults", "selfcheck", "check", "cli", "__main__",
@@ -85,9 +84,9 @@ def test_no_import_runs_up_the_layers(path):
 
 def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
     fake_pkg = tmp_path / "refit_core"
-    (fake_pkg / "text").mkdir(parents=True)
-    bad = fake_pkg / "text" / "bad.py"
-    bad.write_text("from ..onnx_prep.bidaf import CategoryMap\n")
+    (fake_pkg / "onnx_prep").mkdir(parents=True)
+    bad = fake_pkg / "onnx_prep" / "bad.py"
+    bad.write_text("from ..samples.bidaf.prepare import prepare_bidaf\n")
     monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "PACKAGE", fake_pkg)
-    with pytest.raises(AssertionError, match="onnx_prep sits above text"):
+    with pytest.raises(AssertionError, match="samples sits above onnx_prep"):
         test_no_import_runs_up_the_layers(bad)

@@ -37,3 +37,24 @@ def test_this_checkout_reports_its_commit():
 def test_timestamps_are_iso_8601_with_offset():
     stamp = provenance.now_iso()
     assert datetime.datetime.fromisoformat(stamp).utcoffset() == datetime.timedelta(0)
+
+
+def test_the_one_provenance_builder_fills_a_valid_record_provenance(monkeypatch):
+    """run_provenance is what the GPU tier (pytest_session.provenance_of) and `check` record;
+    the record model accepts it as it is (a renamed or missing field fails here)."""
+    from refit_core.reporting.record import Provenance
+    monkeypatch.setenv(provenance.COMMIT_ENV, "abc123")
+    monkeypatch.setenv(provenance.DIRTY_ENV, "false")
+    built = provenance.run_provenance(["pytest", "-m", "gpu"], "default", provenance.now_iso(),
+                                      {"module": "8.6.0"}, "default")
+    record = Provenance(**built)
+    assert record.git_commit == "abc123" and record.command_line == ["pytest", "-m", "gpu"]
+    assert record.source_sha256 == provenance.source_sha256()
+
+
+def test_the_source_hash_covers_the_tools_the_tests_import(tmp_path):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "t.py").write_text("A = 1\n")
+    before = provenance.source_sha256(tmp_path)
+    (tmp_path / "tools" / "t.py").write_text("A = 2\n")
+    assert provenance.source_sha256(tmp_path) != before

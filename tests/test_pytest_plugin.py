@@ -236,8 +236,7 @@ def test_the_default_profile_keeps_fp32_and_one_case_per_precision(profiled):
                                  "left to --refit-profile full"])
 
 
-@pytest.mark.parametrize("args, env", [(["--refit-profile", "full"], None), (["--refit-slow-builds"], None),
-                                       ([], "full")])
+@pytest.mark.parametrize("args, env", [(["--refit-profile", "full"], None), ([], "full")])
 def test_the_full_profile_runs_the_whole_matrix(profiled, monkeypatch, args, env):
     from refit_core.cases import registry
     if env:
@@ -251,10 +250,8 @@ def test_the_full_profile_runs_the_whole_matrix(profiled, monkeypatch, args, env
 
 @pytest.mark.parametrize("args, env, said", [
     (["--refit-profile=fast"], None, "--refit-profile 'fast' is not a profile; choose one of default, full"),
-    ([], "everything", "$REFIT_PROFILE 'everything' is not a profile; choose one of default, full"),
-    (["--refit-profile=default", "--refit-slow-builds"], None,
-     "--refit-slow-builds means --refit-profile full, but --refit-profile default was given")])
-def test_an_unknown_or_contradictory_profile_is_a_usage_error(profiled, monkeypatch, args, env, said):
+    ([], "everything", "$REFIT_PROFILE 'everything' is not a profile; choose one of default, full")])
+def test_an_unknown_profile_is_a_usage_error(profiled, monkeypatch, args, env, said):
     if env:
         monkeypatch.setenv("REFIT_PROFILE", env)
     result = profiled.runpytest_subprocess(*args)

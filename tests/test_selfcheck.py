@@ -514,8 +514,8 @@ class FakeLenet:
 
     def __init__(self) -> None:
         from refit_core.cases.mnist import MnistCase
-        from refit_core.flows import mnist as flow
-        from refit_core.interfaces import LENET_SHAPES
+        from refit_core.samples.mnist import flow
+        from refit_core.samples.mnist import LENET_SHAPES
         from refit_core.refit.refitter import EngineRefitter
         rng = np.random.default_rng(0)
         self.trained = {n: (0.1 * rng.standard_normal(s)).astype(np.float32) for n, s in LENET_SHAPES.items()}
@@ -529,11 +529,11 @@ class FakeLenet:
         self.built_outputs = self.probe()
 
     def probe(self) -> np.ndarray:
-        from refit_core.models.lenet_reference import lenet_forward
+        from refit_core.samples.mnist.lenet import lenet_forward
         return lenet_forward(self.engine.weights, self.images)
 
     def reference(self, weights: Any) -> np.ndarray:
-        from refit_core.models.lenet_reference import lenet_forward
+        from refit_core.samples.mnist.lenet import lenet_forward
         full = dict(self.build_weights)
         full.update(weights)
         return lenet_forward(full, self.images)

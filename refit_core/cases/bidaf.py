@@ -8,7 +8,7 @@ initializers. Probes: the first 40 held-out questions.
 
 What is compared (one place, used by the generic checks, the property test and its CPU
 twin): the start and end SCORES each answer is the arg-max of (the prepared model's extra
-outputs, interfaces.BIDAF_SCORE_OUTPUTS), one row per question, within SCORE_TOLERANCE per
+outputs, samples.bidaf.BIDAF_SCORE_OUTPUTS), one row per question, within SCORE_TOLERANCE per
 row; and the arg-max spans, of which SPAN_TOLERANCE's share must be identical (a near-tie
 may flip under another summation order). `probe()` (the generic view) is the score matrix.
 """
@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..interfaces import BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS, BIDAF_SCORE_OUTPUTS
+from ..samples.bidaf import BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS, BIDAF_SCORE_OUTPUTS
 from .base import (NO_OP_MARGIN, CaseEngine, CaseResources, Comparison, OutputTolerance, RefitCase,
                    compare_outputs, variant_name)
 
@@ -51,7 +51,7 @@ Run = Tuple[int, int, np.ndarray, np.ndarray]  # (start, end, start scores, end 
 
 
 def probe_pairs(n: int = PROBE_QUESTIONS) -> List[Tuple[str, str]]:
-    from ..data.reading_comprehension import heldout_examples
+    from ..samples.bidaf.data import heldout_examples
     return [(ex.context, ex.query) for ex in heldout_examples()[:n]]
 
 
@@ -126,7 +126,7 @@ def ort_runs(model_path: Path, prepared: Any, weights: Mapping[str, np.ndarray],
     """(start, end, start scores, end scores) per pair from ONNX Runtime on the prepared model
     with `weights` swapped in (the other initializers keep their values)."""
     from ..models.ort_session import ort_session
-    from ..text.preprocess import encode_text, feeds_for_prepared
+    from ..samples.bidaf.preprocess import encode_text, feeds_for_prepared
     from .onnx_model import with_initializers
     session = ort_session(with_initializers(model_path, weights))
     names = list(BIDAF_OUTPUTS) + list(BIDAF_SCORE_OUTPUTS)
@@ -148,7 +148,7 @@ def ort_outputs(model_path: Path, prepared: Any, weights: Mapping[str, np.ndarra
 
 def trt_outputs(runner: Any, prepared: Any, pairs: Sequence[Tuple[str, str]]) -> BidafOutputs:
     """BidafOutputs from a TensorRT runner of the prepared model."""
-    from ..flows.bidaf import answer_and_scores_with
+    from ..samples.bidaf.flow import answer_and_scores_with
     runs = []
     for context, query in pairs:
         start, end, _, s, e = answer_and_scores_with(runner, prepared, context, query)
@@ -160,7 +160,7 @@ def build_plain_engine(case: "BidafCase", prepared: Any, weights: Mapping[str, n
                        logger: Any, plan_cache: Any, gpu_name: str) -> Any:
     """The prepared model with `weights` built WITHOUT REFIT in the case's precision (plan cached)."""
     from ..fileio import atomic_write_bytes
-    from ..flows.bidaf import build_bidaf_engine
+    from ..samples.bidaf.flow import build_bidaf_engine
     from .onnx_model import with_initializers
     path = atomic_write_bytes(Path(tmp_dir) / "plain-build.onnx", with_initializers(prepared.model_path, weights))
     handle, _ = build_bidaf_engine(prepared, case.build_options(refit=False), logger, plan_cache, gpu_name,
@@ -169,7 +169,7 @@ def build_plain_engine(case: "BidafCase", prepared: Any, weights: Mapping[str, n
 
 
 def _bidaf_engine_class() -> Any:
-    from ..flows.bidaf import BidafTrt
+    from ..samples.bidaf.flow import BidafTrt
 
     class BidafCaseEngine(BidafTrt, CaseEngine):
         """The sample's BidafTrt (answer(), prepared, refitter) plus the generic view."""
@@ -210,8 +210,8 @@ def _bidaf_engine_class() -> Any:
                                       self.plan_cache, self.session.gpu_name)
 
         def latency_feeds(self) -> Dict[str, np.ndarray]:
-            from ..data.reading_comprehension import SAMPLE_CONTEXT, SAMPLE_QUERY
-            from ..text.preprocess import encode_text, feeds_for_prepared
+            from ..samples.bidaf.data import SAMPLE_CONTEXT, SAMPLE_QUERY
+            from ..samples.bidaf.preprocess import encode_text, feeds_for_prepared
             return feeds_for_prepared(encode_text(SAMPLE_CONTEXT, self.prepared.maps, "context"),
                                       encode_text(SAMPLE_QUERY, self.prepared.maps, "query"),
                                       self.prepared.input_names)
@@ -260,16 +260,16 @@ class BidafCase(RefitCase):
         return state
 
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
-        from ..flows.bidaf import onnx_float_initializers
+        from ..onnx_prep.generic import onnx_float_initializers
         prepared = self.prepare(resources)
         weights = target_weights(onnx_float_initializers(prepared.model_path))
         build_plain_engine(self, prepared, weights, resources.tmp_dir, logger, plan_cache, session.gpu_name).close()
 
     def model_path(self, resources: CaseResources) -> Optional[Path]:
         if self.key == "standin":
-            from ..flows.bidaf import default_model_path
+            from ..samples.bidaf.flow import default_model_path
             return default_model_path()
-        from ..onnx_prep.bidaf import find_original_bidaf
+        from ..samples.bidaf.prepare import find_original_bidaf
         found = find_original_bidaf(resources.data_dir) if resources.data_dir else None
         if found:
             self._original = Path(found)
@@ -281,13 +281,13 @@ class BidafCase(RefitCase):
         $REFIT_DATA_DIR)."""
         from ..models.assets import asset_sha256, file_sha256
         if self.key == "standin":
-            from ..models.bidaf import STANDIN_ONNX
+            from ..samples.bidaf import STANDIN_ONNX
             return asset_sha256(STANDIN_ONNX)
         path = self._original
         if path is None:
             from ..config import resolve_data_dir
             from ..errors import DataError
-            from ..onnx_prep.bidaf import find_original_bidaf
+            from ..samples.bidaf.prepare import find_original_bidaf
             try:
                 found = find_original_bidaf(resolve_data_dir(None))
             except DataError:
@@ -301,14 +301,14 @@ class BidafCase(RefitCase):
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
         if self.model_path(resources) is not None:
             return None
-        from ..onnx_prep.bidaf import original_bidaf_candidates
+        from ..samples.bidaf.prepare import original_bidaf_candidates
         looked = [str(p) for p in original_bidaf_candidates(resources.data_dir)] if resources.data_dir else []
         return f"original bidaf-9 model not found (looked at: {', '.join(looked) or 'no data dir given'})"
 
     def prepare(self, resources: CaseResources) -> Any:
         """The model after graph surgery (maps, refit weights, modified ONNX), made once per
         temp dir (that is, once per pytest session)."""
-        from ..onnx_prep.bidaf import prepare_bidaf
+        from ..samples.bidaf.prepare import prepare_bidaf
         if resources.tmp_dir not in self._prepared:
             out = resources.tmp_dir / f"prepared-{self.key}"
             self._prepared[resources.tmp_dir] = prepare_bidaf(self.model_path(resources), out)
@@ -316,7 +316,7 @@ class BidafCase(RefitCase):
 
     def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any,
              prepared: Any = None) -> CaseEngine:
-        from ..flows.bidaf import build_bidaf_engine
+        from ..samples.bidaf.flow import build_bidaf_engine
         prepared = prepared if prepared is not None else self.prepare(resources)
         handle, built = build_bidaf_engine(prepared, self.build_options(), logger, plan_cache, session.gpu_name)
         session.on_close(handle.close)

@@ -10,11 +10,11 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..interfaces import LENET_SHAPES, MNIST_REFIT_TARGETS
+from ..samples.mnist import LENET_SHAPES, MNIST_REFIT_TARGETS
 from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase, variant_name
 
 PROBE_IMAGES = 256
-#: what flows.mnist builds through the network API, as far as inputs_sha256 is concerned: bump
+#: what samples.mnist.flow builds through the network API, as far as inputs_sha256 is concerned: bump
 #: `version` when build_network changes the network it builds from the same weights
 NETWORK_RECIPE = {"network": "LeNet through the TensorRT network API (flows.mnist)", "version": 1,
                   "shapes": {k: list(v) for k, v in LENET_SHAPES.items()}}
@@ -42,7 +42,7 @@ class LenetEngine(CaseEngine):
 
     def __init__(self, case: "MnistCase", session: Any, logger: Any, trained: Mapping[str, np.ndarray],
                  images: np.ndarray) -> None:
-        from ..flows import mnist as flow
+        from ..samples.mnist import flow
         from ..refit.refitter import EngineRefitter
         from ..trt.engine import BuildOptions
         from ..trt.runner import TrtRunner
@@ -89,7 +89,7 @@ class LenetEngine(CaseEngine):
         return {self.flow.INPUT_NAME: self.probe_images}
 
     def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
-        from ..models.lenet_reference import lenet_forward
+        from ..samples.mnist.lenet import lenet_forward
         full = dict(self.build_weights)
         full.update(weights)
         return lenet_forward(full, self.probe_images)
@@ -119,7 +119,7 @@ class MnistCase(RefitCase):
         import json
         from ..fileio import sha256_bytes
         from ..models.assets import asset_sha256
-        from ..models.lenet_weights import committed_lenet_path
+        from ..samples.mnist.weights import committed_lenet_path
         blob = {"weights_file_sha256": asset_sha256(committed_lenet_path()), "network": NETWORK_RECIPE}
         return sha256_bytes(json.dumps(blob, sort_keys=True).encode("utf-8"))
 
@@ -130,8 +130,8 @@ class MnistCase(RefitCase):
 
     def load_inputs(self, resources: CaseResources) -> Dict[str, Any]:
         """The committed trained weights (verified) and the normalised test set."""
-        from ..data.mnist import load_mnist, normalize_images
-        from ..models.lenet_weights import committed_lenet
+        from ..samples.mnist.data import load_mnist, normalize_images
+        from ..samples.mnist.weights import committed_lenet
         trained = committed_lenet()
         test = load_mnist(resources.data_dir, "test")
         return {"trained": trained, "images": normalize_images(test.images),

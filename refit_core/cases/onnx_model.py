@@ -68,7 +68,7 @@ def ort_rows(model_path: Path, weights: Mapping[str, np.ndarray], feeds: Mapping
 class OnnxModelEngine(CaseEngine):
     def __init__(self, case: "OnnxModelCase", model_path: Path, session: Any, logger: Any, plan_cache: Any,
                  tmp_dir: Path) -> None:
-        from ..flows.bidaf import onnx_float_initializers
+        from ..onnx_prep.generic import onnx_float_initializers
         from ..refit.refitter import EngineRefitter
         from ..trt.runner import TrtRunner
         self.case, self.model_path, self.session, self.logger, self.tmp_dir = case, model_path, session, logger, tmp_dir
@@ -149,11 +149,9 @@ class OnnxModelCase(RefitCase):
         """(EngineHandle, BuildResult or None) of the ONNX file at `path`, through the plan cache;
         `timing_cache`: a serialized timing cache to start the build from (None: empty)."""
         from ..fileio import sha256_file
-        from ..trt import compat
-        from ..trt.engine import build_plan_from_onnx, load_or_build
-        key = {"model": self.name, "onnx_sha256": sha256_file(path), "options": options.key_parts(),
-               "tensorrt": compat.trt_version_string(), "gpu": session.gpu_name,
-               "shapes": {k: list(v) for k, v in sorted(self.input_shapes.items())}}
+        from ..trt.engine import build_plan_from_onnx, load_or_build, plan_key_parts
+        key = plan_key_parts(self.name, options, session.gpu_name, onnx_sha256=sha256_file(path),
+                             shapes={k: list(v) for k, v in sorted(self.input_shapes.items())})
         return load_or_build(plan_cache, key, lambda: build_plan_from_onnx(path, options, self.profiles(path), logger,
                                                                            timing_cache=timing_cache), logger)
 
@@ -168,7 +166,7 @@ class OnnxModelCase(RefitCase):
         return handle
 
     def warm_plain(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any) -> None:
-        from ..flows.bidaf import onnx_float_initializers
+        from ..onnx_prep.generic import onnx_float_initializers
         path, tmp = self.model_file(resources)
         target = self.target_weights(onnx_float_initializers(path), path)
         self.build_plain_engine(path, target, tmp, session, logger, plan_cache).close()

@@ -11,21 +11,17 @@ By default the jobs run one after the other in the session's own process
 (`prewarm_in_process`): one `Builder` (trt.engine.shared_builds) and one timing cache per
 precision for every build. `--refit-build-jobs=N` (N > 1) runs them in N spawned worker
 processes instead, each with its own CUDA context, Builder and copy of the timing caches (the
-last one to finish a precision writes its cache). Why one process is the default, from the
-measurements on an H200 (results/zoo/README.md; this choice was not timed head to head):
-concurrent builds time their tactics on the same GPU, so they add no throughput (six MobileNet
-builds: about 230 s one after the other, 624 s of job time 3 at a time, ended near 624 / 3);
-each worker pays the first `Builder` again (12.5 s on TensorRT 8.6.0); and builds beside other
-builds may choose other kernels (a refit tax below 1 was seen only there). One process saves
+last one to finish a precision writes its cache). Why one process is the default
+(results/zoo/README.md): concurrent builds time their tactics on the same GPU, so they add no
+throughput; each worker pays the first `Builder` again; and builds beside other builds may
+choose other kernels (a refit tax below 1 was seen only there). One process saves
 those two Builders and shares what tactic timing learns between the REFIT and no-REFIT builds
 of a case; it loses only the overlap of the CPU parts of the builds.
 
 Jobs start longest first: by the seconds the same job took to build in an earlier session
 with the same TensorRT version and GPU (kept in ``prewarm-build-times.json`` beside the plans;
 a job that only read its plans is not recorded), and jobs never measured before all others,
-FP16 first, so that the longest build does not start last. (Measured on an H200, it did not
-shorten the tier: concurrent builds share one GPU's tactic timing, and the builds ended near their
-total time / workers in either order.)
+FP16 first, so that the longest build does not start last.
 
 Only cases whose engines come from the plan cache (`RefitCase.plan_cached`) are warmed. A job
 that fails is reported and the session builds that case itself (the test then shows the real
@@ -57,10 +53,8 @@ DEFAULT_JOBS_TEXT = "1, one build after the other in the session's process"
 
 
 def default_jobs() -> int:
-    """DEFAULT_JOBS: the builds ahead run in the session's process (see the module's docstring). Concurrent
-    builds time their tactics on one GPU, so each takes longer: with 6 at a time on an H200
-    (TensorRT 8.5.3.1) the tiny MLP's FP16 builds took 62 s instead of a few, and 1506 s of jobs
-    finished in 396 s, not 250."""
+    """DEFAULT_JOBS: the builds ahead run in the session's process (see the module's docstring):
+    concurrent builds time their tactics on one GPU, so each takes longer."""
     return DEFAULT_JOBS
 
 

@@ -2,7 +2,7 @@
 
 The ONNX file is the committed export (refit_core/assets/zoo-NAME.onnx, checked against its
 manifest's sha256): the same bytes on every machine, no PyTorch needed. A damaged file is an
-error naming it; `python -m refit_core zoo-export --update-asset` remakes them on purpose.
+error naming it; `python -m tools.zoo_export --update-asset` (a checkout, not installed) remakes them on purpose.
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ data fingerprint, tool command, versions). Every load reads the file once, bound
 checks it against its manifest: a damaged or replaced asset is a AssetError naming the file,
 never silently remade. Standard library only (the GPU kit reads these without PyTorch).
 
-Refreshing an asset is deliberate: `python -m refit_core train-mnist --update-asset` and
-`python -m refit_core zoo-export --update-asset` write the file and its manifest atomically.
+Refreshing an asset is deliberate: `python -m tools.train_lenet --update-asset` and
+`python -m tools.zoo_export --update-asset` (a checkout, not installed) write the file and its manifest atomically.
 """
 from __future__ import annotations
 

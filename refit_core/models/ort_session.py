@@ -1,7 +1,7 @@
 """ONNX Runtime CPU sessions: the one home for creating them (numpy + onnxruntime, Python 3.9).
 
-Lives in the models layer, the lowest one that runs ONNX files (models.bidaf.reference);
-onnx_prep.ort_reference builds on it, so no import runs upward.
+Lives in the models layer, the lowest one that runs ONNX files; the samples' ONNX Runtime
+references (samples.bidaf.reference, samples.bidaf.ort_reference) build on it.
 """
 from __future__ import annotations
 

@@ -448,3 +448,16 @@ def prepare_file(source: Path, given: Mapping[str, Shape], out_path: Path, seed:
     atomic_write_bytes(out_path, prepared.model.SerializeToString())
     progress(f"prepare: wrote {out_path}")
     return PrepareResult(Path(out_path), prepared, agreement, unimportable)
+
+
+def onnx_float_initializers(model_path: Path) -> Dict[str, np.ndarray]:
+    """Every float32 initializer of the prepared model: the candidates for "refit every weight"."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(model_path))
+    out = {}
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size > 0:
+            out[init.name] = np.array(arr, copy=True, order="C")  # to_array gives read-only views
+    return out

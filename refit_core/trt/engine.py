@@ -271,6 +271,14 @@ _KEY_CHARS = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _PLAN_CACHE_FORMAT = 2
 
 
+def plan_key_parts(model: str, options: BuildOptions, gpu_name: str, **specific: Any) -> Dict[str, Any]:
+    """What a cached plan is keyed on (plan_cache_key hashes it): the model's name, the build
+    options, the TensorRT version and the GPU, plus what identifies the model's graph and
+    weights (`specific`: an ONNX file's sha256, the weights' sha256, the input shapes, ...)."""
+    return {"model": model, "options": options.key_parts(), "tensorrt": compat.trt_version_string(),
+            "gpu": gpu_name, **specific}
+
+
 def plan_cache_key(parts: Dict[str, Any]) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return sha256_bytes(blob)[:24]

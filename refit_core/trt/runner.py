@@ -54,10 +54,6 @@ class TrtRunner:
                           for t in self.inputs if -1 in t.shape}
         handle.adopt(self)
 
-    def input_profile(self, name: str) -> Optional[tuple]:
-        """(min, opt, max) shapes of a dynamic input in this context's profile (None if static)."""
-        return self._profiles.get(name)
-
     def _check_shape(self, name: str, shape: tuple) -> None:
         check_input_shape(name, shape, self.tensors[name].shape, self._profiles.get(name))
 

@@ -101,7 +101,7 @@ def _ratio(results, model, rebuild, refit):
 @pytest.fixture(scope="module")
 def bench_lenet(cuda_session, trt_logger, trained_lenet):
     """A fresh zero-conv1 engine of its own, so its first refit really is the first."""
-    from refit_core.flows import mnist as flow
+    from refit_core.samples.mnist import flow
     from refit_core.refit.refitter import EngineRefitter
     start = flow.dummy_conv1(trained_lenet.weights)
     handle, _ = flow.build_lenet_engine(start, BuildOptions(), trt_logger, None, cuda_session.gpu_name)
@@ -182,7 +182,7 @@ def bench_bidaf(cuda_session, trt_logger, bidaf_prepared, plan_cache):
     from the plan cache: the case engine's plan, or built here and cached for it (one build of
     ~50 s on TensorRT 8.5 instead of two). `built` (timing cache for the warm rebuild) is None
     when the plan came from the cache."""
-    from refit_core.flows import bidaf as flow
+    from refit_core.samples.bidaf import flow
     handle, built = flow.build_bidaf_engine(bidaf_prepared, BuildOptions(), trt_logger, plan_cache,
                                             cuda_session.gpu_name)
     engine = flow.BidafTrt(bidaf_prepared, handle, cuda_session.synchronize)
@@ -239,7 +239,7 @@ def test_bidaf_rebuild(benchmark, bench_bidaf, bidaf_prepared, bidaf_model, trt_
 
 
 def test_bidaf_inference_of_one_query(benchmark, bench_bidaf, bidaf_model, results):
-    from refit_core.data.reading_comprehension import SAMPLE_CONTEXT, SAMPLE_QUERY
+    from refit_core.samples.bidaf.data import SAMPLE_CONTEXT, SAMPLE_QUERY
     flow, engine, _ = bench_bidaf
     samples = _bench(benchmark, engine.answer, 50, 5, args=(SAMPLE_CONTEXT, SAMPLE_QUERY))
     _record(results, benchmark, f"bidaf.{bidaf_model[0]}.inference.one_query", samples)

@@ -69,7 +69,7 @@ def test_unchanged_initializers_keep_their_bytes(tmp_path):
     unchanged build weights too gives the same bytes as passing only the changed ones."""
     from refit_core.cases.onnx_model import with_initializers
     from refit_core.cases.tiny_mlp import write_tiny_mlp
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     path = write_tiny_mlp(tmp_path)
     inits = onnx_float_initializers(path)
     changed = {"fc1.bias": inits["fc1.bias"] + 1.0}
@@ -84,7 +84,7 @@ def test_bidaf_plain_weights_need_no_engine(tmp_path):
     the files are identical, so the session finds the worker's plan."""
     from refit_core.cases.bidaf import target_weights
     from refit_core.cases.onnx_model import with_initializers
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     case = registry.get("bidaf-standin")
     resources = CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path)
     prepared = case.prepare(resources)
@@ -137,7 +137,7 @@ def test_an_onnx_case_warms_the_plain_file_its_engine_will_ask_for(tmp_path):
     the engine's plain build (build weights = those initializers, plus the target) writes the
     same bytes, so its plan is found."""
     from refit_core.cases.onnx_model import with_initializers
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     case = registry.get("tiny-mlp-fp16")
     resources = CaseResources(data_dir=None, cache_root=tmp_path / "cache", tmp_dir=tmp_path)
     path, tmp = case.model_file(resources)

@@ -90,7 +90,7 @@ def test_weight_coverage_map(case_engine, results):
         f"weights the checks refit by name that the map does not call refittable: {sorted(set(case_engine.target_weights) - by_name)}"
     unreachable = sorted(coverage.explanations())
     if unreachable:  # asking for one is refused before TensorRT, saying why and what to do
-        from refit_core.flows.bidaf import onnx_float_initializers
+        from refit_core.onnx_prep.generic import onnx_float_initializers
         name = unreachable[0]
         array = onnx_float_initializers(case_engine.onnx_model_path())[name]
         before = _restored(case_engine)

@@ -83,7 +83,7 @@ def test_bidaf_target_weights_move_most_probe_scores_beyond_the_margin(tmp_path)
     from refit_core.cases.base import NO_OP_MARGIN, CaseResources
     from refit_core.cases.bidaf import (SCORE_TOLERANCE, BidafCase, ort_outputs, probe_pairs, target_weights,
                                         weight_change_visible)
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     case = BidafCase("standin")
     assert case.tolerance == SCORE_TOLERANCE  # the generic checks compare the scores
     prepared = case.prepare(CaseResources(data_dir=None, cache_root=tmp_path, tmp_dir=tmp_path))
@@ -129,7 +129,7 @@ def test_onnx_model_case_targets_change_the_reference(tmp_path):
     from refit_core.cases.onnx_model import with_initializers
     from refit_core.cases.tiny_mlp import tiny_mlp_case, write_tiny_mlp
     TINY_MLP = tiny_mlp_case()
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     path = write_tiny_mlp(tmp_path)
     build = onnx_float_initializers(path)
     feeds = TINY_MLP.probe_feeds()

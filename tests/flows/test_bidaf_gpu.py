@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refit_core.data.reading_comprehension import SAMPLE_ANSWER, SAMPLE_CONTEXT, SAMPLE_QUERY, heldout_examples
-from refit_core.flows import bidaf as flow
+from refit_core.samples.bidaf.data import SAMPLE_ANSWER, SAMPLE_CONTEXT, SAMPLE_QUERY, heldout_examples
+from refit_core.samples.bidaf import flow
 from refit_core.trt.runner import InputShapeError
 
 pytestmark = pytest.mark.gpu
@@ -34,11 +34,11 @@ def test_heldout_splits_exact_match_equals_onnx_runtime(bidaf_engine, bidaf_mode
     every model: TensorRT gives ONNX Runtime's span on every question and its start/end scores
     within cases.bidaf.SCORE_TOLERANCE (this needs no gold answers, so it runs on the original
     bidaf-9 as well). The stand-in's exact match clears each split's floor (the committed
-    metadata's ONNX Runtime value minus splits.FLOOR_MARGIN, refit_core/models/bidaf/splits.py);
+    metadata's ONNX Runtime value minus FLOOR_MARGIN, refit_core/samples/bidaf/reference.py);
     the original was trained on SQuAD, so its exact match on these questions is only reported."""
     from refit_core.cases.bidaf import bidaf_outputs, compare_bidaf, ort_outputs
-    from refit_core.data.reading_comprehension import EVAL_SPLITS, split_examples
-    from refit_core.models.bidaf.splits import floors
+    from refit_core.samples.bidaf.data import EVAL_SPLITS, split_examples
+    from refit_core.samples.bidaf.reference import floors
     key = bidaf_model[0]
     bidaf_engine.refitter.refit_with(flow.real_weights(bidaf_engine.prepared))
     floor = floors() if key == "standin" else {}
@@ -88,7 +88,7 @@ def test_lengths_inside_the_profile_match_onnx_runtime(bidaf_engine, bidaf_ort, 
     context = " ".join(words)[:10_000]
     query_words = (SAMPLE_QUERY.rstrip("?").split() * 8)[:query_len]
     query = " ".join(query_words)
-    from refit_core.text.tokenize import tokenize
+    from refit_core.samples.bidaf.tokenize import tokenize
     assert len(tokenize(context)) == context_len and len(tokenize(query)) == query_len
     start, end, text = bidaf_engine.answer(context, query)
     ref = bidaf_ort.answer(context, query)

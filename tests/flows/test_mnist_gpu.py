@@ -73,7 +73,7 @@ def test_refittable_weights_include_every_named_lenet_weight(mnist_engine, resul
 
 def test_sample_unnamed_bias_path(cuda_session, trt_logger, trained_lenet, mnist_test_set):
     """The 8.4 sample's path: conv1's bias has no name and is refitted by layer + role."""
-    from refit_core.flows import mnist as flow
+    from refit_core.samples.mnist import flow
     from refit_core.refit.refitter import EngineRefitter
     from refit_core.trt.engine import BuildOptions
     from refit_core.trt.runner import TrtRunner

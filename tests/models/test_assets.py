@@ -18,14 +18,16 @@ import pytest
 
 from refit_core.errors import AssetError, DataError
 from refit_core.fileio import sha256_file
-from refit_core.interfaces import LENET_SHAPES
+from refit_core.samples.mnist import LENET_SHAPES
 from refit_core.models import assets
 from refit_core.models.assets import MAX_ASSET_BYTES, read_asset, write_asset, zoo_asset
-from refit_core.models.lenet_weights import (LenetTrainConfig, committed_lenet, committed_lenet_path, npz_bytes,
-                                             parse_weights_npz, weights_sha256)
+from refit_core.samples.mnist.weights import committed_lenet, committed_lenet_path, parse_weights_npz, weights_sha256
 from refit_core.models.zoo import ZOO, committed_zoo_model
+from refit_core.models.zoo import UPDATE_ASSET_COMMAND as ZOO_UPDATE_COMMAND
+from tools.train_lenet import UPDATE_ASSET_COMMAND as LENET_UPDATE_COMMAND
+from tools.train_lenet import LenetTrainConfig, npz_bytes
 
-from .conftest import BITEXACT_ENV
+from tests.conftest import BITEXACT_ENV
 
 COMMITTED = [committed_lenet_path()] + [zoo_asset(name) for name in ZOO] + [assets.ASSETS_DIR / "bidaf_standin.onnx"]
 
@@ -50,13 +52,13 @@ def test_each_asset_is_small_and_matches_its_manifest(path) -> None:
 
 
 def test_the_lenet_manifest_says_how_the_weights_were_made(mnist_dir) -> None:
-    from refit_core.data.mnist import dataset_fingerprint
+    from refit_core.samples.mnist.data import dataset_fingerprint
     trained = committed_lenet()
     meta = trained.metadata
     assert meta["recipe"] == LenetTrainConfig().to_dict()
     assert meta["data_fingerprint"] == dataset_fingerprint(mnist_dir)
     assert meta["test_accuracy"] >= 0.98
-    assert meta["made_by"] == "python -m refit_core train-mnist --update-asset"
+    assert meta["made_by"] == LENET_UPDATE_COMMAND
     assert meta["weights_sha256"] == weights_sha256(trained.weights)
     assert {k: v.shape for k, v in trained.weights.items()} == LENET_SHAPES
 
@@ -65,7 +67,7 @@ def test_the_lenet_manifest_says_how_the_weights_were_made(mnist_dir) -> None:
 def test_the_zoo_manifests_record_the_current_recipe(name) -> None:
     meta = json.loads(zoo_asset(name).with_suffix(".json").read_text())
     assert meta["recipe"] == ZOO[name].recipe()
-    assert meta["made_by"].startswith("python -m refit_core zoo-export --update-asset")
+    assert meta["made_by"] == f"{ZOO_UPDATE_COMMAND} {name}"
     assert committed_zoo_model(name) == zoo_asset(name)
 
 
@@ -76,10 +78,10 @@ def test_the_gpu_side_needs_no_pytorch() -> None:
         import sys
         for name in ("torch", "torchvision"):
             sys.modules[name] = None
-        import refit_core.pytest_plugin, refit_core.pytest_fixtures, refit_core.flows.mnist, refit_core.flows.bidaf
-        import refit_core.trt.engine, refit_core.onnx_prep.bidaf
+        import refit_core.pytest_plugin, refit_core.pytest_fixtures, refit_core.samples.mnist.flow, refit_core.samples.bidaf.flow
+        import refit_core.trt.engine, refit_core.samples.bidaf.prepare
         from refit_core.cases import registry
-        from refit_core.models.lenet_weights import committed_lenet
+        from refit_core.samples.mnist.weights import committed_lenet
         from refit_core.models.zoo import ZOO, committed_zoo_model
         assert committed_lenet().test_accuracy >= 0.98
         [committed_zoo_model(n) for n in ZOO]
@@ -104,7 +106,7 @@ def _flip(path: Path) -> None:
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated", "fifo", "missing", "manifest duplicate key",
                                     "manifest deeply nested", "manifest missing"])
 def test_a_damaged_lenet_asset_is_an_error_naming_the_file_never_retrained(asset_copy, monkeypatch, damage) -> None:
-    import refit_core.models.lenet_weights as lw
+    import tools.train_lenet as lw
     monkeypatch.setattr(lw, "_train_weights", lambda *a, **k: pytest.fail("retrained a committed asset"))
     npz = asset_copy / "lenet_weights.npz"
     manifest = asset_copy / "lenet_weights.json"
@@ -217,7 +219,8 @@ def test_npz_bytes_round_trip() -> None:
 # ------------------------------------------------------------------ refreshing on purpose
 
 def test_update_committed_lenet_writes_the_weights_and_a_manifest(asset_copy, tiny_mnist_dir) -> None:
-    from refit_core.models.lenet_weights import TrainedWeights, update_committed_lenet
+    from refit_core.samples.mnist.weights import TrainedWeights
+    from tools.train_lenet import update_committed_lenet
     rng = np.random.default_rng(3)
     weights = {n: rng.standard_normal(s).astype(np.float32) for n, s in LENET_SHAPES.items()}
     trained = TrainedWeights(weights, {"config": LenetTrainConfig(limit=8).to_dict(), "test_accuracy": 0.1,
@@ -231,7 +234,7 @@ def test_update_committed_lenet_writes_the_weights_and_a_manifest(asset_copy, ti
 
 def test_zoo_export_update_asset_refreshes_the_committed_file(asset_copy, tmp_path) -> None:
     pytest.importorskip("torchvision")
-    from refit_core.models.zoo import update_zoo_asset
+    from tools.zoo_export import update_zoo_asset
     (asset_copy / "zoo-transformer-encoder.onnx").write_bytes(b"stale")
     meta = update_zoo_asset("transformer-encoder", tmp_path / "cache")
     assert committed_zoo_model("transformer-encoder") == asset_copy / "zoo-transformer-encoder.onnx"
@@ -256,7 +259,7 @@ EXPORT_RTOL = 1e-3
 @pytest.fixture(scope="module")
 def fresh_exports(tmp_path_factory):
     pytest.importorskip("torchvision")
-    from refit_core.models.zoo import zoo_model_path
+    from tools.zoo_export import zoo_model_path
     root = tmp_path_factory.mktemp("zoo-fresh")
     return {name: zoo_model_path(name, root, progress=None) for name in ZOO}
 

@@ -150,7 +150,7 @@ RAW_WRONG_COUNT = textwrap.dedent("""
     from refit_core.trt.cuda import CudaSession
     from refit_core.trt.recorders import make_logger
     from refit_core.trt.engine import BuildOptions, EngineHandle
-    from refit_core.flows import mnist as flow
+    from refit_core.samples.mnist import flow
     s = CudaSession()
     logger = make_logger()
     w = {k: np.zeros(v, np.float32) for k, v in flow.LENET_SHAPES.items()}

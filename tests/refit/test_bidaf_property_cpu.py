@@ -28,7 +28,7 @@ QUESTIONS = 10  # fewer than the GPU test's 20: ONNX Runtime is the engine here 
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
-    from refit_core.flows.bidaf import onnx_float_initializers
+    from refit_core.onnx_prep.generic import onnx_float_initializers
     tmp = Path(tmp_path_factory.mktemp("bidaf-property"))
     prepared = BidafCase("standin").prepare(CaseResources(data_dir=None, cache_root=tmp, tmp_dir=tmp))
     initial = onnx_float_initializers(prepared.model_path)

@@ -1,7 +1,7 @@
 """The MNIST property test's strategy and tolerance, on the CPU (no TensorRT, no data set).
 
 A LeNet with random He-initialised weights and random inputs stands in for the trained one
-(the float64 numpy reference, refit_core.models.lenet_reference); what is checked is the
+(the float64 numpy reference, refit_core.samples.mnist.lenet); what is checked is the
 strategy (tests/refit/strategies.py) and the per-row tolerance (cases.mnist.PROPERTY_TOLERANCE)
 that tests/refit/test_refit_properties_gpu.py uses.
 """
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from refit_core.cases.base import compare_outputs
 from refit_core.cases.mnist import PROPERTY_TOLERANCE
-from refit_core.interfaces import LENET_SHAPES
-from refit_core.models.lenet_reference import lenet_forward
+from refit_core.samples.mnist import LENET_SHAPES
+from refit_core.samples.mnist.lenet import lenet_forward
 from tests.refit.strategies import ZERO_KERNEL_ODDS, degenerate, perturb_all, weight_perturbations
 
 PLANS = 160

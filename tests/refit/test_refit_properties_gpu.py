@@ -25,7 +25,7 @@ from hypothesis import assume, given, settings, strategies as st
 from refit_core.cases.base import compare_outputs
 from refit_core.cases.mnist import PROPERTY_TOLERANCE
 from refit_core.errors import RefitError
-from refit_core.interfaces import LENET_SHAPES, LENET_WEIGHT_NAMES
+from refit_core.samples.mnist import LENET_SHAPES, LENET_WEIGHT_NAMES
 from tests.refit.bidaf_property import bidaf_plans, check_example, held_out_pairs, new_stats, summary
 from tests.refit.strategies import degenerate, perturb_all, weight_perturbations
 
@@ -185,5 +185,5 @@ def test_bidaf_refit_matches_onnx_runtime(data, bidaf_engine, bidaf_model, resul
 
 
 def _sample():
-    from refit_core.data.reading_comprehension import SAMPLE_CONTEXT, SAMPLE_QUERY
+    from refit_core.samples.bidaf.data import SAMPLE_CONTEXT, SAMPLE_QUERY
     return SAMPLE_CONTEXT, SAMPLE_QUERY

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from refit_core.cases.base import compare_outputs
-from refit_core.interfaces import LENET_SHAPES
+from refit_core.samples.mnist import LENET_SHAPES
 
 pytestmark = pytest.mark.gpu
 

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from refit_core.errors import RefitError
-from refit_core.interfaces import LENET_LAYERS, LENET_SHAPES
+from refit_core.samples.mnist import LENET_LAYERS, LENET_SHAPES
 from refit_core.refit.validation import WeightSpec
 
 pytestmark = pytest.mark.gpu
@@ -151,7 +151,7 @@ WRONG_COUNT_CHILD = textwrap.dedent("""
     apply_from_environment()  # under selfcheck, the parent's fault applies here too
     import numpy as np
     from refit_core.errors import RefitError
-    from refit_core.flows import mnist as flow
+    from refit_core.samples.mnist import flow
     from refit_core.refit.refitter import EngineRefitter
     from refit_core.refit.validation import WeightSpec
     from refit_core.trt.cuda import CudaSession

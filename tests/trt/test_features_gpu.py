@@ -56,7 +56,7 @@ def test_async_refit_on_a_stream_equals_the_synchronous_refit(mnist_engine):
 
 @pytest.mark.trt_feature("onnx_refitter")
 def test_onnx_parser_refitter_restores_the_model_weights(bidaf_engine):
-    from refit_core.flows import bidaf as flow
+    from refit_core.samples.bidaf import flow
     trt = compat.import_tensorrt()
     bidaf_engine.refitter.refit_with(flow.fake_weights(bidaf_engine.prepared))
     assert not np.array_equal(bidaf_engine.probe(), bidaf_engine.built_outputs)

@@ -331,3 +331,21 @@ def test_opening_the_cache_clears_temp_files_of_killed_writers(tmp_path: Path) -
     make_cache(root)
     remaining = sorted(p.name for p in root.iterdir())
     assert remaining == [live.name], remaining
+
+
+def test_the_samples_plan_keys_are_built_in_one_place_and_keep_their_layout():
+    """plan_key_parts is the one builder; the LeNet flow's key keeps the layout plans already
+    cached under (a changed layout would rebuild every cached plan)."""
+    import numpy as np
+    from refit_core.samples.mnist import LENET_SHAPES
+    from refit_core.samples.mnist.flow import lenet_cache_key
+    from refit_core.trt.engine import BuildOptions, plan_key_parts
+    options = BuildOptions()
+    weights = {k: np.zeros(s, np.float32) for k, s in LENET_SHAPES.items()}
+    blob = b"".join(weights[k].tobytes() for k in sorted(LENET_SHAPES))
+    assert lenet_cache_key(weights, options, "GPU", True) == {
+        "model": "lenet", "weights_sha256": hashlib.sha256(blob).hexdigest(), "options": options.key_parts(),
+        "tensorrt": VERSION, "gpu": "GPU", "name_conv1_bias": True,
+        "profile": [[1, 1, 28, 28], [1000, 1, 28, 28], [1000, 1, 28, 28]]}
+    assert plan_key_parts("m", options, "GPU", onnx_sha256="x") == {
+        "model": "m", "options": options.key_parts(), "tensorrt": VERSION, "gpu": "GPU", "onnx_sha256": "x"}
