@@ -111,9 +111,10 @@ def run_gate(args: argparse.Namespace) -> int:
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     from .report import DEFAULT_OUT, PLOT_NAME, REPORT_NAME
     parser.add_argument("results", nargs="+", metavar="RESULTS",
-                        help="results JSON files, one per TensorRT version / GPU run")
+                        help="results records: files, folders (the files directly in them) or globs; files "
+                        "that are no record (logs, benchmark JSON, older schemas) are skipped with one line each")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"directory for {REPORT_NAME} and {PLOT_NAME} (default {DEFAULT_OUT})")
+                        help=f"directory for {REPORT_NAME}, {PLOT_NAME} and the other charts (default {DEFAULT_OUT})")
 
 
 def run_report(args: argparse.Namespace) -> int:
