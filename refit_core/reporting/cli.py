@@ -7,14 +7,16 @@ Every user mistake ends in ONE line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any, Dict, Optional
 
 from .formatting import format_table, one_line
 from .record import Record
 from .rules import GateRefused, compare
 from .schema import ResultsFileError, load_results
 from .tolerances import add_tolerance_options, tolerances_from_options
-from .verdicts import EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE
+from .verdicts import EXIT_UNUSABLE, GateResult
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,19 +34,53 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gate every case whose inputs (cases.<case>.inputs_sha256) are the same in both "
                         "records and list the others as not compared (default: refuse, exit 2)")
     parser.add_argument("--differences-only", action="store_true",
-                        help="print only rows whose verdict is not ok")
+                        help="print only the rows worth a look: regressions, missing, not compared, changed, "
+                        "evidence that appeared or disappeared (not ok rows nor provenance shown for information)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document instead of the table: verdict, exit_code, summary, "
+                        "both records and every row (status, key, baseline, candidate, reason); same exit codes")
+
+
+def _identity(path: str, record: Record) -> Dict[str, Any]:
+    env = record.environment
+    return {"path": path, "tensorrt_version": env.tensorrt_version, "gpu_name": env.gpu_name,
+            "created": record.created, "profile": record.profile}
 
 
 def _describe(path: str, record: Record) -> str:
-    env = record.environment
-    bits = [f"TensorRT {env.tensorrt_version}" if env.tensorrt_version else None,
-            env.gpu_name, record.created, f"profile {record.profile}"]
-    return one_line(f"{path} ({', '.join(str(b) for b in bits if b)})")
+    bits = _identity(path, record)
+    shown = [f"TensorRT {bits['tensorrt_version']}" if bits["tensorrt_version"] else None,
+             bits["gpu_name"], bits["created"], f"profile {bits['profile']}"]
+    return one_line(f"{path} ({', '.join(str(b) for b in shown if b)})")
+
+
+def gate_document(result: Optional[GateResult], sides: Dict[str, Any], error: Optional[str] = None,
+                  differences_only: bool = False) -> Dict[str, Any]:
+    """What `gate --json` prints: the same rows as the table (GateRow.fields), the verdict and exit code."""
+    if result is None:
+        return {"verdict": "error", "exit_code": EXIT_UNUSABLE, "summary": "GATE ERROR: unusable input",
+                "error": error, **sides, "counts": {}, "rows": []}
+    rows = result.differences() if differences_only else result.rows
+    return {"verdict": "passed" if result.passed else "failed", "exit_code": result.exit_code,
+            "summary": result.verdict_line(), **sides, "counts": result.counts(),
+            "rows": [row.fields() for row in rows]}
 
 
 def run_gate(args: argparse.Namespace) -> int:
-    """Print the table and a one-line verdict; 0 passed, 1 regression, 2 unusable input."""
+    """Print the table (or --json) and a one-line verdict; 0 passed, 1 regression, 2 unusable input."""
     paths = {"baseline": str(args.baseline), "candidate": str(args.candidate)}
+    as_json = bool(getattr(args, "json", False))
+    differences_only = bool(getattr(args, "differences_only", False))
+
+    def refuse(message: str) -> int:
+        print(f"gate: cannot compare: {message}", file=sys.stderr)
+        if as_json:
+            sides = {side: {"path": path} for side, path in paths.items()}
+            print(json.dumps(gate_document(None, sides, error=message), indent=2))
+        else:
+            print("GATE ERROR: unusable input")
+        return EXIT_UNUSABLE
+
     try:
         baseline = load_results(args.baseline)
         candidate = load_results(args.candidate)
@@ -55,28 +91,30 @@ def run_gate(args: argparse.Namespace) -> int:
                          allow_different_inputs=bool(getattr(args, "allow_different_inputs", False)))
     except GateRefused as exc:
         where = paths.get(exc.side, f"{paths['baseline']} vs {paths['candidate']}")
-        print(f"gate: cannot compare: {one_line(where)}: {one_line(exc)}", file=sys.stderr)
-        print("GATE ERROR: unusable input")
-        return EXIT_UNUSABLE
+        return refuse(f"{one_line(where)}: {one_line(exc)}")
     except (ResultsFileError, ValueError) as exc:
-        print(f"gate: cannot compare: {one_line(exc)}", file=sys.stderr)
-        print("GATE ERROR: unusable input")
-        return EXIT_UNUSABLE
+        return refuse(one_line(exc))
+    if as_json:
+        sides = {"baseline": _identity(paths["baseline"], baseline),
+                 "candidate": _identity(paths["candidate"], candidate)}
+        print(json.dumps(gate_document(result, sides, differences_only=differences_only), indent=2))
+        return result.exit_code
     print(f"baseline:  {_describe(paths['baseline'], baseline)}")
     print(f"candidate: {_describe(paths['candidate'], candidate)}")
     print()
-    print(format_table(result, differences_only=bool(getattr(args, "differences_only", False))))
+    print(format_table(result, differences_only=differences_only))
     print()
-    print(result.verdict_line())
-    return EXIT_OK if result.passed else EXIT_REGRESSION
+    print(result.verdict_line())  # one line, however long: what a CI log is searched for
+    return result.exit_code
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     from .report import DEFAULT_OUT, PLOT_NAME, REPORT_NAME
     parser.add_argument("results", nargs="+", metavar="RESULTS",
-                        help="results JSON files, one per TensorRT version / GPU run")
+                        help="results records: files, folders (the files directly in them) or globs; files "
+                        "that are no record (logs, benchmark JSON, older schemas) are skipped with one line each")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"directory for {REPORT_NAME} and {PLOT_NAME} (default {DEFAULT_OUT})")
+                        help=f"directory for {REPORT_NAME}, {PLOT_NAME} and the other charts (default {DEFAULT_OUT})")
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any, List, Sequence
+import shutil
+import textwrap
+from typing import Any, List, Optional, Sequence
 
 ABSENT = "-"
-_CELL_WIDTH = 44
-_METRIC_WIDTH = 72
 
 
 def pct(value: Any) -> str:
@@ -71,37 +71,78 @@ def md_cell(text: Any) -> str:
     return md(text) or "-"
 
 
-def _shorten(text: str, width: int, middle: bool = False) -> str:
-    if len(text) <= width:
-        return text
-    if middle:
-        head = (width - 3) // 2
-        return text[:head] + "..." + text[len(text) - (width - 3 - head):]
-    return text[:width - 3] + "..."
+#: The narrowest table format_table draws (a narrower terminal gets this width).
+MIN_TABLE_WIDTH = 40
+_GAP = "  "
 
 
-def format_table(result: Any, differences_only: bool = False) -> str:
-    """Aligned text columns: metric, baseline, candidate, allowed, verdict.
+def terminal_width() -> int:
+    """Columns of the terminal (COLUMNS first, as shutil reads it; 80 when there is none)."""
+    return shutil.get_terminal_size().columns
 
-    Cells are put on one line and long ones shortened (metrics in the middle, to keep test
-    names readable) so the table stays usable in a CI log.
-    """
-    header = ("metric", "baseline", "candidate", "allowed", "verdict")
-    body: List[Sequence[str]] = []
-    for row in result.rows:
-        if differences_only and row.verdict == "ok":
-            continue
-        body.append((_shorten(one_line(row.metric), _METRIC_WIDTH, middle=True),
-                     _shorten(one_line(row.baseline), _CELL_WIDTH),
-                     _shorten(one_line(row.candidate), _CELL_WIDTH),
-                     _shorten(one_line(row.allowed), _CELL_WIDTH), row.verdict))
-    widths = [max([len(header[i])] + [len(r[i]) for r in body]) for i in range(len(header))]
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+#: Most lines a wrapped cell takes; the rest is cut off with "..." (`gate --json` has it all).
+MAX_CELL_LINES = 4
 
-    out = [line(header), line(["-" * w for w in widths])]
-    out += [line(r) for r in body]
-    if not body:
-        out.append("(no rows)")
+
+def _column_widths(natural: Sequence[int], weight: Sequence[float], room: int) -> List[int]:
+    """Widths within `room`: a column of weight 0 keeps its natural width; the others get at
+    least their weight's share of what is left (or their natural width, if less), and the
+    widest shrink first: a cap c with sum(min(w, max(share, c))) <= the room left."""
+    left = room - sum(w for w, k in zip(natural, weight) if not k)
+    if sum(natural) - sum(w for w, k in zip(natural, weight) if not k) <= left:
+        return list(natural)
+    share = [int(left * k) for k in weight]
+    cap = 1
+    while sum(min(w, max(s, cap + 1)) for w, s, k in zip(natural, share, weight) if k) <= left:
+        cap += 1
+    return [min(w, max(s, cap)) if k else w for w, s, k in zip(natural, share, weight)]
+
+
+def _wrap(cell: str, width: int) -> List[str]:
+    lines = textwrap.wrap(cell, width, break_long_words=True, break_on_hyphens=False) or [""]
+    if len(lines) > MAX_CELL_LINES:
+        lines = lines[:MAX_CELL_LINES]
+        lines[-1] = lines[-1][:max(0, width - 3)] + "..."
+    return lines
+
+
+def text_table(header: Sequence[str], body: Sequence[Sequence[str]], width: int,
+               weight: Sequence[float] = ()) -> str:
+    """Aligned columns never wider than `width` (at least MIN_TABLE_WIDTH): a long cell wraps
+    within its column (MAX_CELL_LINES at most). weight: per column, 0 = never narrowed, else
+    the least share of the room it keeps when the table must narrow (default: all alike)."""
+    weight = list(weight) or [0.1] * len(header)
+    cells = [[one_line(c) for c in row] for row in [list(header)] + [list(r) for r in body]]
+    natural = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    room = max(width, MIN_TABLE_WIDTH) - len(_GAP) * (len(header) - 1)
+    widths = _column_widths(natural, weight, room)
+
+    def lines(row: Sequence[str]) -> List[str]:
+        parts = [_wrap(cell, w) for cell, w in zip(row, widths)]
+        return [_GAP.join((p[k] if k < len(p) else "").ljust(w) for p, w in zip(parts, widths)).rstrip()
+                for k in range(max(len(p) for p in parts))]
+
+    out = lines(cells[0]) + [_GAP.join("-" * w for w in widths)]
+    for row in cells[1:]:
+        out += lines(row)
     return "\n".join(out)
+
+
+#: The least share of a narrowed gate table each column keeps: the key most (it names the row),
+#: the status none (never narrowed: one word a log search finds).
+_GATE_WEIGHTS = {"status": 0.0, "key": 0.4, "baseline": 0.1, "candidate": 0.1, "reason": 0.1}
+
+
+def format_table(result: Any, differences_only: bool = False, width: Optional[int] = None) -> str:
+    """The gate's rows as text columns (verdicts.ROW_FIELDS), as wide as the terminal at most
+    (`width`, default terminal_width()); long cells wrap within their column.
+
+    differences_only: just GateResult.differences() (regressions, missing, changed, ...)."""
+    from .verdicts import ROW_FIELDS
+    rows = result.differences() if differences_only else result.rows
+    body = [list(row.fields().values()) for row in rows]
+    table = text_table(ROW_FIELDS, body, width or terminal_width(), [_GATE_WEIGHTS[n] for n in ROW_FIELDS])
+    if not body:
+        table += "\n" + ("(no differences)" if differences_only else "(no rows)")
+    return table

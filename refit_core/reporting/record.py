@@ -21,6 +21,10 @@ from ..config import PROFILES
 #: The version this code writes and reads; records of other versions are refused (re-run the suite).
 SCHEMA_VERSION = 3
 
+#: How `python -m refit_core check` names its tests ("check::<case>::<check>"): the report tells
+#: its records from the suite's by it.
+CHECK_TEST_PREFIX = "check::"
+
 #: Outcomes a record holds; pytest's "error" (setup/teardown) is stored as "failed".
 TEST_OUTCOMES = ("passed", "failed", "skipped")
 

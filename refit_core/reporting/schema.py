@@ -24,6 +24,12 @@ class ResultsFileError(DataError):
     """A results file cannot be used: unreadable, malformed, or not this schema."""
 
 
+class NotARecord(ResultsFileError):
+    """The file is no record this refit_core reads: not JSON, not an object, or no schema_version 3
+    (a log, a pytest-benchmark file, a record of an older suite). `report` skips such files;
+    a schema-3 record that fails validation is a damaged record, not this."""
+
+
 def canonical_test_id(nodeid: str) -> str:
     """The id of a test that does not depend on where pytest was started.
 
@@ -63,7 +69,7 @@ def describe_error(exc: ValidationError) -> str:
 def validate_results(data: Any, source: str = "<results>") -> Record:
     """The record as the model, else ResultsFileError naming `source` and the field."""
     if not isinstance(data, dict):
-        raise ResultsFileError(f"{source}: not a results record (a JSON object)")
+        raise NotARecord(f"{source}: not a results record (a JSON object)")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION or isinstance(version, bool):
         if "schema_version" not in data:
@@ -72,7 +78,7 @@ def validate_results(data: Any, source: str = "<results>") -> Record:
             hint = f"{version} is of an older refit_core; run the suite again to make a record of this one"
         else:
             hint = f"{_shown(repr(version))} is not one this refit_core reads"
-        raise ResultsFileError(f"{source}: schema_version {hint} (this refit_core reads {SCHEMA_VERSION})")
+        raise NotARecord(f"{source}: schema_version {hint} (this refit_core reads {SCHEMA_VERSION})")
     try:
         return Record.model_validate(data)
     except ValidationError as exc:
@@ -89,7 +95,7 @@ def load_results(path: PathLike) -> Record:
     except OSError as exc:
         raise ResultsFileError(f"{source}: cannot read results file: {_shown(exc.strerror or exc, 200)}") from None
     except ValueError as exc:
-        raise ResultsFileError(f"{source}: malformed JSON: {_shown(exc, 200)}") from None
+        raise NotARecord(f"{source}: malformed JSON: {_shown(exc, 200)}") from None
     return validate_results(data, source)
 
 

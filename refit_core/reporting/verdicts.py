@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from .formatting import ABSENT
+
 OK = "ok"
 REGRESSION = "REGRESSION"
 CHANGED = "changed"            # different, reported, not judged (weight sets, environment, ...)
@@ -21,6 +23,9 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_UNUSABLE = 2
 
+#: A row's fields as the table heads them and `gate --json` names them (in this order).
+ROW_FIELDS = ("status", "key", "baseline", "candidate", "reason")
+
 
 @dataclass
 class GateRow:
@@ -35,6 +40,18 @@ class GateRow:
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {self.verdict!r}")
+
+    def fields(self) -> Dict[str, str]:
+        """The row as ROW_FIELDS -> text: what the table shows and `gate --json` writes."""
+        return dict(zip(ROW_FIELDS, (self.verdict, self.metric, self.baseline, self.candidate, self.allowed)))
+
+    def is_difference(self) -> bool:
+        """Worth a look (`gate --differences-only`): a regression, missing or not-compared evidence, a
+        change, or evidence that appeared or disappeared; not an ok row, nor an info row shown
+        beside a value that always differs (timestamps, commits, timings of another GPU)."""
+        if self.verdict in (REGRESSION, MISSING, ALLOWED_MISSING, NOT_COMPARED, CHANGED):
+            return True
+        return self.verdict == INFO and ABSENT in (self.baseline, self.candidate) and self.baseline != self.candidate
 
 
 @dataclass
@@ -66,6 +83,14 @@ class GateResult:
             if row.metric == metric:
                 return row
         return None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.passed else EXIT_REGRESSION
+
+    def differences(self) -> List[GateRow]:
+        """The rows `--differences-only` shows (GateRow.is_difference)."""
+        return [row for row in self.rows if row.is_difference()]
 
     def verdict_line(self) -> str:
         """One line a CI log or a human can act on."""

@@ -11,7 +11,9 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from refit_core.reporting.cli import add_report_arguments, run_report
-from refit_core.reporting.report import PLOT_NAME, REPORT_NAME, build_markdown, version_key
+from refit_core.reporting.formatting import md
+from refit_core.reporting.report import PLOT_NAME, REPORT_NAME, build_markdown, run_label, version_key
+from refit_core.reporting.schema import load_results
 
 from .conftest import SAMPLE_85, SAMPLE_86
 
@@ -62,8 +64,10 @@ def test_report_writes_markdown_and_png(tmp_path: Path, capsys: pytest.CaptureFi
                    "mnist rebuild median", "mnist rebuild/refit", "bidaf.standin rebuild/refit"):
         assert column in header
     assert "99.12%" in rows[0] and '"savanna"' in rows[0]
-    assert "- TensorRT 8.5.3.1 (NVIDIA H100 80GB HBM3): 8 passed, 0 failed, 1 skipped" in markdown
-    assert "- TensorRT 8.6.0 (NVIDIA H100 80GB HBM3): 9 passed, 0 failed, 0 skipped" in markdown
+    label_85, label_86 = (run_label(load_results(p)) for p in (SAMPLE_85, SAMPLE_86))
+    assert label_85.startswith("8.5.3.1, NVIDIA H100 80GB HBM3, ")
+    assert f"- {md(label_85)}: 8 passed, 0 failed, 1 skipped" in markdown
+    assert f"- {md(label_86)}: 9 passed, 0 failed, 0 skipped" in markdown
     assert "TEST FIXTURE" in markdown  # fixture notes travel into the report
     assert f"]({PLOT_NAME})" in markdown
 
@@ -92,14 +96,17 @@ def test_cells_are_markdown_safe(baseline: Dict[str, Any]) -> None:
     markdown = build_markdown([("x.json", baseline)])
     row = _table_rows(markdown)[0]
     assert "a \\| b c" in row
-    assert row.count(" | ") == markdown.splitlines()[4].count(" | ")  # same columns as header
+    header = next(line for line in markdown.splitlines() if line.startswith("| TensorRT"))
+    assert row.count(" | ") == header.count(" | ")  # same columns as the header
 
 
-def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"schema_version": 7}', encoding="utf-8")
+def test_a_damaged_record_exits_2(baseline: Dict[str, Any], write_json: Callable[[str, Any], Path],
+                                  tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A schema-3 record that fails validation is damaged, not skipped: one line naming file and field."""
+    baseline["mnist"]["accuracy_after"] = 1.5
+    bad = write_json("bad.json", baseline)
     code, _, err = _report([SAMPLE_85, bad], tmp_path / "out", capsys)
-    assert code == 2 and "bad.json" in err
+    assert code == 2 and "bad.json" in err and "accuracy_after" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / REPORT_NAME).exists()
 
 
