@@ -14,8 +14,7 @@ import pytest
 
 from refit_core.errors import TrainingUnavailable, ZooCacheWarning
 from refit_core.models.zoo import ZOO
-from tools.zoo_export import MAX_ONNX_BYTES, entry_dir, zoo_model_path
-from tools.zoo_torch import MIN_INPUT_DEPENDENCE
+from tools.zoo_export import MAX_ONNX_BYTES, MIN_INPUT_DEPENDENCE, entry_dir, zoo_model_path
 from ..hostile import TOO_DEEP_JSON, replace_with_fifo
 
 
