@@ -19,6 +19,8 @@ from .errors import RefitCoreError
 #: the program name under `python -m refit_core` (__main__.py passes it); the console script's is its own
 MODULE_PROG = "python -m refit_core"
 DISTRIBUTION = "refit-core"
+#: exit status when stdout's reader closed the pipe early, as a shell reports a process killed by SIGPIPE
+SIGPIPE_EXIT = 128 + 13
 
 
 class _ParseFailed(Exception):
@@ -168,9 +170,14 @@ def _subcommand_parser(**kwargs) -> Parser:
 
 
 def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
-    args = build_parser(prog).parse_args(argv)
     try:
+        args = build_parser(prog).parse_args(argv)
         return int(args.func(args) or 0)
     except RefitCoreError as exc:
         print(f"refit_core: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`gate ... | head`): no traceback; stdout goes to devnull so that
+        # the interpreter's final flush cannot raise again, and the exit is the shell's SIGPIPE status
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT

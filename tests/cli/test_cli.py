@@ -78,6 +78,18 @@ def test_version_names_the_distribution_and_its_version():
     assert proc.stdout.strip() == f"refit-core {__version__}"
 
 
+def test_a_reader_that_goes_away_gets_no_traceback():
+    """`refit-core gate A B | head`: the reader closes the pipe before the table is written."""
+    from refit_core.cli import SIGPIPE_EXIT
+    record = sorted((ROOT / "results").glob("trt*.json"))[0]  # a committed GPU-tier record, gated against itself
+    proc = subprocess.Popen([sys.executable, "-m", "refit_core", "gate", str(record), str(record)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the interpreter has started: every write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == SIGPIPE_EXIT, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_usage_names_the_program_as_invoked(tmp_path):
     """`python -m refit_core` says so; the console script (any file named refit-core) says refit-core."""
     proc = run_cli("gate", "--help")
