@@ -271,11 +271,12 @@ class Run:
         self.provenance: Dict[str, Any] = {}
 
     def outcome(self, name: str, ok: Optional[bool], line: str) -> bool:
+        from .reporting.record import CHECK_TEST_PREFIX
         status = "skipped" if ok is None else ("passed" if ok else "failed")
         self.outcomes.append(Outcome(name, status, line))
         mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[status]
         print(f"  [{mark}] {name}: {line}")
-        self.rec.record_test(f"check::{self.plan.key}::{name}", status, None if ok else line, cases=[self.plan.key])
+        self.rec.record_test(f"{CHECK_TEST_PREFIX}{self.plan.key}::{name}", status, None if ok else line, cases=[self.plan.key])
         return bool(ok)
 
     def fact(self, line: str) -> None:
