@@ -32,6 +32,8 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from refit_core.pytest_session import in_ci
+from refit_core.samples.mnist.data import NO_MIRROR_REACHABLE
 from refit_core.trt.cuda import gpu_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,6 +198,9 @@ def test_readme_block_runs(block: Block, checkout: Path) -> None:
             continue
         proc = _run(command, exports, checkout)
         output = proc.stdout + proc.stderr
+        if proc.returncode != command.expected_exit and NO_MIRROR_REACHABLE in output and not in_ci():
+            pytest.skip(f"README command {command.line!r} needs the internet, or REFIT_DATA_DIR naming a copy "
+                        "of MNIST to serve as its mirror; neither is here (CI=true makes this a failure)")
         assert proc.returncode == command.expected_exit, \
             f"README command {command.line!r} exited {proc.returncode}, not {command.expected_exit}:\n{output[-3000:]}"
         if command.is_pytest:

@@ -59,6 +59,8 @@ MNIST_MIRRORS: Tuple[str, ...] = ("https://ossci-datasets.s3.amazonaws.com/mnist
                                   "http://yann.lecun.com/exdb/mnist/")
 # Mirrors to use instead (comma-separated base URLs), e.g. a local copy.
 MIRRORS_ENV = "REFIT_MNIST_MIRRORS"
+#: how fetch_mnist's error begins when no mirror answers (offline)
+NO_MIRROR_REACHABLE = "cannot download MNIST: no mirror reachable"
 SUMS_FILE = "SHA256SUMS"
 
 # The largest MNIST file is 47,040,016 bytes decompressed: nothing read here may exceed this.
@@ -422,7 +424,7 @@ def fetch_mnist(dest: PathLike, progress: Callable[[str], None] = print) -> Path
             break
         else:
             if not reached:
-                raise DataError(f"cannot download MNIST: no mirror reachable ({'; '.join(problems)}); "
+                raise DataError(f"{NO_MIRROR_REACHABLE} ({'; '.join(problems)}); "
                                 + offline_advice(target, bases))
             raise DataError(f"{name}: refused, no mirror served the expected bytes ({'; '.join(problems)}); "
                             + offline_advice(target, bases))
