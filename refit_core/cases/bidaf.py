@@ -269,7 +269,7 @@ class BidafCase(RefitCase):
         if self.key == "standin":
             from ..samples.bidaf.flow import default_model_path
             return default_model_path()
-        from ..samples.bidaf.prepare import find_original_bidaf
+        from ..samples.bidaf.original import find_original_bidaf
         found = find_original_bidaf(resources.data_dir) if resources.data_dir else None
         if found:
             self._original = Path(found)
@@ -287,7 +287,7 @@ class BidafCase(RefitCase):
         if path is None:
             from ..config import resolve_data_dir
             from ..errors import DataError
-            from ..samples.bidaf.prepare import find_original_bidaf
+            from ..samples.bidaf.original import find_original_bidaf
             try:
                 found = find_original_bidaf(resolve_data_dir(None))
             except DataError:
@@ -301,7 +301,7 @@ class BidafCase(RefitCase):
     def unavailable_reason(self, resources: CaseResources) -> Optional[str]:
         if self.model_path(resources) is not None:
             return None
-        from ..samples.bidaf.prepare import original_bidaf_candidates
+        from ..samples.bidaf.original import original_bidaf_candidates
         looked = [str(p) for p in original_bidaf_candidates(resources.data_dir)] if resources.data_dir else []
         return f"original bidaf-9 model not found (looked at: {', '.join(looked) or 'no data dir given'})"
 

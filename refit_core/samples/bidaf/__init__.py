@@ -1,6 +1,7 @@
 """The engine_refit_onnx_bidaf sample: tokenizer and preprocessing (tokenize, preprocess,
-category_map), the generated reading-comprehension set (data), graph surgery and its cache
-(prepare, prepared), ONNX Runtime references (ort_reference, reference) and the flow (flow).
+category_map), the generated reading-comprehension set (data), graph surgery (surgery), the
+prepared model's files and their cache (prepare, prepared), the user's original bidaf-9.onnx
+(original), ONNX Runtime references (ort_reference, reference) and the flow (flow).
 
 The model is the BiDAF stand-in: a small, trained Bi-Directional Attention Flow model whose ONNX
 file (committed in refit_core/assets/) has the interface and the graph patterns of the ONNX model

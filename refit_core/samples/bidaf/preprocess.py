@@ -1,7 +1,7 @@
 """Turn a context or query into BiDAF's four inputs, as strings and as CategoryMapper ids.
 
 Why: the original bidaf-9 takes strings and maps them to ids inside the graph; the
-prepared model (CategoryMappers removed, see :mod:`refit_core.samples.bidaf.prepare`) takes the
+prepared model (CategoryMappers removed, see :mod:`refit_core.samples.bidaf.surgery`) takes the
 ids, so the lookup moves here. Both must see exactly the same tokens, so both are made
 from one :class:`EncodedText`.
 

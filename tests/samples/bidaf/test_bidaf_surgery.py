@@ -13,12 +13,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from refit_core.errors import DataError, ModelPatternError
-from refit_core.samples.bidaf import prepare as bidaf
+from refit_core.samples.bidaf import original as original_model
+from refit_core.samples.bidaf.original import ORIGINAL_BIDAF_LOCATIONS, find_original_bidaf, original_bidaf_candidates
 from refit_core.samples.bidaf.prepared import load_prepared
-from refit_core.samples.bidaf.prepare import (BIDAF_INPUT_NAMES, MANIFEST_NAME, ORIGINAL_BIDAF_LOCATIONS,
-                                        PREPARED_MODEL_NAME, REFIT_WEIGHT_NAMES, CategoryMap,
-                                        PreparedBidaf, find_original_bidaf,
-                                        original_bidaf_candidates, prepare_bidaf)
+from refit_core.samples.bidaf.prepare import (BIDAF_INPUT_NAMES, MANIFEST_NAME, PREPARED_MODEL_NAME,
+                                        REFIT_WEIGHT_NAMES, CategoryMap, PreparedBidaf, prepare_bidaf)
 
 
 def _ops(model: onnx.ModelProto) -> List[str]:
@@ -299,7 +298,7 @@ def test_find_original_bidaf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert looked == [tmp_path / rel for rel in ORIGINAL_BIDAF_LOCATIONS]
     assert tmp_path / "bidaf" / "bidaf-original.onnx" in looked
     assert tmp_path / "samples/python/engine_refit_onnx_bidaf/bidaf-original.onnx" in looked
-    assert bidaf.ORIGINAL_BIDAF_MD5 == "cf11f1eceb4731f8dd39345467fe94a1"
+    assert original_model.ORIGINAL_BIDAF_MD5 == "cf11f1eceb4731f8dd39345467fe94a1"
 
     second = tmp_path / "samples/python/engine_refit_onnx_bidaf/bidaf-original.onnx"
     second.parent.mkdir(parents=True)
@@ -307,7 +306,7 @@ def test_find_original_bidaf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(DataError, match="MD5"):
         find_original_bidaf(tmp_path)
     assert find_original_bidaf(tmp_path, check_md5=False) == second
-    monkeypatch.setattr(bidaf, "ORIGINAL_BIDAF_MD5", hashlib.md5(b"not really bidaf").hexdigest())
+    monkeypatch.setattr(original_model, "ORIGINAL_BIDAF_MD5", hashlib.md5(b"not really bidaf").hexdigest())
     assert find_original_bidaf(tmp_path) == second
 
     first = tmp_path / "bidaf" / "bidaf-original.onnx"

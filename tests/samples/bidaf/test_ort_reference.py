@@ -18,8 +18,8 @@ import pytest
 import refit_core
 from refit_core.config import DATA_DIR_ENV
 from refit_core.errors import DataError
-from refit_core.samples.bidaf.prepare import (ORIGINAL_BIDAF_LOCATIONS, find_original_bidaf,
-                                        original_bidaf_candidates, prepare_bidaf)
+from refit_core.samples.bidaf.original import ORIGINAL_BIDAF_LOCATIONS, find_original_bidaf, original_bidaf_candidates
+from refit_core.samples.bidaf.prepare import prepare_bidaf
 from refit_core.samples.bidaf.ort_reference import Answer, OrtBidaf, OrtPreparedBidaf
 
 STANDIN_PATH = Path(refit_core.__file__).resolve().parent / "assets" / "bidaf_standin.onnx"

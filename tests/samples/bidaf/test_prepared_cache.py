@@ -237,15 +237,15 @@ def test_prepare_cached_rebuilds_an_entry_of_another_model(tiny_bidaf_path: Path
 def test_cache_write_failure_warns_and_returns_a_prepared_model(tiny_bidaf_path: Path, tmp_path: Path,
                                                                  monkeypatch) -> None:
     root = tmp_path / "cache"
-    from refit_core.samples.bidaf import prepare as surgery
-    real = surgery.atomic_directory
+    from refit_core.samples.bidaf import prepare as prepare_module
+    real = prepare_module.atomic_directory
 
     def read_only(path: Any, **kwargs: Any) -> Any:
         if Path(path).parent == root:
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(surgery, "atomic_directory", read_only)
+    monkeypatch.setattr(prepare_module, "atomic_directory", read_only)
     with pytest.warns(PreparedModelCacheWarning, match="cannot be written"):
         got = prep.prepare_cached(tiny_bidaf_path, root)
     assert got.model_path.is_file() and root not in got.model_path.parents
