@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..onnx_prep.generic import ModelInputError, fit_shapes, load_model, model_inputs, parse_shapes
+from ..onnx_prep.source import ModelInputError, fit_shapes, load_model, model_inputs, parse_shapes
 from .onnx_model import OnnxModelCase
 
 Shape = Tuple[int, ...]

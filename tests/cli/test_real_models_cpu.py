@@ -9,7 +9,8 @@ import zipfile
 
 import pytest
 
-from refit_core.onnx_prep.generic import parse_shapes, prepare_file
+from refit_core.onnx_prep.generic import prepare_file
+from refit_core.onnx_prep.source import parse_shapes
 from refit_core.refit.coverage import onnx_float_initializer_info
 
 from .real_models import MANIFEST, manifest_models, model_file

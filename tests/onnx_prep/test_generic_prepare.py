@@ -11,8 +11,9 @@ import pytest
 from onnx import numpy_helper
 
 from refit_core.cli import main
-from refit_core.onnx_prep.generic import (ModelInputError, compare_with_ort, describe_parser_rejection, fit_shapes,
-                                          load_model, model_inputs, parse_shapes, seeded_feeds)
+from refit_core.onnx_prep.generic import describe_parser_rejection
+from refit_core.onnx_prep.ort_agreement import compare_with_ort, seeded_feeds
+from refit_core.onnx_prep.source import ModelInputError, fit_shapes, load_model, model_inputs, parse_shapes
 
 from .generic_models import dynamic_quantized, paddle_like
 
