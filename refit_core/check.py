@@ -541,7 +541,7 @@ def run_on_gpu(plan: Plan) -> int:
     from .refit.coverage import format_table
     from .trt import compat
     from .trt.cuda import CudaSession
-    from .trt.engine import PlanCache
+    from .trt.plan_cache import PlanCache
     from .trt.recorders import make_logger
     if plan.optimization_level is not None and not compat.has_feature("builder_optimization_level"):
         raise CheckUnusable(f"--builder-optimization-level: {compat.feature_unavailable_reason('builder_optimization_level')}")
