@@ -145,8 +145,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     add_report_arguments(p)
     p.set_defaults(func=run_report)
 
-    # -- prepare and check: your own ONNX model (refit_core/onnx_prep/generic.py, refit_core/check.py) --
-    from .check import add_check_arguments, add_prepare_arguments, run_check, run_prepare
+    # -- prepare and check: your own ONNX model (refit_core/onnx_prep/generic.py, refit_core/check/) --
+    from .check import run_check
+    from .check.plan import add_check_arguments, add_prepare_arguments, run_prepare
     p = sub.add_parser("prepare", help="write the model check builds: dynamic input dims fixed from --shapes, "
                        "Constant-node weights as initializers, proven equal with ONNX Runtime; no TensorRT")
     add_prepare_arguments(p)

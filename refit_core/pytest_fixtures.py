@@ -70,7 +70,8 @@ def cuda_session() -> Any:
     if reason is not None:
         pytest.skip(f"GPU tier: {reason}")
     from .trt.cuda import CudaSession
-    from .trt.engine import TimingCacheStore, shared_builds
+    from .trt.engine import shared_builds
+    from .trt.plan_cache import TimingCacheStore
     session = CudaSession()
     try:
         with shared_builds(TimingCacheStore(plan_cache_dir(), session.gpu_name)):
@@ -95,7 +96,7 @@ def trt_logger(cuda_session: Any) -> Any:
 def plan_cache(cuda_session: Any) -> Any:
     """Serialized engines on disk ($REFIT_CACHE_DIR/plans), keyed by model, TensorRT version, GPU
     and build options; a damaged or foreign plan is rebuilt with a warning."""
-    from .trt.engine import PlanCache
+    from .trt.plan_cache import PlanCache
     return PlanCache(plan_cache_dir())
 
 

@@ -1,6 +1,6 @@
 """`python -m refit_core selfcheck`: run the GPU tier once per injected fault, print a kill matrix.
 
-Each fault (refit_core/faults.py) runs in a fresh `python -m pytest -x` subprocess with
+Each fault (refit_core/fault_catalog.py) runs in a fresh `python -m pytest -x` subprocess with
 `-p refit_core.faults --refit-fault NAME`: the plugin patches the TensorRT boundary before any
 engine exists and orders the tests cheap and precise first, so a killed fault stops within
 seconds. A fault is killed when its run fails a test (or the process dies); it survives when
@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .faults import FAULT_OPTION, FAULTS, NO_FAULT, REPORT_OPTION, Fault, get_fault
+from .fault_catalog import FAULTS, Fault, get_fault
+from .faults import FAULT_OPTION, NO_FAULT, REPORT_OPTION
 
 SCHEMA = "refit_core.selfcheck/1"
 DEFAULT_SELECT = "gpu"
@@ -297,7 +298,7 @@ def add_selfcheck_arguments(p: Any) -> None:
 def cmd_selfcheck(args: Any) -> int:
     from .errors import RefitCoreError
     if args.list:
-        from .faults import describe
+        from .fault_catalog import describe
         print(describe())
         return 0
     if args.timeout <= 0:

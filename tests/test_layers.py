@@ -22,8 +22,8 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("samples",),  # the two samples (MNIST, BiDAF): build on refit and trt, read by the cases
     ("cases",),
     ("reporting",),
-    ("pytest_plugin", "pytest_fixtures", "pytest_session", "faults", "selfcheck", "check", "cli", "__main__",
-     "__init__"),
+    ("pytest_plugin", "pytest_fixtures", "pytest_session", "fault_catalog", "faults", "selfcheck", "check", "cli",
+     "__main__", "__init__"),
 )
 RANK: Dict[str, int] = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
 

@@ -21,7 +21,8 @@ import pytest
 
 from refit_core import faults as faults_module
 from refit_core.errors import RefitError, WeightValidationError
-from refit_core.faults import CLASSES, FAULTS, NO_FAULT, Patcher, get_fault, order_items, rank_of
+from refit_core.fault_catalog import CLASSES, FAULTS, Patcher, get_fault
+from refit_core.faults import NO_FAULT, order_items, rank_of
 from refit_core.refit.validation import WeightSpec
 from refit_core.selfcheck import (RunOutcome, SelfcheckOptions, classify, format_matrix, pytest_command,
                                   run_selfcheck, select_faults)

@@ -1,6 +1,6 @@
 """The generic refit checks, written once, with two front ends: the GPU tier's
 tests/cases/test_refit_checks_gpu.py (one test per check, parametrized over the case
-registry) and `python -m refit_core check MODEL.onnx` (refit_core/check.py).
+registry) and `python -m refit_core check MODEL.onnx` (refit_core/check/).
 
 Each check takes a `CaseEngine` (cases.base), puts the weights it needs in place first (so
 order does not matter), and returns a `CheckOutcome`: passed/failed/not applicable, one line

@@ -150,7 +150,8 @@ def _run_job(job: Job, resources: CaseResources, plan_root: str) -> Tuple[float,
     """In a worker process: build (or find) the job's plans in the cache; the seconds it took
     and whether it built any. The worker's builds share one Builder and the timing caches."""
     from ..trt.cuda import CudaSession
-    from ..trt.engine import PlanCache, TimingCacheStore, builds_in_this_process, shared_builds
+    from ..trt.engine import builds_in_this_process, shared_builds
+    from ..trt.plan_cache import PlanCache, TimingCacheStore
     from ..trt.recorders import make_logger
     start, builds = time.perf_counter(), builds_in_this_process()
     session = CudaSession()

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from refit_core import check
+from refit_core.check import build_times, gpu_run
+from refit_core.check.plan import CheckUnusable, model_and_shapes, plan_from_args
+from refit_core.check.progress import Step
 from refit_core.cli import build_parser, main
 from refit_core.trt.cuda import gpu_unavailable_reason
 from refit_core.trt.engine import OnnxParseError
@@ -64,7 +67,7 @@ def test_arguments_parse():
     args = build_parser().parse_args(["check", "m.onnx", "--precision", "fp16", "--shapes", "x:1x3", "y:2x3",
                                       "--results", "out.json", "--rounds", "7"])
     assert (args.model, args.precision, args.results, args.rounds) == ("m.onnx", "fp16", "out.json", 7)
-    assert check.model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
+    assert model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
     assert args.func is check.run_check
     defaults = build_parser().parse_args(["check", "m.onnx"])
     assert (defaults.precision, defaults.shapes, defaults.results, defaults.allow_fp16_range) == ("fp32", [], None, False)
@@ -81,7 +84,7 @@ def test_arguments_parse():
 ])
 def test_shapes_before_or_after_the_model(argv):
     args = build_parser().parse_args(argv)
-    assert check.model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
+    assert model_and_shapes(args) == (Path("m.onnx"), {"x": (1, 3), "y": (2, 3)})
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -154,7 +157,7 @@ def test_model_errors_come_before_machine_errors(tmp_path):
 
 def test_plan_takes_comma_separated_shapes_and_states_the_tolerance(dynamic_model):
     args = build_parser().parse_args(["check", str(dynamic_model), "--shapes", "x:5x3", "--precision", "fp16"])
-    plan = check.plan_from_args(args)
+    plan = plan_from_args(args)
     assert plan.case.input_shapes == {"x": (5, 3)}
     assert plan.key == "model-dyn-fp16" and plan.case.precision == "fp16"
     from refit_core.cases.onnx_model import PRECISION_TOLERANCES
@@ -163,8 +166,8 @@ def test_plan_takes_comma_separated_shapes_and_states_the_tolerance(dynamic_mode
     assert plan.case.build_options().key_parts()["precision"] == "fp16"
     assert plan.case.build_options(refit=False).key_parts() == {**plan.case.build_options().key_parts(), "refit": False}
     args = build_parser().parse_args(["check", str(dynamic_model), "--shapes", "x:5x3,x:6x3"])
-    with pytest.raises(check.CheckUnusable, match="given two shapes"):
-        check.plan_from_args(args)
+    with pytest.raises(CheckUnusable, match="given two shapes"):
+        plan_from_args(args)
 
 
 def test_a_model_tensorrt_cannot_parse_is_one_sentence(static_model, monkeypatch, capsys):
@@ -176,10 +179,10 @@ def test_a_model_tensorrt_cannot_parse_is_one_sentence(static_model, monkeypatch
             raise OnnxParseError(f"TensorRT's ONNX parser rejected {plan.model}: In node 0 (importFoo): "
                                  "UNSUPPORTED_NODE: No importer registered for op: Foo")
         plan.case.open = reject
-        return check._open_engine(plan, None, None, None, Path("."))
+        return gpu_run._open_engine(plan, None, None, None, Path("."))
 
     monkeypatch.setattr(check, "gpu_unavailable_reason", lambda: None)
-    monkeypatch.setattr(check, "run_on_gpu", fake_gpu_run)
+    monkeypatch.setattr(gpu_run, "run_on_gpu", fake_gpu_run)
     assert main(["check", str(static_model)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "UNSUPPORTED_NODE" in err[0] and "cannot parse" in err[0], err
@@ -188,18 +191,18 @@ def test_a_model_tensorrt_cannot_parse_is_one_sentence(static_model, monkeypatch
 
 def test_a_failed_build_is_one_sentence_and_other_errors_are_not_hidden(static_model, monkeypatch):
     args = build_parser().parse_args(["check", str(static_model)])
-    plan = check.plan_from_args(args)
+    plan = plan_from_args(args)
     plan.case.open = lambda *a: (_ for _ in ()).throw(RuntimeError("TensorRT could not build the engine (x\ny)"))
-    with pytest.raises(check.CheckUnusable, match=r"could not build the engine \(x y\); check cannot run"):
-        check._open_engine(plan, None, None, None, Path("."))
+    with pytest.raises(CheckUnusable, match=r"could not build the engine \(x y\); check cannot run"):
+        gpu_run._open_engine(plan, None, None, None, Path("."))
     plan.case.open = lambda *a: (_ for _ in ()).throw(RuntimeError("a bug"))
     with pytest.raises(RuntimeError, match="a bug"):
-        check._open_engine(plan, None, None, None, Path("."))
+        gpu_run._open_engine(plan, None, None, None, Path("."))
 
 
 def test_step_reports_progress_and_duration():
     out = io.StringIO()
-    with check.Step("building", every=0.05, out=out):
+    with Step("building", every=0.05, out=out):
         import time
         time.sleep(0.2)
     lines = out.getvalue().splitlines()
@@ -213,30 +216,30 @@ def test_build_estimates_use_this_models_builds_then_size_scaled_ones_then_what_
                dict(kind="REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=120.0),
                dict(kind="REFIT", sha256="bb", bytes=20_000_000, tensorrt="8.6.0", gpu="H200", seconds=300.0),
                dict(kind="without REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=50.0)]
-    assert check.estimate_build(history, "aa", 10_000_000, "REFIT", "8.6.0", "H200").startswith(
+    assert build_times.estimate_build(history, "aa", 10_000_000, "REFIT", "8.6.0", "H200").startswith(
         "about 110 s (this model's REFIT build measured here before)")
-    other = check.estimate_build(history, "cc", 5_000_000, "REFIT", "8.6.0", "H200")
+    other = build_times.estimate_build(history, "cc", 5_000_000, "REFIT", "8.6.0", "H200")
     assert other.startswith("about 60 s (from 3 earlier REFIT builds") and "rough guide" in other
-    assert check.estimate_build(history, "aa", 1, "REFIT", "8.5.3.1", "H200") == check.NO_HISTORY_HINT
+    assert build_times.estimate_build(history, "aa", 1, "REFIT", "8.5.3.1", "H200") == build_times.NO_HISTORY_HINT
     path = tmp_path / "times.json"
     path.write_text("{not json")
-    assert check.load_build_times(path) == []  # damaged history: no estimate, no failure
+    assert build_times.load_build_times(path) == []  # damaged history: no estimate, no failure
     for entry in history:
-        check.record_build_time(path, entry)
-    assert check.load_build_times(path) == history
+        build_times.record_build_time(path, entry)
+    assert build_times.load_build_times(path) == history
 
 
 def test_the_optimization_level_on_a_tensorrt_without_it_is_refused_naming_the_version(static_model, monkeypatch):
     """TensorRT 8.5 has no builder optimization level: refused before anything is built (the
     version seam, compat, answers; faked here, TensorRT is not importable on this machine)."""
     from refit_core.trt import compat
-    plan = check.plan_from_args(build_parser().parse_args(["check", str(static_model),
+    plan = plan_from_args(build_parser().parse_args(["check", str(static_model),
                                                            "--builder-optimization-level", "1"]))
     monkeypatch.setattr(compat, "has_feature", lambda name: name != "builder_optimization_level")
     monkeypatch.setattr(compat, "trt_version_string", lambda: "8.5.3.1")
-    with pytest.raises(check.CheckUnusable, match=r"needs TensorRT >= 8\.6; this is TensorRT 8\.5\.3\.1"):
-        check.run_on_gpu(plan)
+    with pytest.raises(CheckUnusable, match=r"needs TensorRT >= 8\.6; this is TensorRT 8\.5\.3\.1"):
+        gpu_run.run_on_gpu(plan)
     plan.cleanup()
     assert plan.case.build_options().key_parts()["optimization_level"] == 1
-    assert "optimization_level" not in check.plan_from_args(
+    assert "optimization_level" not in plan_from_args(
         build_parser().parse_args(["check", str(static_model)])).case.build_options().key_parts()

@@ -3,13 +3,14 @@ stand-ins (CudaSession, the logger, the engine; tests/cases/test_checks_cpu.Fake
 `run_on_gpu` runs the shared checks in order, says which weights it left out, fails with the
 reason when nothing is refittable, skips the builds with --skip-builds, times the builds and
 the refit tax otherwise, prints an estimate before each build, and writes a record the gate
-reads. Nothing here is a TensorRT result: it catches mistakes in check.py's own code."""
+reads. Nothing here is a TensorRT result: it catches mistakes in refit_core/check's own code."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from refit_core import check
+from refit_core.check import gpu_run
+from refit_core.check.plan import EXIT_FAILED, EXIT_OK, plan_from_args
 from refit_core.cli import build_parser
 from refit_core.refit.coverage import Initializer, classify
 from refit_core.reporting.schema import load_results as _load_record, record_dict
@@ -44,7 +45,7 @@ class _Runner:
 
 
 class _CheckEngine(FakeEngine):
-    """FakeEngine with what check.py asks of an OnnxModelEngine besides the shared checks."""
+    """FakeEngine with what check's GPU run asks of an OnnxModelEngine besides the shared checks."""
 
     def __init__(self, model_path, **kw):
         super().__init__(**kw)
@@ -75,14 +76,14 @@ def fake_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(compat, "trt_version_string", lambda: "0.0-fake")
     monkeypatch.setattr(compat, "build_info", lambda: {"version": "0.0-fake"})
     timed = []
-    monkeypatch.setattr(check, "_timed_rebuild", lambda run, engine, *a: timed.append(engine))
+    monkeypatch.setattr(gpu_run, "_timed_rebuild", lambda run, engine, *a: timed.append(engine))
     return timed
 
 
 def _run(monkeypatch, tmp_path, capsys, *extra, **engine_kw):
     model = _write_model(tmp_path / "static.onnx", batch=2)
     record = tmp_path / "check.json"
-    plan = check.plan_from_args(build_parser().parse_args(["check", str(model), "--rounds", "3",
+    plan = plan_from_args(build_parser().parse_args(["check", str(model), "--rounds", "3",
                                                            "--results", str(record), *extra]))
     builds = [0]  # what trt.engine.builds_in_this_process() would count
 
@@ -90,10 +91,10 @@ def _run(monkeypatch, tmp_path, capsys, *extra, **engine_kw):
         builds[0] += 1
         return _CheckEngine(plan.prepared, **engine_kw)
 
-    monkeypatch.setattr(check, "_builds", lambda: builds[0])
-    monkeypatch.setattr(check, "_open_engine", open_engine)
+    monkeypatch.setattr(gpu_run, "_builds", lambda: builds[0])
+    monkeypatch.setattr(gpu_run, "_open_engine", open_engine)
     try:
-        code = check.run_on_gpu(plan)
+        code = gpu_run.run_on_gpu(plan)
     finally:
         plan.cleanup()
     return code, capsys.readouterr().out, record
@@ -101,7 +102,7 @@ def _run(monkeypatch, tmp_path, capsys, *extra, **engine_kw):
 
 def test_a_good_engine_passes_every_check_and_the_record_is_complete(fake_gpu, monkeypatch, tmp_path, capsys):
     code, out, record = _run(monkeypatch, tmp_path, capsys)
-    assert code == check.EXIT_OK, out
+    assert code == EXIT_OK, out
     assert out.rstrip().endswith("CHECK PASSED: 7 checks passed on 2 weights refittable by name")
     for name in ("weights_to_refit", "built_vs_reference", "perturbation_changes_reference", "refit_back_vs_built",
                  "refit_vs_reference", "refit_twice_bit_identical", "refit_vs_fresh_build"):
@@ -121,19 +122,19 @@ def test_a_good_engine_passes_every_check_and_the_record_is_complete(fake_gpu, m
 
 def test_skip_builds_runs_no_build(fake_gpu, monkeypatch, tmp_path, capsys):
     code, out, _ = _run(monkeypatch, tmp_path, capsys, "--skip-builds")
-    assert code == check.EXIT_OK and "[SKIP] refit_vs_fresh_build: skipped (--skip-builds)" in out
+    assert code == EXIT_OK and "[SKIP] refit_vs_fresh_build: skipped (--skip-builds)" in out
     assert not fake_gpu and "build without REFIT" not in out
 
 
 def test_weights_left_out_are_said_and_the_rest_checked(fake_gpu, monkeypatch, tmp_path, capsys):
     code, out, _ = _run(monkeypatch, tmp_path, capsys, "--skip-builds", blocked={"bn_conv.w": ["tmp_weight_38"]})
-    assert code == check.EXIT_OK
+    assert code == EXIT_OK
     assert "1 listed by name but refitted by TensorRT only together with weights of its own" in out
 
 
 def test_nothing_refittable_fails_with_the_reason(fake_gpu, monkeypatch, tmp_path, capsys):
     code, out, record = _run(monkeypatch, tmp_path, capsys, targets=False)
-    assert code == check.EXIT_FAILED
+    assert code == EXIT_FAILED
     assert "[FAIL] weights_to_refit: nothing to refit by name" in out
     assert "CHECK FAILED: weights_to_refit" in out and not fake_gpu
     assert load_results(record)["tests"]["check::model-static-fp32::weights_to_refit"]["outcome"] == "failed"
@@ -141,4 +142,4 @@ def test_nothing_refittable_fails_with_the_reason(fake_gpu, monkeypatch, tmp_pat
 
 def test_a_refit_that_does_nothing_fails_the_check(fake_gpu, monkeypatch, tmp_path, capsys):
     code, out, _ = _run(monkeypatch, tmp_path, capsys, "--skip-builds", ignore_refits=True)
-    assert code == check.EXIT_FAILED and "[FAIL] refit_vs_reference" in out
+    assert code == EXIT_FAILED and "[FAIL] refit_vs_reference" in out

@@ -111,8 +111,8 @@ def test_usage_names_the_program_as_invoked(tmp_path):
     (["check", "m.onnx", "--shapes", "input:1x3"], {"input": (1, 3)}),
 ])
 def test_check_finds_the_model_before_or_after_shapes(argv, shapes):
-    """argparse leaves a model named after --shapes among the shapes; check.model_and_shapes takes it out."""
-    from refit_core.check import model_and_shapes
+    """argparse leaves a model named after --shapes among the shapes; check.plan.model_and_shapes takes it out."""
+    from refit_core.check.plan import model_and_shapes
     assert model_and_shapes(build_parser().parse_args(argv)) == (Path("m.onnx"), shapes)
 
 

@@ -152,11 +152,11 @@ def test_dynamic_quantization_is_named_by_prepare_and_in_a_parser_rejection(tmp_
 
 
 def test_check_keeps_the_prepared_model_where_asked(paddle, tmp_path, capsys):
-    from refit_core import check
+    from refit_core.check.plan import plan_from_args
     from refit_core.cli import build_parser
     saved = tmp_path / "kept.onnx"
     args = build_parser().parse_args(["check", "--shapes", "x:1x3x16x16", str(paddle), "--save-prepared", str(saved)])
-    plan = check.plan_from_args(args)
+    plan = plan_from_args(args)
     try:
         assert plan.prepared == saved.resolve() and saved.is_file()
         assert plan.case.make_model(tmp_path) == saved.resolve()
@@ -167,7 +167,7 @@ def test_check_keeps_the_prepared_model_where_asked(paddle, tmp_path, capsys):
         plan.cleanup()
     assert saved.is_file()  # kept: it is the user's file now
     args = build_parser().parse_args(["check", str(paddle), "--shapes", "x:1x3x16x16"])
-    plan = check.plan_from_args(args)
+    plan = plan_from_args(args)
     temporary = plan.prepared
     assert temporary.is_file()
     plan.cleanup()

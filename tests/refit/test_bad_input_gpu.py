@@ -109,7 +109,8 @@ def test_refit_waits_for_inference_in_flight_on_another_stream(mnist_engine, mni
 def test_damaged_plan_in_the_cache_is_rebuilt_with_a_warning(damage, tmp_path, cuda_session, trt_logger,
                                                              mnist_engine, results):
     import json
-    from refit_core.trt.engine import BuildOptions, PlanCache
+    from refit_core.trt.engine import BuildOptions
+    from refit_core.trt.plan_cache import PlanCache
     cache = PlanCache(tmp_path / "plans")
     args = (mnist_engine.start_weights, BuildOptions(), trt_logger, cache, cuda_session.gpu_name)
     handle, built = mnist_engine.flow.build_lenet_engine(*args)

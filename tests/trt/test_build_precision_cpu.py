@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from refit_core.errors import RefitCoreError
-from refit_core.trt.engine import PRECISIONS, BuildOptions, OnnxParseError, plan_cache_key
+from refit_core.trt.engine import PRECISIONS, BuildOptions, OnnxParseError
+from refit_core.trt.plan_cache import plan_cache_key
 
 
 def test_fp32_keys_are_the_keys_plans_were_cached_under_before():

@@ -1,7 +1,8 @@
 """What changes an engine, and so its plan-cache key (CPU tier); builds run in the GPU tier."""
 from __future__ import annotations
 
-from refit_core.trt.engine import BuildOptions, plan_cache_key
+from refit_core.trt.engine import BuildOptions
+from refit_core.trt.plan_cache import plan_cache_key
 
 
 def test_build_options_take_the_tactic_setting(monkeypatch):

@@ -19,7 +19,8 @@ import pytest
 
 from refit_core.errors import CacheWarning, EngineCacheWarning
 from refit_core.trt import compat, engine
-from refit_core.trt.engine import BuildResult, PlanCache, load_or_build, plan_cache_key
+from refit_core.trt.engine import BuildResult, load_or_build
+from refit_core.trt.plan_cache import PlanCache, plan_cache_key
 from ..hostile import TOO_DEEP_JSON, replace_with_fifo, write_with_duplicate_key
 
 VERSION = "8.6.0"

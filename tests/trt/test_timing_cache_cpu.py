@@ -1,7 +1,8 @@
-"""The timing caches the session's builds share (trt.engine.TimingCacheStore, shared_builds), CPU
-side: one per TensorRT version, GPU and precision; a damaged or foreign one is ignored with a
-warning, never handed to TensorRT; one Builder per process inside shared_builds. TensorRT is
-replaced by a stand-in only where its Builder is counted, never where a build result is judged."""
+"""The timing caches the session's builds share (trt.plan_cache.TimingCacheStore,
+trt.engine.shared_builds), CPU side: one per TensorRT version, GPU and precision; a damaged or
+foreign one is ignored with a warning, never handed to TensorRT; one Builder per process inside
+shared_builds. TensorRT is replaced by a stand-in only where its Builder is counted, never where
+a build result is judged."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ import pytest
 
 from refit_core.errors import EngineCacheWarning
 from refit_core.trt import compat, engine
-from refit_core.trt.engine import TimingCacheStore, shared_builds
+from refit_core.trt.engine import shared_builds
+from refit_core.trt.plan_cache import TimingCacheStore
 
 
 @pytest.fixture

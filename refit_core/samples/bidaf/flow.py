@@ -11,8 +11,9 @@ from ...fileio import sha256_file
 from . import BIDAF_CHARS_PER_WORD as CHARS, BIDAF_OUTPUTS, BIDAF_SAMPLE_WEIGHTS as SAMPLE_WEIGHTS
 from . import BIDAF_SCORE_OUTPUTS
 from ...onnx_prep.generic import onnx_float_initializers
-from ...trt.engine import (BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan_from_onnx, load_or_build,
+from ...trt.engine import (BuildOptions, BuildResult, EngineHandle, build_plan_from_onnx, load_or_build,
                            plan_key_parts)
+from ...trt.plan_cache import PlanCache
 
 # Optimization profile (tokens): min 1, the sample's shapes as opt, and these maxima
 CONTEXT_LENGTHS = (1, 10, 64)

@@ -17,7 +17,8 @@ from . import LENET_INPUT as INPUT_NAME, LENET_OUTPUT as OUTPUT_NAME, LENET_SHAP
 from . import MNIST_REFIT_TARGETS as REFIT_TARGETS
 from ...refit.validation import WeightSpec
 from ...trt import compat
-from ...trt.engine import BuildOptions, BuildResult, EngineHandle, PlanCache, build_plan, load_or_build, plan_key_parts
+from ...trt.engine import BuildOptions, BuildResult, EngineHandle, build_plan, load_or_build, plan_key_parts
+from ...trt.plan_cache import PlanCache
 
 MAX_BATCH = 1000
 OPT_BATCH = 1000
