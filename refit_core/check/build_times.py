@@ -9,9 +9,8 @@ from typing import Any, Dict, List, Optional
 BUILD_TIMES_FILE = "check-build-times.json"
 BUILD_TIMES_KEPT = 200
 #: Said when nothing was measured on this TensorRT and GPU yet: how long REFIT builds took elsewhere.
-NO_HISTORY_HINT = ("no build measured on this TensorRT and GPU yet; REFIT builds measured on an H200 took "
-                   "129 s (a 10.9 MB OCR recognizer) and 209 s (a 20 MB detector) on TensorRT 8.6.0, 120 s "
-                   "(a 10 MB MobileNetV3, FP16) on 8.5.2.2")
+NO_HISTORY_HINT = ("no build measured on this TensorRT and GPU yet; a REFIT build of a model with 10-20 MB "
+                   "of weights can take 2 to 4 minutes (measured builds: results/README.md)")
 
 
 def _seconds(s: float) -> str:

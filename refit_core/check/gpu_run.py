@@ -92,7 +92,8 @@ def _record_environment(run: Run, session: Any) -> None:
 
 def _parser_words(plan: Plan, message: str) -> str:
     """The op types of the nodes TensorRT's parser names, and why where known; "" if none."""
-    from ..onnx_prep.generic import ModelInputError, describe_parser_rejection, load_model
+    from ..onnx_prep.generic import describe_parser_rejection
+    from ..onnx_prep.source import ModelInputError, load_model
     try:
         return describe_parser_rejection(load_model(plan.prepared or plan.model), message)
     except ModelInputError:

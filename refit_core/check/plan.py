@@ -71,7 +71,7 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
 def model_and_shapes(args: argparse.Namespace) -> Tuple[Path, Dict[str, Tuple[int, ...]]]:
     """MODEL and the parsed --shapes, MODEL before or after them: `--shapes x:1x3 m.onnx` leaves
     m.onnx among the shape values (nargs="+"), where it is the one value that is not NAME:DIMS."""
-    from ..onnx_prep.generic import ModelInputError, is_shape_item, parse_shapes
+    from ..onnx_prep.source import ModelInputError, is_shape_item, parse_shapes
     items = [s for group in (args.shapes or []) for s in (group if isinstance(group, list) else [group])]
     strays = [s for s in items if not is_shape_item(s)]
     model = args.model
