@@ -24,6 +24,7 @@ from ..fileio import atomic_write_text
 from . import record as model
 from ..config import PROFILES  # noqa: F401
 from .record import SCHEMA_VERSION, TEST_OUTCOMES  # noqa: F401
+from .record_types import Count, Name, Ratio, Scalar, Sha256, Text, WallSeconds, WeightNames, validate_value
 from .schema import ResultsFileError, canonical_test_id, describe_error, load_results, record_dict  # noqa: F401
 from .timings import (REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing,  # noqa: F401
                       split_timing_name, timing_models)
@@ -180,7 +181,7 @@ def _checked(kind: Any, value: Any, what: str) -> Dict[str, Any]:
     """`value` built into the model class `kind` (ValueError naming `what` and the field), as data."""
     try:
         built = kind.model_validate(value) if isinstance(kind, type) and issubclass(kind, BaseModel) \
-            else model.validate_value(kind, value)
+            else validate_value(kind, value)
     except ValidationError as exc:
         raise ValueError(f"cannot record {what}: {describe_error(exc)}") from None
     return built.model_dump(exclude_none=True, exclude_defaults=True, mode="json") if isinstance(built, BaseModel) else built
@@ -227,7 +228,7 @@ class ResultsRecorder:
         """phases.<name> += wall seconds (builds ahead, each case's checks, benchmarks)."""
         phases = self._section("phases")
         total = phases.get(_name(name, "phase name"), 0.0) + float(to_jsonable(wall_seconds))
-        phases[name] = _checked(model.WallSeconds, total, f"phases.{name}")
+        phases[name] = _checked(WallSeconds, total, f"phases.{name}")
 
     def record_environment(self, **values: Any) -> None:
         """Versions and the GPU of the run (TensorRT, CUDA, GPU, compute capability, ...).
@@ -259,7 +260,7 @@ class ResultsRecorder:
     def record_hypothesis_examples(self, test_id: str, examples: int) -> None:
         """How many Hypothesis examples a property test ran (provenance.hypothesis_examples)."""
         key = canonical_test_id(_name(test_id, "test id"))
-        self._hypothesis[key] = _checked(model.Count, to_jsonable(examples), f"hypothesis_examples.{key}")
+        self._hypothesis[key] = _checked(Count, to_jsonable(examples), f"hypothesis_examples.{key}")
 
     @property
     def _hypothesis(self) -> Dict[str, Any]:
@@ -268,7 +269,7 @@ class ResultsRecorder:
     # -- cases ---------------------------------------------------------------------------
     def record_case_inputs(self, case: str, inputs_sha256: str) -> None:
         """cases.<case>.inputs_sha256: what the case ran on (RefitCase.inputs_sha256())."""
-        self._case(case)["inputs_sha256"] = _checked(model.Sha256, inputs_sha256, f"cases.{case}.inputs_sha256")
+        self._case(case)["inputs_sha256"] = _checked(Sha256, inputs_sha256, f"cases.{case}.inputs_sha256")
 
     def record_case_check(self, case: str, check: str, **values: Any) -> None:
         """cases.<case>.checks.<check> = what the check found (record.CaseCheck's fields)."""
@@ -278,7 +279,7 @@ class ResultsRecorder:
     def record_case_weights(self, case: str, names: Sequence[Optional[str]]) -> None:
         """TensorRT's refittable weight list of a case (None entries allowed), as reported."""
         self._case(case)["refittable_weights"] = _checked(
-            model.WeightNames, to_jsonable(list(names)), f"cases.{case}.refittable_weights")
+            WeightNames, to_jsonable(list(names)), f"cases.{case}.refittable_weights")
 
     def record_case_coverage(self, case: str, coverage: Dict[str, Any]) -> None:
         """cases.<case>.coverage = the weight-coverage map (refit.coverage.Coverage.to_record()); the
@@ -358,15 +359,15 @@ class ResultsRecorder:
     def record_property_test(self, name: str, stats: Dict[str, Any]) -> None:
         """property_tests.<name> = {stat: finite number | int | bool | str}."""
         self._section("property_tests")[_name(name, "property test name")] = _checked(
-            model.Dict[model.Name, model.Scalar], to_jsonable(dict(stats)), f"property_tests.{name}")
+            Dict[Name, Scalar], to_jsonable(dict(stats)), f"property_tests.{name}")
 
     def record_bad_input(self, case: str, message: str) -> None:
         """bad_inputs.<case> = the error text the bad input produced in this run."""
-        self._section("bad_inputs")[_name(case, "bad-input case")] = _checked(model.Text, str(message), case)
+        self._section("bad_inputs")[_name(case, "bad-input case")] = _checked(Text, str(message), case)
 
     def record_note(self, key: str, text: str) -> None:
         """notes.<key> = a sentence (e.g. why a timing is what it is)."""
-        self._section("notes")[_name(key, "note key")] = _checked(model.Text, str(text), key)
+        self._section("notes")[_name(key, "note key")] = _checked(Text, str(text), key)
 
     # -- timings -----------------------------------------------------------------------
     def record_timing(self, name: str, samples_s: Sequence[float],
@@ -410,7 +411,7 @@ class ResultsRecorder:
             if name is None or name not in timings:
                 raise ValueError(f"ratio for {model_name!r}: timing {name!r} has not been recorded")
         ratio = float(timings[rebuild_name]["median_s"]) / float(timings[refit_name]["median_s"])
-        self._section("ratios")[model_name] = _checked(model.Ratio, ratio, f"ratios.{model_name}")
+        self._section("ratios")[model_name] = _checked(Ratio, ratio, f"ratios.{model_name}")
         return ratio
 
     def record_ratio_basis(self, model_name: str, rebuild_name: str, refit_name: str) -> None:
