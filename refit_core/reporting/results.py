@@ -4,24 +4,25 @@ Users run the suite again whenever they upgrade TensorRT; the record is the memo
 version did. The pytest plugin calls the typed ``record_*`` methods below; each value is converted and
 validated by building its part of the model (record.py) when it is recorded, so a bad value
 fails where it is made, not at the end of a long GPU run; ``to_dict()`` builds the whole
-Record. numpy values are converted by duck typing (``.tolist()`` / ``.item()``).
+Record and ``write()`` writes it. Values become JSON (numpy duck-typed) in jsonable.py, which
+also lays out the file's text.
 """
 from __future__ import annotations
 
 import copy
 import datetime
-import json
 import math
 import os
 import platform
 import statistics
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ValidationError
 
 from ..fileio import atomic_write_text
 from . import record as model
+from .jsonable import dumps_results, encode_digits, round_logits, to_jsonable
 from ..config import PROFILES  # noqa: F401
 from .record import SCHEMA_VERSION, TEST_OUTCOMES  # noqa: F401
 from .record_types import Count, Name, Ratio, Scalar, Sha256, Text, WallSeconds, WeightNames, validate_value
@@ -34,102 +35,6 @@ from .weights import (UNNAMED_WEIGHT, is_unnamed_weight, normalize_weight_names,
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-# --------------------------------------------------------------------------------------
-# Conversions to JSON-friendly values
-# --------------------------------------------------------------------------------------
-
-def to_jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays, tuples and paths into plain JSON values.
-
-    Duck-typed so this module does not import numpy; NaN and infinities are refused because
-    JSON has no spelling for them and a record holding them could not be read back strictly.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"non-finite number {value!r} cannot be stored in a results record")
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "tolist"):  # numpy arrays and numpy scalars
-        return to_jsonable(value.tolist())
-    if hasattr(value, "item"):
-        return to_jsonable(value.item())
-    raise TypeError(f"cannot store a {type(value).__name__} in a results record: {value!r}")
-
-
-def encode_digits(predictions: Union[str, Iterable[Any]]) -> str:
-    """The compact fingerprint of MNIST predictions: "7210..." (one character per image).
-
-    Accepts an already-encoded string (checked) or any iterable of ints in 0..9, including
-    a numpy array.
-    """
-    if isinstance(predictions, str):
-        text = predictions
-    else:
-        if hasattr(predictions, "tolist"):
-            predictions = predictions.tolist()
-        parts = []
-        for value in predictions:
-            digit = int(value)
-            if not 0 <= digit <= 9:
-                raise ValueError(f"MNIST prediction {value!r} is not a digit 0-9")
-            parts.append(str(digit))
-        text = "".join(parts)
-    if text and not text.isdigit():
-        raise ValueError("argmax_all must be a string of digits 0-9")
-    return text
-
-
-def decode_digits(text: str) -> List[int]:
-    """Inverse of encode_digits, for tests and analyses."""
-    return [int(ch) for ch in text]
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _dump(value: Any, level: int, out: List[str]) -> None:
-    pad = "  " * (level + 1)
-    if isinstance(value, dict) and value:
-        out.append("{\n")
-        items = list(value.items())
-        for i, (key, item) in enumerate(items):
-            out.append(pad + json.dumps(str(key)) + ": ")
-            _dump(item, level + 1, out)
-            out.append(",\n" if i < len(items) - 1 else "\n")
-        out.append("  " * level + "}")
-    elif isinstance(value, list) and value and not all(_is_scalar(v) for v in value):
-        out.append("[\n")
-        for i, item in enumerate(value):
-            out.append(pad)
-            _dump(item, level + 1, out)
-            out.append(",\n" if i < len(value) - 1 else "\n")
-        out.append("  " * level + "]")
-    else:
-        out.append(json.dumps(value, allow_nan=False))
-
-
-def dumps_results(data: Dict[str, Any]) -> str:
-    """JSON text with nested objects indented but lists of scalars on one line.
-
-    Plain indent=2 would put each of the fixed-batch logits on its own line; one line per
-    list keeps the file readable and its diffs between TensorRT versions meaningful.
-    """
-    out: List[str] = []
-    _dump(data, 0, out)
-    return "".join(out) + "\n"
-
-
-
 def basic_environment() -> Dict[str, str]:
     """The environment fields that need no GPU: Python and (if importable) numpy versions."""
     env = {"python_version": platform.python_version()}
@@ -139,14 +44,6 @@ def basic_environment() -> Dict[str, str]:
     except ImportError:
         pass
     return env
-
-
-def round_logits(logits: Any, decimals: int) -> List[List[float]]:
-    """Round a batch of logits (2-D: images x classes) to a fixed number of decimals."""
-    rows = to_jsonable(logits)
-    if not isinstance(rows, list) or any(not isinstance(row, list) for row in rows):
-        raise ValueError("logits_fixed_batch must be 2-D (images x classes)")
-    return [[round(float(v), int(decimals)) for v in row] for row in rows]
 
 
 def _today() -> str:
