@@ -20,17 +20,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ValidationError
 
+from ..config import PROFILES
 from ..fileio import atomic_write_text
 from . import record as model
 from .jsonable import dumps_results, encode_digits, round_logits, to_jsonable
-from ..config import PROFILES  # noqa: F401
-from .record import SCHEMA_VERSION, TEST_OUTCOMES  # noqa: F401
+from .record import SCHEMA_VERSION, TEST_OUTCOMES
 from .record_types import Count, Name, Ratio, Scalar, Sha256, Text, WallSeconds, WeightNames, validate_value
-from .schema import ResultsFileError, canonical_test_id, describe_error, load_results, record_dict  # noqa: F401
-from .timings import (REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing,  # noqa: F401
-                      split_timing_name, timing_models)
-from .weights import (UNNAMED_WEIGHT, is_unnamed_weight, normalize_weight_names,  # noqa: F401
-                      unnamed_weight_count)
+from .schema import canonical_test_id, describe_error, record_dict
+from .timings import REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing
 
 PathLike = Union[str, "os.PathLike[str]"]
 

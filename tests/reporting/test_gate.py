@@ -75,7 +75,7 @@ def test_sample_upgrade_passes_and_weight_names_normalise(capsys: pytest.Capture
 
 
 def _load(path: Path) -> Record:
-    from refit_core.reporting.results import load_results
+    from refit_core.reporting.schema import load_results
     return load_results(path)
 
 
