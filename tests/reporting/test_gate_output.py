@@ -11,9 +11,9 @@ import pytest
 
 from refit_core.reporting.cli import add_gate_arguments, run_gate
 from refit_core.reporting.formatting import MIN_TABLE_WIDTH, format_table, text_table
-from refit_core.reporting.rules import CHANGED, INFO, MISSING, OK, REGRESSION, compare
+from refit_core.reporting.rules import compare
 from refit_core.reporting.schema import load_results
-from refit_core.reporting.verdicts import ROW_FIELDS, GateResult, GateRow
+from refit_core.reporting.verdicts import CHANGED, INFO, MISSING, OK, REGRESSION, ROW_FIELDS, GateResult, GateRow
 
 from .conftest import SAMPLE_85, SAMPLE_86
 
