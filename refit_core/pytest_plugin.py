@@ -293,7 +293,7 @@ def _results_path(config: Any, env: Dict[str, Any]) -> Path:
 
 
 def _run_gate(state: RefitSession, baseline: str, candidate: Any) -> int:
-    from .reporting.formatting import format_table
+    from .reporting.gate_table import format_table
     from .reporting.rules import compare
     from .reporting.schema import load_results
     from .reporting.tolerances import tolerances_from_options
