@@ -158,7 +158,7 @@ def pytest_unconfigure(config: Any) -> None:
 # --------------------------------------------------------------------------------------
 @pytest.hookimpl(trylast=True)  # after -m/-k: the summary counts only tests they left
 def pytest_collection_modifyitems(session: Any, config: Any, items: List[Any]) -> None:
-    from .reporting.results import canonical_test_id
+    from .reporting.schema import canonical_test_id
     state = refit_session(config)
     kept, left = select_profile(state.profile, items)
     if left:
@@ -293,9 +293,9 @@ def _results_path(config: Any, env: Dict[str, Any]) -> Path:
 
 
 def _run_gate(state: RefitSession, baseline: str, candidate: Any) -> int:
-    from .reporting.formatting import format_table
-    from .reporting.results import load_results
+    from .reporting.gate_table import format_table
     from .reporting.rules import compare
+    from .reporting.schema import load_results
     from .reporting.tolerances import tolerances_from_options
     config = state.config
     try:

@@ -138,7 +138,7 @@ class RefitSession:
     def stable_id(self, nodeid: str) -> str:
         if nodeid in self.stable_ids:
             return self.stable_ids[nodeid]
-        from .reporting.results import canonical_test_id
+        from .reporting.schema import canonical_test_id
         return canonical_test_id(nodeid)
 
     # ---- hooks (this object is registered as a plugin, as pytest-benchmark does) -------------

@@ -11,7 +11,8 @@ import json
 import sys
 from typing import Any, Dict, Optional
 
-from .formatting import format_table, one_line
+from .formatting import one_line
+from .gate_table import format_table
 from .record import Record
 from .rules import GateRefused, compare
 from .schema import ResultsFileError, load_results

@@ -1,10 +1,13 @@
-"""Formatting: values for display, the gate's text table, markdown/HTML escaping."""
+"""Formatting: values for display, aligned text tables that fit the terminal, markdown/HTML escaping.
+
+The gate's rows as such a table are gate_table.py.
+"""
 from __future__ import annotations
 
 import re
 import shutil
 import textwrap
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Sequence
 
 ABSENT = "-"
 
@@ -71,7 +74,7 @@ def md_cell(text: Any) -> str:
     return md(text) or "-"
 
 
-#: The narrowest table format_table draws (a narrower terminal gets this width).
+#: The narrowest table text_table draws (a narrower terminal gets this width).
 MIN_TABLE_WIDTH = 40
 _GAP = "  "
 
@@ -128,21 +131,3 @@ def text_table(header: Sequence[str], body: Sequence[Sequence[str]], width: int,
         out += lines(row)
     return "\n".join(out)
 
-
-#: The least share of a narrowed gate table each column keeps: the key most (it names the row),
-#: the status none (never narrowed: one word a log search finds).
-_GATE_WEIGHTS = {"status": 0.0, "key": 0.4, "baseline": 0.1, "candidate": 0.1, "reason": 0.1}
-
-
-def format_table(result: Any, differences_only: bool = False, width: Optional[int] = None) -> str:
-    """The gate's rows as text columns (verdicts.ROW_FIELDS), as wide as the terminal at most
-    (`width`, default terminal_width()); long cells wrap within their column.
-
-    differences_only: just GateResult.differences() (regressions, missing, changed, ...)."""
-    from .verdicts import ROW_FIELDS
-    rows = result.differences() if differences_only else result.rows
-    body = [list(row.fields().values()) for row in rows]
-    table = text_table(ROW_FIELDS, body, width or terminal_width(), [_GATE_WEIGHTS[n] for n in ROW_FIELDS])
-    if not body:
-        table += "\n" + ("(no differences)" if differences_only else "(no rows)")
-    return table

@@ -4,19 +4,22 @@ Everything else derives from these classes: the recorder builds them (so a bad v
 where it is made), `load_results` validates a file with them, the gate and the report read
 their typed values, and docs/results-schema.md is generated from them (`python -m
 refit_core.reporting.record` rewrites it; a CPU test keeps the committed file equal).
+The value types their fields use (bounded counts, finite numbers, checked text) and the strict
+base class are in record_types.py; loading a file is schema.py.
 
 Runs on CPython 3.9 with pydantic 2.11 (the GPU kit): Optional/Union/Dict/List, no `X | Y`.
 """
 from __future__ import annotations
 
-import datetime
-import math
 import re
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import Field, model_validator
 
 from ..config import PROFILES
+from .record_types import (Count, Difference, DigitString, Fraction, IsoTime, Magnitude, Name, Number,
+                           PositiveCount, Ratio, Scalar, Seconds, Sha256, Strict, Text, WallSeconds,
+                           WeightNames)
 
 #: The version this code writes and reads; records of other versions are refused (re-run the suite).
 SCHEMA_VERSION = 3
@@ -27,66 +30,6 @@ CHECK_TEST_PREFIX = "check::"
 
 #: Outcomes a record holds; pytest's "error" (setup/teardown) is stored as "failed".
 TEST_OUTCOMES = ("passed", "failed", "skipped")
-
-
-#: Largest count a record may hold (integers beyond it are not counts of anything real).
-MAX_COUNT = 2 ** 53
-#: Largest magnitude of a measured number (float32's largest finite value: outputs are float32).
-MAX_MAGNITUDE = 3.4028234663852886e38
-#: Longest duration a record may hold, in seconds (a week).
-MAX_SECONDS = 7 * 24 * 3600.0
-
-
-def _no_surrogates(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("holds a lone surrogate (not valid Unicode text)") from None
-    return text
-
-
-def _iso_time(text: str) -> str:
-    try:
-        datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("must be an ISO-8601 date or timestamp") from None
-    return text
-
-
-def _digits(text: str) -> str:
-    if text and not text.isdigit():
-        raise ValueError("must be a string of digits 0-9")
-    return text
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_surrogates), Field(max_length=100_000)]
-Name = Annotated[str, AfterValidator(_no_surrogates), Field(min_length=1, max_length=1000, pattern=r"\S")]
-IsoTime = Annotated[Name, AfterValidator(_iso_time)]
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
-Seconds = Annotated[float, AfterValidator(_finite), Field(gt=0, le=MAX_SECONDS)]
-WallSeconds = Annotated[float, AfterValidator(_finite), Field(ge=0, le=MAX_SECONDS)]
-Ratio = Annotated[float, AfterValidator(_finite), Field(gt=0, le=MAX_MAGNITUDE)]
-Magnitude = Annotated[float, AfterValidator(_finite), Field(ge=0, le=MAX_MAGNITUDE)]
-Number = Annotated[float, AfterValidator(_finite), Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
-Fraction = Annotated[float, AfterValidator(_finite), Field(ge=0, le=1)]
-#: A difference that may be NaN or infinite: written as the text "nan" / "inf".
-Difference = Union[Magnitude, Literal["nan", "inf"]]
-Scalar = Union[bool, Count, Number, Text]
-WeightNames = List[Optional[Text]]
-
-
-class Strict(BaseModel):
-    """Strict types (no "1" for 1, no true for 1), no unknown fields, no NaN/Infinity."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 def _close(a: float, b: float) -> bool:
@@ -242,7 +185,7 @@ class Case(Strict):
 class Fingerprint(Strict):
     logits_fixed_batch: Optional[List[List[Number]]] = Field(None, description="logits of a fixed batch, rounded")
     logits_decimals: Optional[Count] = Field(None, description="decimals kept")
-    argmax_all: Optional[Annotated[str, AfterValidator(_digits)]] = Field(
+    argmax_all: Optional[DigitString] = Field(
         None, description="every test image's prediction, one digit each")
 
     @model_validator(mode="after")
@@ -402,10 +345,6 @@ class Record(Strict):
                              "cases.<case>.inputs_sha256)")
         return self
 
-
-def validate_value(kind: Any, value: Any) -> Any:
-    """`value` validated as the type `kind` (one of the types above), strictly."""
-    return TypeAdapter(kind, config=Strict.model_config).validate_python(value)
 
 
 # --------------------------------------------------------------------------------------

@@ -4,129 +4,32 @@ Users run the suite again whenever they upgrade TensorRT; the record is the memo
 version did. The pytest plugin calls the typed ``record_*`` methods below; each value is converted and
 validated by building its part of the model (record.py) when it is recorded, so a bad value
 fails where it is made, not at the end of a long GPU run; ``to_dict()`` builds the whole
-Record. numpy values are converted by duck typing (``.tolist()`` / ``.item()``).
+Record and ``write()`` writes it. Values become JSON (numpy duck-typed) in jsonable.py, which
+also lays out the file's text.
 """
 from __future__ import annotations
 
 import copy
 import datetime
-import json
 import math
 import os
 import platform
 import statistics
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ValidationError
 
+from ..config import PROFILES
 from ..fileio import atomic_write_text
 from . import record as model
-from ..config import PROFILES  # noqa: F401
-from .record import SCHEMA_VERSION, TEST_OUTCOMES  # noqa: F401
-from .schema import ResultsFileError, canonical_test_id, describe_error, load_results, record_dict  # noqa: F401
-from .timings import (REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing,  # noqa: F401
-                      split_timing_name, timing_models)
-from .weights import (UNNAMED_WEIGHT, is_unnamed_weight, normalize_weight_names,  # noqa: F401
-                      unnamed_weight_count)
+from .jsonable import dumps_results, encode_digits, round_logits, to_jsonable
+from .record import SCHEMA_VERSION, TEST_OUTCOMES
+from .record_types import Count, Name, Ratio, Scalar, Sha256, Text, WallSeconds, WeightNames, validate_value
+from .schema import canonical_test_id, describe_error, record_dict
+from .timings import REBUILD_KIND, REFIT_KIND, derive_ratios, primary_timing
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-# --------------------------------------------------------------------------------------
-# Conversions to JSON-friendly values
-# --------------------------------------------------------------------------------------
-
-def to_jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays, tuples and paths into plain JSON values.
-
-    Duck-typed so this module does not import numpy; NaN and infinities are refused because
-    JSON has no spelling for them and a record holding them could not be read back strictly.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"non-finite number {value!r} cannot be stored in a results record")
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "tolist"):  # numpy arrays and numpy scalars
-        return to_jsonable(value.tolist())
-    if hasattr(value, "item"):
-        return to_jsonable(value.item())
-    raise TypeError(f"cannot store a {type(value).__name__} in a results record: {value!r}")
-
-
-def encode_digits(predictions: Union[str, Iterable[Any]]) -> str:
-    """The compact fingerprint of MNIST predictions: "7210..." (one character per image).
-
-    Accepts an already-encoded string (checked) or any iterable of ints in 0..9, including
-    a numpy array.
-    """
-    if isinstance(predictions, str):
-        text = predictions
-    else:
-        if hasattr(predictions, "tolist"):
-            predictions = predictions.tolist()
-        parts = []
-        for value in predictions:
-            digit = int(value)
-            if not 0 <= digit <= 9:
-                raise ValueError(f"MNIST prediction {value!r} is not a digit 0-9")
-            parts.append(str(digit))
-        text = "".join(parts)
-    if text and not text.isdigit():
-        raise ValueError("argmax_all must be a string of digits 0-9")
-    return text
-
-
-def decode_digits(text: str) -> List[int]:
-    """Inverse of encode_digits, for tests and analyses."""
-    return [int(ch) for ch in text]
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _dump(value: Any, level: int, out: List[str]) -> None:
-    pad = "  " * (level + 1)
-    if isinstance(value, dict) and value:
-        out.append("{\n")
-        items = list(value.items())
-        for i, (key, item) in enumerate(items):
-            out.append(pad + json.dumps(str(key)) + ": ")
-            _dump(item, level + 1, out)
-            out.append(",\n" if i < len(items) - 1 else "\n")
-        out.append("  " * level + "}")
-    elif isinstance(value, list) and value and not all(_is_scalar(v) for v in value):
-        out.append("[\n")
-        for i, item in enumerate(value):
-            out.append(pad)
-            _dump(item, level + 1, out)
-            out.append(",\n" if i < len(value) - 1 else "\n")
-        out.append("  " * level + "]")
-    else:
-        out.append(json.dumps(value, allow_nan=False))
-
-
-def dumps_results(data: Dict[str, Any]) -> str:
-    """JSON text with nested objects indented but lists of scalars on one line.
-
-    Plain indent=2 would put each of the fixed-batch logits on its own line; one line per
-    list keeps the file readable and its diffs between TensorRT versions meaningful.
-    """
-    out: List[str] = []
-    _dump(data, 0, out)
-    return "".join(out) + "\n"
-
 
 
 def basic_environment() -> Dict[str, str]:
@@ -138,14 +41,6 @@ def basic_environment() -> Dict[str, str]:
     except ImportError:
         pass
     return env
-
-
-def round_logits(logits: Any, decimals: int) -> List[List[float]]:
-    """Round a batch of logits (2-D: images x classes) to a fixed number of decimals."""
-    rows = to_jsonable(logits)
-    if not isinstance(rows, list) or any(not isinstance(row, list) for row in rows):
-        raise ValueError("logits_fixed_batch must be 2-D (images x classes)")
-    return [[round(float(v), int(decimals)) for v in row] for row in rows]
 
 
 def _today() -> str:
@@ -180,7 +75,7 @@ def _checked(kind: Any, value: Any, what: str) -> Dict[str, Any]:
     """`value` built into the model class `kind` (ValueError naming `what` and the field), as data."""
     try:
         built = kind.model_validate(value) if isinstance(kind, type) and issubclass(kind, BaseModel) \
-            else model.validate_value(kind, value)
+            else validate_value(kind, value)
     except ValidationError as exc:
         raise ValueError(f"cannot record {what}: {describe_error(exc)}") from None
     return built.model_dump(exclude_none=True, exclude_defaults=True, mode="json") if isinstance(built, BaseModel) else built
@@ -227,7 +122,7 @@ class ResultsRecorder:
         """phases.<name> += wall seconds (builds ahead, each case's checks, benchmarks)."""
         phases = self._section("phases")
         total = phases.get(_name(name, "phase name"), 0.0) + float(to_jsonable(wall_seconds))
-        phases[name] = _checked(model.WallSeconds, total, f"phases.{name}")
+        phases[name] = _checked(WallSeconds, total, f"phases.{name}")
 
     def record_environment(self, **values: Any) -> None:
         """Versions and the GPU of the run (TensorRT, CUDA, GPU, compute capability, ...).
@@ -259,7 +154,7 @@ class ResultsRecorder:
     def record_hypothesis_examples(self, test_id: str, examples: int) -> None:
         """How many Hypothesis examples a property test ran (provenance.hypothesis_examples)."""
         key = canonical_test_id(_name(test_id, "test id"))
-        self._hypothesis[key] = _checked(model.Count, to_jsonable(examples), f"hypothesis_examples.{key}")
+        self._hypothesis[key] = _checked(Count, to_jsonable(examples), f"hypothesis_examples.{key}")
 
     @property
     def _hypothesis(self) -> Dict[str, Any]:
@@ -268,7 +163,7 @@ class ResultsRecorder:
     # -- cases ---------------------------------------------------------------------------
     def record_case_inputs(self, case: str, inputs_sha256: str) -> None:
         """cases.<case>.inputs_sha256: what the case ran on (RefitCase.inputs_sha256())."""
-        self._case(case)["inputs_sha256"] = _checked(model.Sha256, inputs_sha256, f"cases.{case}.inputs_sha256")
+        self._case(case)["inputs_sha256"] = _checked(Sha256, inputs_sha256, f"cases.{case}.inputs_sha256")
 
     def record_case_check(self, case: str, check: str, **values: Any) -> None:
         """cases.<case>.checks.<check> = what the check found (record.CaseCheck's fields)."""
@@ -278,7 +173,7 @@ class ResultsRecorder:
     def record_case_weights(self, case: str, names: Sequence[Optional[str]]) -> None:
         """TensorRT's refittable weight list of a case (None entries allowed), as reported."""
         self._case(case)["refittable_weights"] = _checked(
-            model.WeightNames, to_jsonable(list(names)), f"cases.{case}.refittable_weights")
+            WeightNames, to_jsonable(list(names)), f"cases.{case}.refittable_weights")
 
     def record_case_coverage(self, case: str, coverage: Dict[str, Any]) -> None:
         """cases.<case>.coverage = the weight-coverage map (refit.coverage.Coverage.to_record()); the
@@ -358,15 +253,15 @@ class ResultsRecorder:
     def record_property_test(self, name: str, stats: Dict[str, Any]) -> None:
         """property_tests.<name> = {stat: finite number | int | bool | str}."""
         self._section("property_tests")[_name(name, "property test name")] = _checked(
-            model.Dict[model.Name, model.Scalar], to_jsonable(dict(stats)), f"property_tests.{name}")
+            Dict[Name, Scalar], to_jsonable(dict(stats)), f"property_tests.{name}")
 
     def record_bad_input(self, case: str, message: str) -> None:
         """bad_inputs.<case> = the error text the bad input produced in this run."""
-        self._section("bad_inputs")[_name(case, "bad-input case")] = _checked(model.Text, str(message), case)
+        self._section("bad_inputs")[_name(case, "bad-input case")] = _checked(Text, str(message), case)
 
     def record_note(self, key: str, text: str) -> None:
         """notes.<key> = a sentence (e.g. why a timing is what it is)."""
-        self._section("notes")[_name(key, "note key")] = _checked(model.Text, str(text), key)
+        self._section("notes")[_name(key, "note key")] = _checked(Text, str(text), key)
 
     # -- timings -----------------------------------------------------------------------
     def record_timing(self, name: str, samples_s: Sequence[float],
@@ -410,7 +305,7 @@ class ResultsRecorder:
             if name is None or name not in timings:
                 raise ValueError(f"ratio for {model_name!r}: timing {name!r} has not been recorded")
         ratio = float(timings[rebuild_name]["median_s"]) / float(timings[refit_name]["median_s"])
-        self._section("ratios")[model_name] = _checked(model.Ratio, ratio, f"ratios.{model_name}")
+        self._section("ratios")[model_name] = _checked(Ratio, ratio, f"ratios.{model_name}")
         return ratio
 
     def record_ratio_basis(self, model_name: str, rebuild_name: str, refit_name: str) -> None:

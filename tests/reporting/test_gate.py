@@ -12,7 +12,9 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 
 from refit_core.reporting.cli import add_gate_arguments, run_gate
-from refit_core.reporting.rules import CHANGED, MISSING, OK, REGRESSION, GateResult, Tolerances, compare
+from refit_core.reporting.rules import compare
+from refit_core.reporting.tolerances import Tolerances
+from refit_core.reporting.verdicts import CHANGED, MISSING, OK, REGRESSION, GateResult
 
 from .conftest import SAMPLE_85, SAMPLE_86
 
@@ -75,7 +77,7 @@ def test_sample_upgrade_passes_and_weight_names_normalise(capsys: pytest.Capture
 
 
 def _load(path: Path) -> Record:
-    from refit_core.reporting.results import load_results
+    from refit_core.reporting.schema import load_results
     return load_results(path)
 
 

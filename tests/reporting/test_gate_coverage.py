@@ -12,7 +12,8 @@ import pytest
 from refit_core.refit.coverage import Initializer, classify
 from refit_core.reporting.cli import add_gate_arguments, run_gate
 from refit_core.reporting.results import ResultsRecorder
-from refit_core.reporting.rules import CHANGED, INFO, MISSING, OK, REGRESSION, compare
+from refit_core.reporting.rules import compare
+from refit_core.reporting.verdicts import CHANGED, INFO, MISSING, OK, REGRESSION
 
 CASE = "model-mobilenet-fp16"
 INITS = [Initializer(n, "float32", (4,)) for n in ("conv1.weight", "conv1.bias", "se.fc1.weight", "bn.var")]

@@ -12,8 +12,9 @@ from typing import Any, Dict, List
 import pytest
 
 from refit_core.reporting.cli import add_gate_arguments, run_gate
-from refit_core.reporting.results import canonical_test_id, load_results
-from refit_core.reporting.rules import ALLOWED_MISSING, INFO, MISSING, REGRESSION, compare
+from refit_core.reporting.rules import compare
+from refit_core.reporting.schema import canonical_test_id
+from refit_core.reporting.verdicts import ALLOWED_MISSING, INFO, REGRESSION
 
 from .conftest import DATA, SAMPLE_85
 

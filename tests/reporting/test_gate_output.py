@@ -10,10 +10,11 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 
 from refit_core.reporting.cli import add_gate_arguments, run_gate
-from refit_core.reporting.formatting import MIN_TABLE_WIDTH, format_table, text_table
-from refit_core.reporting.rules import CHANGED, INFO, MISSING, OK, REGRESSION, compare
+from refit_core.reporting.formatting import MIN_TABLE_WIDTH, text_table
+from refit_core.reporting.gate_table import format_table
+from refit_core.reporting.rules import compare
 from refit_core.reporting.schema import load_results
-from refit_core.reporting.verdicts import ROW_FIELDS, GateResult, GateRow
+from refit_core.reporting.verdicts import CHANGED, INFO, MISSING, OK, REGRESSION, ROW_FIELDS, GateResult, GateRow
 
 from .conftest import SAMPLE_85, SAMPLE_86
 

@@ -9,8 +9,9 @@ import math
 import pytest
 
 from refit_core.reporting.results import ResultsRecorder
-from refit_core.reporting.rules import INFO, MISSING, OK, REGRESSION, compare
+from refit_core.reporting.rules import compare
 from refit_core.reporting.tolerances import Tolerances
+from refit_core.reporting.verdicts import INFO, MISSING, OK, REGRESSION
 
 CASE = "mobilenet-v3-small-fp16"
 ENV = dict(tensorrt_version="8.6.0", gpu_name="NVIDIA H200", cuda_driver_version="580.159.04",

@@ -12,7 +12,8 @@ import pytest
 
 from refit_core.reporting.cli import add_report_arguments, run_report
 from refit_core.reporting.formatting import md
-from refit_core.reporting.report import PLOT_NAME, REPORT_NAME, build_markdown, run_label, version_key
+from refit_core.reporting.report import PLOT_NAME, REPORT_NAME, build_markdown
+from refit_core.reporting.runs import run_label, version_key
 from refit_core.reporting.schema import load_results
 
 from .conftest import SAMPLE_85, SAMPLE_86
@@ -121,7 +122,7 @@ def test_without_matplotlib_the_markdown_is_still_written(
 
 
 def test_ratio_basis_picks_the_timings_shown_beside_the_ratio():
-    from refit_core.reporting.report import model_timings
+    from refit_core.reporting.runs import model_timings
     data = {"timings": {"m.refit.all": {"median_s": 0.008}, "m.refit.conv1": {"median_s": 0.005, "first_s": 0.006},
                         "m.rebuild.cold": {"median_s": 1.5}},
             "ratios": {"m": 300.0}, "ratio_basis": {"m": ["m.rebuild.cold", "m.refit.conv1"]}}

@@ -16,8 +16,8 @@ import pytest
 
 from refit_core.reporting.cli import add_report_arguments, run_report
 from refit_core.reporting.formatting import md
-from refit_core.reporting.report import (PHASES_PLOT_NAME, PLOT_NAME, REPORT_NAME, make_runs, run_label,
-                                         tax_plot_name)
+from refit_core.reporting.report import PHASES_PLOT_NAME, PLOT_NAME, REPORT_NAME, tax_plot_name
+from refit_core.reporting.runs import make_runs, run_label
 from refit_core.reporting.schema import load_results
 
 from .conftest import SAMPLE_85
@@ -167,7 +167,7 @@ def test_runs_that_cannot_be_gated_say_why(tmp_path: Path, capsys: pytest.Captur
 
 @needs_matplotlib
 def test_the_refit_chart_labels_its_axes_and_shows_the_zoo_cases() -> None:
-    from refit_core.reporting.report import refit_figure
+    from refit_core.reporting.charts import refit_figure
     records = [(str(p), load_results(p)) for p in (COLD, WARM)]
     top, bottom = refit_figure(records).axes
     assert top.get_yscale() == "log" and "refit median" in top.get_ylabel()  # 4.7 ms .. 126 ms: decades
@@ -183,7 +183,7 @@ def test_the_refit_chart_labels_its_axes_and_shows_the_zoo_cases() -> None:
 
 @needs_matplotlib
 def test_the_phase_chart_has_a_bar_per_run_with_phases(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from refit_core.reporting.report import phases_figure
+    from refit_core.reporting.charts import phases_figure
     records = [(str(p), load_results(p)) for p in (SAMPLE_85, COLD, WARM)]  # the sample has no phases
     ax = phases_figure(records).axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == [run_label(load_results(p)) for p in (COLD, WARM)]

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from refit_core.errors import DataError
-from refit_core.reporting.results import (SCHEMA_VERSION, UNNAMED_WEIGHT, ResultsFileError,
-                                          ResultsRecorder, decode_digits, derive_ratios,
-                                          encode_digits, load_results, normalize_weight_names,
-                                          primary_timing, split_timing_name, unnamed_weight_count)
+from refit_core.reporting.jsonable import decode_digits, encode_digits
+from refit_core.reporting.results import ResultsRecorder
+from refit_core.reporting.schema import ResultsFileError, load_results
+from refit_core.reporting.timings import derive_ratios, primary_timing, split_timing_name
+from refit_core.reporting.weights import UNNAMED_WEIGHT, normalize_weight_names, unnamed_weight_count
 
 from .conftest import SAMPLE_85, SAMPLE_86
 

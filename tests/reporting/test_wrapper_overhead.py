@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from refit_core.reporting.results import ResultsFileError, ResultsRecorder, load_results
+from refit_core.reporting.results import ResultsRecorder
 
 
 
