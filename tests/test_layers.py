@@ -90,3 +90,67 @@ def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "PACKAGE", fake_pkg)
     with pytest.raises(AssertionError, match="samples sits above onnx_prep"):
         test_no_import_runs_up_the_layers(bad)
+
+
+#: the most lines one module may have: past it, a module holds more than one job
+MAX_MODULE_LINES = 450
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_over_the_size_limit(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.relative_to(PACKAGE)} has {lines} lines (at most {MAX_MODULE_LINES})"
+
+
+def import_graph(package: Path) -> Dict[str, List[str]]:
+    """module -> the refit_core modules it imports (lazy ones included); an imported name
+    resolves to the module that defines it, or the package it is taken from."""
+    modules = {module_name(p): p for p in package.rglob("*.py")}
+    graph: Dict[str, List[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for _, target in imports_of(path):
+            parts = target.split(".")
+            while parts and ".".join(parts) not in modules:
+                parts.pop()
+            if parts and ".".join(parts) != name:
+                targets.add(".".join(parts))
+        graph[name] = sorted(targets)
+    return graph
+
+
+def find_cycle(graph: Dict[str, List[str]]) -> List[str]:
+    """One import cycle as [a, b, ..., a], or [] where there is none (depth-first search)."""
+    state: Dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: List[str] = []
+
+    def visit(node: str) -> List[str]:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def test_no_import_cycle():
+    cycle = find_cycle(import_graph(PACKAGE))
+    assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert find_cycle({"a": ["b"], "b": ["c"], "c": ["a"], "d": []}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": ["b"], "b": [], "c": ["b"]}) == []
