@@ -47,26 +47,25 @@ def _npz_bytes(arrays: Dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+#: damage that replaces one array: kind -> (weight, its bad value, what the error names)
+ONE_BAD_ARRAY = {
+    "int64 array": ("conv1.bias", np.ones(20, np.int64), "int64"),
+    "complex array": ("fc2.bias", np.ones(10, np.complex64), "complex64"),
+    "wrong shape": ("fc2.bias", np.ones(11, np.float32), "fc2.bias"),
+}
+
+
 def _damage(kind: str, npz: Path, meta_path: Path) -> str:
     meta = json.loads(meta_path.read_text())
     if kind == "npz swapped for all-zero weights":
         npz.write_bytes(_npz_bytes(fake_weights(0.0)))
         return "sha256"
-    if kind == "int64 array":
+    if kind in ONE_BAD_ARRAY:
+        name, value, named = ONE_BAD_ARRAY[kind]
         w = fake_weights(1.0)
-        w["conv1.bias"] = np.ones(20, np.int64)
+        w[name] = value
         npz.write_bytes(_npz_bytes(w))
-        return "int64"
-    if kind == "complex array":
-        w = fake_weights(1.0)
-        w["fc2.bias"] = np.ones(10, np.complex64)
-        npz.write_bytes(_npz_bytes(w))
-        return "complex64"
-    if kind == "wrong shape":
-        w = fake_weights(1.0)
-        w["fc2.bias"] = np.ones(11, np.float32)
-        npz.write_bytes(_npz_bytes(w))
-        return "fc2.bias"
+        return named
     if kind == "plain .npy instead of npz":
         buf = io.BytesIO()
         np.save(buf, np.zeros(5, np.float32))
