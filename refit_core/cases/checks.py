@@ -49,6 +49,18 @@ def _weights(n: int) -> str:
     return f"{n} weight" + ("" if n == 1 else "s")
 
 
+def non_finite_note(got: Any, ref: Any = None) -> str:
+    """"" when every output is finite, else how many are NaN or infinite (and, given the
+    reference, whether it has any): a model made undefined and a refit gone wrong read apart."""
+    got = np.asarray(got, dtype=np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(got)))
+    if not bad:
+        return ""
+    where = "" if ref is None or not np.isfinite(np.asarray(ref, dtype=np.float64)).all() else \
+        " where the reference has none"
+    return f"; {bad} of {got.size} outputs are NaN or infinite{where}"
+
+
 def reference(engine: Any, which: str) -> np.ndarray:
     """The reference outputs for the engine's "build" or "target" weights, computed once per engine."""
     memo = engine.__dict__.setdefault("_check_references", {})
@@ -126,11 +138,13 @@ def refit_to_target_matches_reference(engine: Any) -> CheckOutcome:
                             "its reference: " + compare_line(before, tol), dict(tolerance=tol.describe(), **before.summary()))
     engine.refit_to(engine.target_weights)
     got = engine.probe()
-    cmp = compare_outputs(got, reference(engine, "target"), tol)
+    target_ref = reference(engine, "target")
+    cmp = compare_outputs(got, target_ref, tol)
     stale = compare_outputs(got, reference(engine, "build"), tol)
     ok = cmp.ok and not stale.ok
     line = (f"refit with the target weights ({_weights(len(engine.target_weights))}) vs the reference: "
-            + compare_line(cmp, tol) + ("" if not stale.ok else "; but it still matches the build reference"))
+            + compare_line(cmp, tol) + non_finite_note(got, target_ref)
+            + ("" if not stale.ok else "; but it still matches the build reference"))
     more = []
     for name, (further, described) in engine.further_comparisons(engine.target_weights).items():
         more.append((f"refit_vs_reference_{name}", dict(tolerance=described, **further.summary())))
@@ -172,11 +186,12 @@ def refit_back_restores_built_outputs(engine: Any) -> CheckOutcome:
 
 def refit_twice_is_bit_identical(engine: Any) -> CheckOutcome:
     engine.refit_to(engine.target_weights)
-    once = engine.probe()
+    once = np.asarray(engine.probe())
     engine.refit_to(engine.target_weights)
-    same = bool(np.array_equal(engine.probe(), once))
+    twice = np.asarray(engine.probe())
+    same = once.shape == twice.shape and once.tobytes() == twice.tobytes()  # bits: a NaN equals itself
     return CheckOutcome("refit_twice_bit_identical", same, "refitting the same weights twice gives "
-                        + ("bit-identical outputs" if same else "different outputs"))
+                        + ("bit-identical outputs" if same else "different outputs") + non_finite_note(twice))
 
 
 def refit_equals_fresh_build(engine: Any) -> CheckOutcome:

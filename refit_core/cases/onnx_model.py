@@ -3,7 +3,8 @@ engine, ONNX Runtime is the reference, seeded random inputs are the probes.
 
 Build weights: the model's own initializers that TensorRT lists as refittable by name.
 Target weights: each of those with seeded multiplicative noise, w * (1 + noise * N(0, 1)),
-the noise grown until the reference moves (OnnxModelCase.target_weights).
+the noise grown until the reference moves (OnnxModelCase.target_weights); a weight that sets
+an operator's domain (DOMAIN_INPUTS: a Pow exponent) keeps its value.
 Probe rows: each output reshaped to (batch, -1) and concatenated along the columns.
 Dynamic dimensions need fixed `input_shapes` (min = opt = max).
 Tolerance: by build precision (PRECISION_TOLERANCES) unless the case gives its own.
@@ -47,6 +48,22 @@ def with_initializers(model_path: Path, weights: Mapping[str, np.ndarray]) -> by
                 continue
             init.CopyFrom(numpy_helper.from_array(new, init.name))
     return model.SerializeToString()
+
+
+#: (op type, input index) whose float value sets where the operator is defined or the shape it
+#: gives: perturbing it makes the model undefined, not different (a LayerNorm written out as
+#: Pow(x - mean, 2) gives NaN for every negative x once its exponent is 2.08; Resize's scales
+#: change the tensor sizes a later Add needs), so the target keeps these at their build values
+DOMAIN_INPUTS = frozenset({("Pow", 1), ("Resize", 2), ("Upsample", 1)})
+
+
+def domain_weights(model_path: Path) -> frozenset:
+    """Names of the model's initializers that feed a DOMAIN_INPUTS position."""
+    import onnx
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    return frozenset(name for node in graph.node for k, name in enumerate(node.input)
+                     if (node.op_type, k) in DOMAIN_INPUTS and name in initializers)
 
 
 def output_rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:
@@ -207,8 +224,9 @@ class OnnxModelCase(RefitCase):
         moves beyond NO_OP_MARGIN x the tolerance: a model whose outputs barely move at the starting
         size (a saturated sigmoid map under random probes) would otherwise let a refit that did
         nothing pass. The seed is the same at every size: the result is a function of the inputs."""
+        kept = domain_weights(model_path) if model_path is not None else frozenset()
         noise = self.noise_for(len(build_weights))
-        target = self.noisy(build_weights, noise)
+        target = self.noisy(build_weights, noise, kept)
         if model_path is None or self.noise is not None or not build_weights:
             return target
         from .base import NO_OP_MARGIN, compare_outputs
@@ -217,23 +235,27 @@ class OnnxModelCase(RefitCase):
             before = ort_rows(model_path, build_weights, feeds)
             while noise < MAX_NOISE and compare_outputs(before, ort_rows(model_path, target, feeds), margin).ok:
                 noise = min(MAX_NOISE, 2.0 * noise)
-                target = self.noisy(build_weights, noise)
+                target = self.noisy(build_weights, noise, kept)
         except Exception:  # noqa: BLE001 - ONNX Runtime cannot run these weights: the check will say so
-            return self.noisy(build_weights, self.noise_for(len(build_weights)))
+            return self.noisy(build_weights, self.noise_for(len(build_weights)), kept)
         return target
 
-    def noisy(self, build_weights: Mapping[str, np.ndarray], noise: float) -> Dict[str, np.ndarray]:
+    def noisy(self, build_weights: Mapping[str, np.ndarray], noise: float,
+              kept: frozenset = frozenset()) -> Dict[str, np.ndarray]:
         """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1)); a weight whose
         values are all positive (a BatchNorm variance, a scale) gets w * exp(noise * N(0, 1))
-        instead, so it stays positive and the model stays defined. Each target has its weight's
-        shape and dtype exactly, a 0-d weight included (what the refit path takes for the real one)."""
+        instead, so it stays positive and the model stays defined; the weights named in `kept`
+        (domain_weights) keep their values. Each target has its weight's shape and dtype exactly,
+        a 0-d weight included (what the refit path takes for the real one). The draws do not
+        depend on `kept`: keeping a weight leaves every other target as it was."""
         rng = np.random.default_rng(self.seed)
         out = {}
         for n, w in sorted(build_weights.items()):
             w = np.asarray(w)
             z = np.asarray(rng.standard_normal(w.shape)).reshape(w.shape)
             factor = np.exp(noise * z) if w.size and bool(np.all(w > 0)) else 1.0 + noise * z
-            out[n] = np.array(np.asarray(w * factor).reshape(w.shape), dtype=w.dtype, order="C")
+            value = w if n in kept else np.asarray(w * factor).reshape(w.shape)
+            out[n] = np.array(value, dtype=w.dtype, order="C")
         return out
 
     def probe_feeds(self) -> Dict[str, np.ndarray]:

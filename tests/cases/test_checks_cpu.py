@@ -123,3 +123,28 @@ def test_references_are_computed_once_per_engine():
     for fn in ALL:
         fn(engine)
     assert len(calls) == 2  # build and target
+
+
+class NaNEngine(FakeEngine):
+    """An engine whose outputs for the target weights hold the same NaN at every refit
+    (a model made undefined, not a refit that varies)."""
+
+    def probe(self):
+        out = super().probe()
+        if self.current is not self.build_weights and any(
+                not np.array_equal(self.current[n], self.build_weights[n]) for n in self.current):
+            out = out.copy()
+            out[0, 0] = np.nan
+        return out
+
+
+def test_the_same_nan_twice_is_bit_identical_and_said():
+    outcome = checks.refit_twice_is_bit_identical(NaNEngine())
+    assert outcome.ok is True, outcome.line
+    assert "1 of 18 outputs are NaN or infinite" in outcome.line
+
+
+def test_nan_after_a_refit_fails_the_reference_check_saying_so():
+    outcome = checks.refit_to_target_matches_reference(NaNEngine())
+    assert outcome.ok is False
+    assert "1 of 18 outputs are NaN or infinite where the reference has none" in outcome.line

@@ -197,3 +197,53 @@ def test_the_perturbation_grows_until_the_reference_moves(tmp_path, bias, grows)
     factor = np.max(np.abs(chosen["fc.weight"] / build["fc.weight"] - 1))
     start_factor = np.max(np.abs(start["fc.weight"] / build["fc.weight"] - 1))
     assert bool(factor > 1.9 * start_factor) is grows and factor <= MAX_NOISE * 5  # |z| < 5 for 64 draws
+
+
+def _layernorm_model(directory: Path) -> Path:
+    """x (2, 16) -> MatMul(W) -> a LayerNorm written out as exported graphs write it:
+    (h - mean) / sqrt(mean((h - mean) ** 2) + eps) * gamma + beta, every constant an initializer."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "fc.weight"),
+             numpy_helper.from_array(np.array([2.0], np.float32), "ln.pow_exponent"),
+             numpy_helper.from_array(np.array([1e-5], np.float32), "ln.eps"),
+             numpy_helper.from_array(np.ones(8, np.float32), "ln.gamma"),
+             numpy_helper.from_array(np.zeros(8, np.float32) + 0.1, "ln.beta")]
+    nodes = [helper.make_node("MatMul", ["x", "fc.weight"], ["h"]),
+             helper.make_node("ReduceMean", ["h"], ["mean"], axes=[-1]),
+             helper.make_node("Sub", ["h", "mean"], ["d"]),
+             helper.make_node("Pow", ["d", "ln.pow_exponent"], ["d2"]),
+             helper.make_node("ReduceMean", ["d2"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "ln.eps"], ["ve"]),
+             helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Div", ["d", "sd"], ["n"]),
+             helper.make_node("Mul", ["n", "ln.gamma"], ["g"]),
+             helper.make_node("Add", ["g", "ln.beta"], ["y"])]
+    graph = helper.make_graph(nodes, "layernorm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], inits)
+    path = directory / "layernorm.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    return path
+
+
+def test_a_pow_exponent_keeps_its_value_and_the_model_stays_defined(tmp_path):
+    """x ** 2.08 is NaN for a negative x: the target keeps a Pow exponent (DOMAIN_INPUTS), perturbs
+    the rest, and ONNX Runtime with its graph optimizations off (no fusion to hide a NaN) gives
+    finite outputs for it."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from refit_core.cases.onnx_model import domain_weights, with_initializers
+    path = _layernorm_model(tmp_path)
+    case = user_model_case(path)
+    build = {i.name: numpy_helper.to_array(i).copy() for i in onnx.load(str(path)).graph.initializer}
+    assert domain_weights(path) == {"ln.pow_exponent"}
+    target = case.target_weights(build, path)
+    assert np.array_equal(target["ln.pow_exponent"], build["ln.pow_exponent"])
+    assert all(not np.array_equal(target[n], build[n]) for n in build if n != "ln.pow_exponent")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(with_initializers(path, target), options, providers=["CPUExecutionProvider"])
+    assert np.isfinite(session.run(None, case.probe_feeds())[0]).all()
