@@ -110,9 +110,10 @@ def test_text_table_wraps_and_cuts_long_cells_within_their_column() -> None:
 # -- --differences-only ----------------------------------------------------------------------
 
 def test_differences_only_leaves_out_ok_and_provenance_rows(capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = _gate((COLD, WARM), "--differences-only", "--json", capsys=capsys)
+    cold, warm = RESULTS / "trt8.5.3.1-H100.json", RESULTS / "trt8.5.3.1-H100-warm.json"  # a pair with a change
+    code, out, _ = _gate((cold, warm), "--differences-only", "--json", capsys=capsys)
     rows = json.loads(out)["rows"]
-    result = compare(load_results(COLD), load_results(WARM))
+    result = compare(load_results(cold), load_results(warm))
     assert code == 0 and rows
     assert not [r for r in rows if r["status"] == OK or r["key"].startswith("provenance.")]
     assert [r["key"] for r in rows] == [r.metric for r in result.rows if r.verdict == CHANGED]
@@ -132,3 +133,22 @@ def test_differences_only_keeps_regressions_and_evidence_that_came_or_went(
     assert {"timing.mnist.refit.conv1", "mnist.accuracy_reference", "notes.new_note"} <= set(shown)
     assert not any(key.startswith("provenance.") for key in shown)
     assert "\nok " not in out
+
+
+@pytest.mark.parametrize("candidate_text, shown", [
+    ("cached plan /tmp/pytest-of-ci/pytest-7/test_damage0/plans/a.plan is not usable; rebuilding", False),
+    ("cached plan /tmp/pytest-of-root/pytest-0/test_damage0/plans/b.plan is not usable; rebuilding", True)])
+def test_a_bad_input_text_that_differs_only_in_pytests_temp_folder_is_no_difference(
+        baseline: Record, write_json: Callable[[str, Any], Path], capsys: pytest.CaptureFixture,
+        candidate_text: str, shown: bool) -> None:
+    """Two runs' messages name their own /tmp/pytest-of-USER/pytest-N folder: the same message, not a
+    change for --differences-only; another file named in it is one."""
+    base = json.loads(json.dumps(baseline))
+    base.setdefault("bad_inputs", {})["plan cache: corrupt"] = \
+        "cached plan /tmp/pytest-of-root/pytest-0/test_damage0/plans/a.plan is not usable; rebuilding"
+    cand = json.loads(json.dumps(base))
+    cand["bad_inputs"]["plan cache: corrupt"] = candidate_text
+    paths = (write_json("base.json", base), write_json("cand.json", cand))
+    code, out, _ = _gate(paths, "--differences-only", "--json", capsys=capsys)
+    keys = [r["key"] for r in json.loads(out)["rows"]]
+    assert code == 0 and ("bad_inputs.plan cache: corrupt" in keys) is shown
