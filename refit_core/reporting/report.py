@@ -31,6 +31,8 @@ DEFAULT_OUT = "refit_report"
 #: Exit codes of run_report.
 EXIT_OK = 0
 EXIT_NO_PLOT = 1
+#: what the report says (and exits EXIT_NO_PLOT) where matplotlib is missing
+NO_CHARTS = "matplotlib is not installed, no charts written"
 EXIT_UNUSABLE = EXIT_UNREADABLE = 2
 
 
@@ -299,7 +301,7 @@ def write_report(paths: Sequence[str], out_dir: Optional[str] = None) -> int:
                                                       PHASES_PLOT_NAME if with_phases else None))
         print(report_path)
         if not charts:
-            print(f"report: matplotlib is not installed, no charts written ({PLOT_NAME}, ...); "
+            print(f"report: {NO_CHARTS} ({PLOT_NAME}, ...); "
                   "pip install matplotlib", file=sys.stderr)
             return EXIT_NO_PLOT
         print(plot_refit_vs_rebuild(runs, out / PLOT_NAME))
