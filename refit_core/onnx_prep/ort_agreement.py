@@ -58,12 +58,8 @@ class Agreement:
 
 
 def _ort_run(model: Any, names: List[str], feeds: Mapping[str, np.ndarray], optimize: bool) -> List[Any]:
-    import onnxruntime as ort
-    from ..models.ort_session import PROVIDERS, _options
-    opts = _options()
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=PROVIDERS).run(names, dict(feeds))
+    from ..models.ort_session import ort_session
+    return ort_session(model.SerializeToString(), optimize=optimize).run(names, dict(feeds))
 
 
 def _agreement(want: Sequence[Any], got: Sequence[Any]) -> Agreement:

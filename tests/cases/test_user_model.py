@@ -232,10 +232,10 @@ def test_a_pow_exponent_keeps_its_value_and_the_model_stays_defined(tmp_path):
     the rest, and ONNX Runtime with its graph optimizations off (no fusion to hide a NaN) gives
     finite outputs for it."""
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     from refit_core.cases.onnx_model import domain_weights, with_initializers
+    from refit_core.models.ort_session import ort_session
     path = _layernorm_model(tmp_path)
     case = user_model_case(path)
     build = {i.name: numpy_helper.to_array(i).copy() for i in onnx.load(str(path)).graph.initializer}
@@ -243,7 +243,5 @@ def test_a_pow_exponent_keeps_its_value_and_the_model_stays_defined(tmp_path):
     target = case.target_weights(build, path)
     assert np.array_equal(target["ln.pow_exponent"], build["ln.pow_exponent"])
     assert all(not np.array_equal(target[n], build[n]) for n in build if n != "ln.pow_exponent")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(with_initializers(path, target), options, providers=["CPUExecutionProvider"])
+    session = ort_session(with_initializers(path, target), optimize=False)
     assert np.isfinite(session.run(None, case.probe_feeds())[0]).all()

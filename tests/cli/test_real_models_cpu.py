@@ -49,24 +49,42 @@ def test_prepare_on_a_real_model(model_id, tmp_path, capsys):
 WEIGHT_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "Gemm", "MatMul")
 
 
-@pytest.mark.parametrize("model_id", sorted(m for m in MODELS if MODELS[m]["expected"]["exit"] == 0))
-def test_the_perturbation_moves_a_real_models_reference(model_id, tmp_path):
+CHECKED = sorted(m for m in MODELS if MODELS[m]["expected"]["exit"] == 0)
+
+
+@pytest.fixture(scope="module")
+def prepared_case(tmp_path_factory):
+    """model id -> (its case, the prepared model check builds, that model's float initializers):
+    each model prepared once for the tests below (prepare runs ONNX Runtime twice)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from refit_core.cases.user_model import user_model_case
+    done = {}
+
+    def get(model_id):
+        if model_id not in done:
+            entry = MODELS[model_id]
+            case = user_model_case(model_file(entry), parse_shapes(entry["shapes"]))
+            path = case.make_model(tmp_path_factory.mktemp(model_id))
+            floats = {i.name for i in onnx_float_initializer_info(path)[0]}
+            graph = onnx.load(str(path)).graph
+            done[model_id] = (case, path, graph, {i.name: numpy_helper.to_array(i).copy()
+                                                  for i in graph.initializer if i.name in floats})
+        return done[model_id]
+    return get
+
+
+@pytest.mark.parametrize("model_id", CHECKED)
+def test_the_perturbation_moves_a_real_models_reference(model_id, prepared_case):
     """The check "perturbation_changes_reference" on ONNX Runtime alone: the target weights of the
     layers' weights move the reference beyond the no-op margin (a saturated detector map once
     moved only 1.7e-4, and check failed for the tool's own reason)."""
-    import onnx
-
     from refit_core.cases.base import NO_OP_MARGIN, compare_outputs
     from refit_core.cases.onnx_model import ort_rows
-    from refit_core.cases.user_model import user_model_case
-    entry = MODELS[model_id]
-    case = user_model_case(model_file(entry), parse_shapes(entry["shapes"]))
-    path = case.make_model(tmp_path)
-    floats = {i.name for i in onnx_float_initializer_info(path)[0]}
-    graph = onnx.load(str(path)).graph
+    case, path, graph, floats = prepared_case(model_id)
     names = {x for n in graph.node if n.op_type in WEIGHT_OPS for x in n.input[1:]}
-    from onnx import numpy_helper
-    build = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer if i.name in names and i.name in floats}
+    build = {name: w for name, w in floats.items() if name in names}
     assert build
     feeds = case.probe_feeds()
     no_op = compare_outputs(ort_rows(path, build, feeds), ort_rows(path, case.target_weights(build, path), feeds),
@@ -74,31 +92,19 @@ def test_the_perturbation_moves_a_real_models_reference(model_id, tmp_path):
     assert not no_op.ok, f"{model_id}: the target weights move the reference only by {no_op.max_abs:.3g}"
 
 
-@pytest.mark.parametrize("model_id", sorted(m for m in MODELS if MODELS[m]["expected"]["exit"] == 0))
-def test_a_real_models_target_weights_keep_it_defined(model_id, tmp_path):
+@pytest.mark.parametrize("model_id", CHECKED)
+def test_a_real_models_target_weights_keep_it_defined(model_id, prepared_case):
     """Perturbing every float weight (a superset of what TensorRT refits, scalars included) leaves
     the model defined: ONNX Runtime with its graph optimizations off (no fusion hiding a NaN)
     gives finite outputs for the target weights. A LayerNorm written out as Pow(x - mean, 2)
     once had its exponent perturbed: NaN for every negative x, and check failed refit_vs_reference
     and refit_twice_bit_identical for the tool's own reason (ppocr-rec-v4 on TensorRT 8.5.3.1)."""
     import numpy as np
-    import onnxruntime as ort
-    from onnx import numpy_helper
 
     from refit_core.cases.onnx_model import with_initializers
-    from refit_core.cases.user_model import user_model_case
-    entry = MODELS[model_id]
-    case = user_model_case(model_file(entry), parse_shapes(entry["shapes"]))
-    path = case.make_model(tmp_path)
-    inits, _ = onnx_float_initializer_info(path)
-    import onnx
-    graph = onnx.load(str(path)).graph
-    floats = {i.name for i in inits}
-    build = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer if i.name in floats}
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(with_initializers(path, case.target_weights(build, path)), options,
-                                   providers=["CPUExecutionProvider"])
+    from refit_core.models.ort_session import ort_session
+    case, path, _, build = prepared_case(model_id)
+    session = ort_session(with_initializers(path, case.target_weights(build, path)), optimize=False)
     outputs = session.run(None, case.probe_feeds())
     bad = sum(int(np.count_nonzero(~np.isfinite(np.asarray(o, dtype=np.float64)))) for o in outputs)
     assert bad == 0, f"{model_id}: {bad} outputs are NaN or infinite for the target weights"
