@@ -43,3 +43,8 @@ def cache_dir() -> Path:
     path = Path(root).expanduser() if root else Path.home() / ".cache" / "refit_core"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def plan_cache_dir() -> Path:
+    """Where TensorRT plans and timing caches live ($REFIT_CACHE_DIR/plans)."""
+    return cache_dir() / "plans"

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from .config import DATA_DIR_ENV, cache_dir
+from .config import DATA_DIR_ENV, cache_dir, plan_cache_dir
 from .errors import DataError
 from .pytest_session import gpu_skip_reason, in_ci, provenance_of, refit_session
 
@@ -78,11 +78,6 @@ def cuda_session() -> Any:
             yield session
     finally:
         session.close()
-
-
-def plan_cache_dir() -> Path:
-    """Where the session's plans and timing caches live."""
-    return cache_dir() / "plans"
 
 
 @pytest.fixture(scope="session")

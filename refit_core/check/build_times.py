@@ -17,19 +17,21 @@ def _seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def estimate_build(history: List[Dict[str, Any]], sha256: str, size: int, kind: str, tensorrt: str,
-                   gpu: str) -> str:
+def estimate_build(history: List[Dict[str, Any]], sha256: str, kind: str, tensorrt: str, gpu: str) -> str:
     """What a build of `kind` of this model will take: its own earlier builds here, else the
-    earlier builds of `kind` on this TensorRT and GPU scaled by file size, else what was measured."""
+    range of the earlier builds of `kind` of other models on this TensorRT and GPU (build time
+    follows neither file size nor weight count closely: a small classifier took 3.5 min where
+    a larger detector took 1 min), else what was measured."""
     import statistics as st
     here = [h for h in history if h.get("kind") == kind and h.get("tensorrt") == tensorrt and h.get("gpu") == gpu]
     same = [float(h["seconds"]) for h in here if h.get("sha256") == sha256]
     if same:
         return f"about {_seconds(st.median(same))} (this model's {kind} build measured here before)"
-    rates = [float(h["seconds"]) / float(h["bytes"]) for h in here if float(h.get("bytes") or 0) > 0]
-    if rates:
-        return (f"about {_seconds(st.median(rates) * size)} (from {len(rates)} earlier {kind} build"
-                f"{'' if len(rates) == 1 else 's'} on this TensorRT and GPU, scaled by file size: a rough guide)")
+    others = sorted(float(h["seconds"]) for h in here if float(h.get("seconds") or 0) > 0)
+    if others:
+        n, lo, hi = len(others), _seconds(others[0]), _seconds(others[-1])
+        return (f"{lo if lo == hi else f'{lo} to {hi}'} (what {n} earlier {kind} build{'' if n == 1 else 's'} "
+                f"of other models took on this TensorRT and GPU: a rough guide)")
     return NO_HISTORY_HINT
 
 
@@ -62,7 +64,7 @@ class BuildClock:
         self.tensorrt, self.gpu = tensorrt, gpu
 
     def estimate(self, kind: str) -> str:
-        return estimate_build(load_build_times(self.path), self.sha256, self.size, kind, self.tensorrt, self.gpu)
+        return estimate_build(load_build_times(self.path), self.sha256, kind, self.tensorrt, self.gpu)
 
     def record(self, kind: str, seconds: float) -> None:
         try:

@@ -238,7 +238,7 @@ def run_on_gpu(plan: Plan) -> int:
     """Build, map, refit, compare, time, report. Returns the exit status (0 or 1)."""
     import tempfile
     from ..cases import checks
-    from ..config import cache_dir
+    from ..config import plan_cache_dir
     from ..refit.coverage import format_table
     from ..trt import compat
     from ..trt.cuda import CudaSession
@@ -255,7 +255,7 @@ def run_on_gpu(plan: Plan) -> int:
               f"{', '.join(f'{k}:' + 'x'.join(map(str, v)) for k, v in sorted(plan.case.input_shapes.items()))})")
         _record_environment(run, session)
         run.rec.record_case_inputs(plan.key, sha256_file(plan.model))
-        cache = PlanCache(cache_dir() / "plans")
+        cache = PlanCache(plan_cache_dir())
         clock = BuildClock(plan.prepared or plan.model, compat.trt_version_string(), session.gpu_name)
         before = _builds()
         print(f"estimate for the REFIT build: {clock.estimate('REFIT')}")

@@ -57,9 +57,9 @@ def test_refit_floor(benchmark, case_engine, results):
         case_engine.refit_to(weights)
         samples.append(time.perf_counter() - t0)
 
-    rounds = probe_rounds(lambda: case_engine.refit_to(weights), FLOOR_ROUNDS)
-    benchmark.pedantic(refit, rounds=rounds, warmup_rounds=FLOOR_WARMUP)
-    results.record_refit_floor(name, samples[FLOOR_WARMUP:], nbytes, bandwidth, len(weights),
+    plan = probe_rounds(lambda: case_engine.refit_to(weights), FLOOR_ROUNDS, FLOOR_WARMUP)
+    benchmark.pedantic(refit, rounds=plan.rounds, warmup_rounds=plan.warmup)
+    results.record_refit_floor(name, samples[plan.warmup:], nbytes, bandwidth, len(weights),
                                case_engine.case.precision)
     entry = results.get(("cases", name, "refit_floor"))
     benchmark.extra_info.update(refit_floor_ratio=entry["ratio"], weight_bytes=nbytes,

@@ -49,7 +49,7 @@ def _bench(benchmark, fn, rounds, warmup, args=()):
 
 
 def _bench_refit(benchmark, refitter, weights, results, name):
-    """Warm refit_with rounds (up to REFIT_ROUNDS, fewer where a refit is slow: rounds.py);
+    """Warm refit_with rounds (up to REFIT_WARMUP + REFIT_ROUNDS, fewer where a refit is slow: rounds.py);
     besides pytest-benchmark's own timing, keep each round's raw refit_cuda_engine seconds and
     refit_with's total (EngineRefitter.last_trt_seconds / last_total_seconds) and record the
     wrapper's overhead, (total - raw) / raw of the medians. Returns the measured rounds'
@@ -62,9 +62,9 @@ def _bench_refit(benchmark, refitter, weights, results, name):
         total.append(refitter.last_total_seconds)
         return out
 
-    rounds = probe_rounds(lambda: refitter.refit_with(weights), REFIT_ROUNDS)
-    samples = _bench(benchmark, refit, rounds, REFIT_WARMUP)
-    raw, total = raw[REFIT_WARMUP:], total[REFIT_WARMUP:]
+    plan = probe_rounds(lambda: refitter.refit_with(weights), REFIT_ROUNDS, REFIT_WARMUP)
+    samples = _bench(benchmark, refit, plan.rounds, plan.warmup)
+    raw, total = raw[plan.warmup:], total[plan.warmup:]
     ratio = results.record_wrapper_overhead(name, raw, total)
     entry = results.get(("wrapper_overhead", name))
     benchmark.extra_info.update(trt_median_s=entry["trt_median_s"], wrapper_total_median_s=entry["total_median_s"],

@@ -213,16 +213,16 @@ def test_step_reports_progress_and_duration():
     assert lines[-1].startswith("building: done (")
 
 
-def test_build_estimates_use_this_models_builds_then_size_scaled_ones_then_what_was_measured(tmp_path):
+def test_build_estimates_use_this_models_builds_then_the_range_of_others_then_what_was_measured(tmp_path):
     history = [dict(kind="REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=100.0),
                dict(kind="REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=120.0),
                dict(kind="REFIT", sha256="bb", bytes=20_000_000, tensorrt="8.6.0", gpu="H200", seconds=300.0),
                dict(kind="without REFIT", sha256="aa", bytes=10_000_000, tensorrt="8.6.0", gpu="H200", seconds=50.0)]
-    assert build_times.estimate_build(history, "aa", 10_000_000, "REFIT", "8.6.0", "H200").startswith(
+    assert build_times.estimate_build(history, "aa", "REFIT", "8.6.0", "H200").startswith(
         "about 110 s (this model's REFIT build measured here before)")
-    other = build_times.estimate_build(history, "cc", 5_000_000, "REFIT", "8.6.0", "H200")
-    assert other.startswith("about 60 s (from 3 earlier REFIT builds") and "rough guide" in other
-    assert build_times.estimate_build(history, "aa", 1, "REFIT", "8.5.3.1", "H200") == build_times.NO_HISTORY_HINT
+    other = build_times.estimate_build(history, "cc", "REFIT", "8.6.0", "H200")
+    assert other.startswith("100 s to 5.0 min (what 3 earlier REFIT builds of other models took") and "rough guide" in other
+    assert build_times.estimate_build(history, "aa", "REFIT", "8.5.3.1", "H200") == build_times.NO_HISTORY_HINT
     path = tmp_path / "times.json"
     path.write_text("{not json")
     assert build_times.load_build_times(path) == []  # damaged history: no estimate, no failure

@@ -150,13 +150,16 @@ RAW_WRONG_COUNT = textwrap.dedent("""
     import numpy as np, tensorrt as trt
     from refit_core.trt.cuda import CudaSession
     from refit_core.trt.recorders import make_logger
-    from refit_core.trt.engine import BuildOptions, EngineHandle
+    from refit_core.config import plan_cache_dir
+    from refit_core.trt.engine import BuildOptions
+    from refit_core.trt.plan_cache import PlanCache
     from refit_core.samples.mnist import flow
     s = CudaSession()
     logger = make_logger()
     w = {k: np.zeros(v, np.float32) for k, v in flow.LENET_SHAPES.items()}
-    res = flow.build_lenet_plan(w, BuildOptions(), logger)
-    h = EngineHandle(res.plan, logger)
+    # from the plan cache where an earlier run built it: no Builder in this process
+    h, _ = flow.build_lenet_engine(w, BuildOptions(), logger, PlanCache(plan_cache_dir()), s.gpu_name,
+                                   progress=lambda line: None)
     r = trt.Refitter(h.engine, logger)
     bad = np.zeros(7, np.float32)
     print("RAW_SET_RETURNED", r.set_named_weights("conv1.weight", trt.Weights(bad)), flush=True)

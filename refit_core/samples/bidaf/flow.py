@@ -111,7 +111,7 @@ def default_model_path() -> Path:
 def run_bidaf_flow(model_path: Optional[str] = None, context: Optional[str] = None, query: Optional[str] = None,
                    progress: Callable[[str], None] = print) -> bool:
     """The sample end to end, as the CLI runs it; True when the refitted engine answers right."""
-    from ...config import cache_dir
+    from ...config import cache_dir, plan_cache_dir
     from .data import SAMPLE_ANSWER, SAMPLE_CONTEXT, SAMPLE_QUERY
     from ...trt.cuda import CudaSession
     from ...trt.recorders import make_logger
@@ -123,7 +123,7 @@ def run_bidaf_flow(model_path: Optional[str] = None, context: Optional[str] = No
     session = CudaSession()
     try:
         logger = make_logger()
-        handle, _ = build_bidaf_engine(prepared, BuildOptions(), logger, PlanCache(cache_dir() / "plans"),
+        handle, _ = build_bidaf_engine(prepared, BuildOptions(), logger, PlanCache(plan_cache_dir()),
                                        session.gpu_name, progress)
         session.on_close(handle.close)
         bidaf = BidafTrt(prepared, handle, session.synchronize)

@@ -164,7 +164,7 @@ def run_mnist_flow(data_dir: Any, progress: Callable[[str], None] = print) -> Mn
     from .lenet import accuracy, lenet_forward
     from .weights import committed_lenet
     from ...refit.refitter import EngineRefitter
-    from ...config import cache_dir
+    from ...config import plan_cache_dir
     from ...trt.cuda import CudaSession
     from ...trt.recorders import make_logger
     from ...trt.runner import TrtRunner
@@ -185,7 +185,7 @@ def run_mnist_flow(data_dir: Any, progress: Callable[[str], None] = print) -> Mn
         logger = make_logger()
         start_weights = dummy_conv1(trained.weights)
         handle, built = build_lenet_engine(start_weights, BuildOptions(), logger,
-                                           PlanCache(cache_dir() / "plans"), session.gpu_name, progress=progress)
+                                           PlanCache(plan_cache_dir()), session.gpu_name, progress=progress)
         session.on_close(handle.close)
         runner = TrtRunner(handle)
         before = run_lenet(runner, images).argmax(axis=1)
