@@ -157,6 +157,14 @@ def fit_shapes(model: Any, given: Mapping[str, Shape], model_name: str = "the mo
     if unknown:
         raise ModelInputError(f"{shapes_option} names {', '.join(map(repr, unknown))}, which {model_name} does not "
                               f"have as an input (inputs: {', '.join(map(repr, names)) or 'none'})")
+    missing = [inp for inp in inputs if inp.dynamic and inp.name not in given]
+    if missing:
+        said = "; ".join(f"{inp.name!r} {inp.shown()}" for inp in missing)
+        example = " ".join(f"{inp.name}:" + "x".join(str(d) if isinstance(d, int) else "1" for d in inp.dims)
+                           for inp in missing)
+        one = len(missing) == 1
+        raise ModelInputError(f"input{'' if one else 's'} of {model_name} with a dynamic shape and no "
+                              f"{shapes_option}: {said}; give {'it' if one else 'each'}, e.g. {shapes_option} {example}")
     shapes: Dict[str, Shape] = {}
     for inp in inputs:
         if inp.name in given:
@@ -171,10 +179,6 @@ def fit_shapes(model: Any, given: Mapping[str, Shape], model_name: str = "the mo
                                           f"model's {inp.shown()[1:-1]}: {model_name} fixes dim {axis} to {d}, "
                                           f"not {s}")
             shapes[inp.name] = shape
-        elif inp.dynamic:
-            example = "x".join(str(d) if isinstance(d, int) else "1" for d in inp.dims)
-            raise ModelInputError(f"input {inp.name!r} of {model_name} has a dynamic shape {inp.shown()}; give it, "
-                                  f"e.g. {shapes_option} {inp.name}:{example}")
         else:
             shapes[inp.name] = tuple(int(d) for d in inp.dims)
     return shapes

@@ -118,7 +118,7 @@ def test_refit_model_adds_one_case_to_every_generic_check(project, tmp_path):
 def test_a_bad_model_stops_pytest_with_one_sentence(project, tmp_path):
     result = project.runpytest_subprocess(f"--refit-model={_model(tmp_path)}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "refit_core: input 'x' of net.onnx has a dynamic shape" in result.stderr.str()
+    assert "refit_core: input of net.onnx with a dynamic shape and no --refit-shapes: 'x'" in result.stderr.str()
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 

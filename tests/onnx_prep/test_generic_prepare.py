@@ -77,12 +77,28 @@ def test_the_proof_catches_a_prepared_model_that_computes_something_else(paddle)
     ({"image": (1, 3, 8, 8)}, "'image', which the model does not have as an input (inputs: 'x')"),
     ({"x": (1, 3, 8)}, "3 dims, input 'x' of the model has 4"),
     ({"x": (1, 4, 8, 8)}, "fixes dim 1 to 3, not 4"),
-    ({}, "input 'x' of the model has a dynamic shape (?x3x?x?); give it, e.g. --shapes x:1x3x1x1"),
+    ({}, "input of the model with a dynamic shape and no --shapes: 'x' (?x3x?x?); give it, e.g. --shapes x:1x3x1x1"),
 ])
 def test_shapes_that_do_not_fit_are_refused(paddle, shapes, fragment):
     with pytest.raises(ModelInputError) as info:
         fit_shapes(load_model(paddle), shapes)
     assert fragment in str(info.value)
+
+
+def test_every_dynamic_input_without_a_shape_is_named_with_one_example():
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["y"])], "two",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, "batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph)
+    with pytest.raises(ModelInputError) as info:
+        fit_shapes(model, {})
+    assert str(info.value).endswith("with a dynamic shape and no --shapes: 'a' (?x4; dims 'batch', 4); 'b' "
+                                    "(2x?x4; dims 2, 'batch', 4); give each, e.g. --shapes a:1x4 b:2x1x4"), info.value
+    with pytest.raises(ModelInputError, match=r"no --shapes: 'b' .*give it, e.g. --shapes b:2x1x4$"):
+        fit_shapes(model, {"a": (1, 4)})
 
 
 @pytest.mark.parametrize("argv, fragment", [
