@@ -67,9 +67,13 @@ def domain_weights(model_path: Path) -> frozenset:
 
 
 def output_rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:
-    """The probe rows: each named output reshaped to (batch, -1), concatenated along the columns."""
+    """The probe rows: each named output reshaped to (batch, -1), concatenated along the columns;
+    one row of everything where the outputs' first dims differ (an RNN's state beside its
+    output, a scalar beside a batch)."""
     parts = [np.asarray(outputs[n], dtype=np.float64) for n in names]
-    return np.concatenate([p.reshape(p.shape[0] if p.ndim else 1, -1) for p in parts], axis=1)
+    firsts = {p.shape[0] if p.ndim else 1 for p in parts}
+    rows = firsts.pop() if len(firsts) == 1 else 1
+    return np.concatenate([p.reshape(rows, -1) for p in parts], axis=1)
 
 
 def ort_rows(model_path: Path, weights: Mapping[str, np.ndarray], feeds: Mapping[str, np.ndarray],
@@ -101,7 +105,7 @@ class OnnxModelEngine(CaseEngine):
                                        fp16=case.precision == "fp16" and not case.allow_fp16_range)
         self.build_weights = {n: a.copy() for n, a in self.refitter.current.items()}
         self.target_weights = case.target_weights(self.build_weights, model_path)
-        self.feeds = case.probe_feeds()
+        self.feeds = case.probe_feeds(model_path)
         self.built_outputs = self.probe()
 
     def _build(self, path: Path, plan_cache: Any, options: Any) -> Tuple[Any, Any]:
@@ -230,7 +234,7 @@ class OnnxModelCase(RefitCase):
         if model_path is None or self.noise is not None or not build_weights:
             return target
         from .base import NO_OP_MARGIN, compare_outputs
-        feeds, margin = self.probe_feeds(), self.tolerance.scaled(NO_OP_MARGIN)
+        feeds, margin = self.probe_feeds(model_path), self.tolerance.scaled(NO_OP_MARGIN)
         try:
             before = ort_rows(model_path, build_weights, feeds)
             while noise < MAX_NOISE and compare_outputs(before, ort_rows(model_path, target, feeds), margin).ok:
@@ -258,10 +262,16 @@ class OnnxModelCase(RefitCase):
             out[n] = np.array(value, dtype=w.dtype, order="C")
         return out
 
-    def probe_feeds(self) -> Dict[str, np.ndarray]:
-        """Seeded standard-normal inputs of the given shapes."""
-        rng = np.random.default_rng(self.seed + 1)
-        return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in sorted(self.input_shapes.items())}
+    def probe_feeds(self, model_path: Optional[Path] = None) -> Dict[str, np.ndarray]:
+        """Seeded inputs of the given shapes and of the model's input dtypes (float32 without
+        `model_path`): standard-normal floats, zeros for integer and boolean inputs."""
+        from ..onnx_prep.ort_agreement import input_dtypes, seeded_inputs
+        dtypes: Dict[str, Any] = {}
+        if model_path is not None:
+            import onnx
+            dtypes = input_dtypes(onnx.load(str(model_path), load_external_data=False))
+        return seeded_inputs({name: (shape, dtypes.get(name, np.float32))
+                              for name, shape in self.input_shapes.items()}, self.seed + 1)
 
     def profiles(self, model_path: Path) -> list:
         """One profile fixing every input that has a dynamic dimension (none when all are static)."""

@@ -5,7 +5,8 @@ this module; the engine is built from the prepared model, as `check` builds it
 (onnx_prep.generic: shapes fixed, Constant-node weights as initializers). Everything that can be known without TensorRT is checked here, up front, and
 refused in one sentence: the file is missing or not ONNX, an input has a dynamic dimension
 and no shape was given, a given shape names no input or disagrees with a fixed dimension,
-or an input is not float32 (the probes are seeded standard-normal floats).
+or an input is of a type the probes cannot feed (they are seeded standard-normal floats, and zeros
+for integer and boolean inputs).
 
 Shapes are written the way trtexec takes them: `input:1x3x224x224`.
 """
@@ -25,18 +26,24 @@ __all__ = ["ModelInputError", "parse_shapes", "input_shapes_for", "case_name_for
            "user_model_cases"]
 
 
+#: input types a probe can feed (onnx_prep.ort_agreement.seeded_inputs) and TensorRT can take
+FEEDABLE_TYPES = ("FLOAT", "FLOAT16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
+
+
 def input_shapes_for(path: Path, given: Dict[str, Shape], shapes_option: str = "--refit-shapes") -> Dict[str, Shape]:
     """Every input's probe shape: the model's own where fixed, `given` where dynamic
     (shapes in `given` for inputs the model does not have are ignored here; see fit_shapes
     for the rules). `shapes_option` is the option the error message tells the user to give a
-    shape with. Every input must be FLOAT (the probes are seeded standard-normal floats)."""
+    shape with. Every input must be of a FEEDABLE_TYPES type."""
     from onnx import TensorProto
     model = load_model(path)
     inputs = model_inputs(model)
+    feedable = {getattr(TensorProto, t) for t in FEEDABLE_TYPES}
     for inp in inputs:
-        if inp.elem_type != TensorProto.FLOAT:
-            raise ModelInputError(f"input {inp.name!r} of {path.name} is {TensorProto.DataType.Name(inp.elem_type)}; "
-                                  "model cases feed seeded float32 inputs, so every input must be FLOAT")
+        if inp.elem_type not in feedable:
+            kind = TensorProto.DataType.Name(inp.elem_type) if inp.elem_type else "not a tensor"
+            raise ModelInputError(f"input {inp.name!r} of {path.name} is {kind}; the probes feed "
+                                  f"{', '.join(FEEDABLE_TYPES)} inputs only (TensorRT takes no other)")
     names = {i.name for i in inputs}
     return fit_shapes(model, {k: v for k, v in given.items() if k in names}, path.name, shapes_option)
 

@@ -123,7 +123,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         if not path.is_file():
             raise ModelInputError(f"model file {path} does not exist")
         path = path.resolve()
-        input_shapes_for(path, shapes, shapes_option="--shapes")  # float inputs only, every --shapes fits
+        input_shapes_for(path, shapes, shapes_option="--shapes")  # inputs a probe can feed, every --shapes fits
     except ModelInputError as exc:
         raise CheckUnusable(str(exc)) from None
     results = Path(args.results).expanduser() if args.results else None

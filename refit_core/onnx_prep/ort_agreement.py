@@ -6,31 +6,42 @@ tolerance is printed). Needs onnx and onnxruntime, never TensorRT (Python 3.9).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .source import ModelInputError, Shape, model_inputs
 
-__all__ = ["PREPARE_RTOL", "seeded_feeds", "Agreement", "compare_with_ort"]
+__all__ = ["PREPARE_RTOL", "seeded_inputs", "input_dtypes", "seeded_feeds", "Agreement", "compare_with_ort"]
 
 #: Prepared vs original outputs when they are not bit-identical: max|diff| <= PREPARE_RTOL * max(1, max|ref|).
 PREPARE_RTOL = 1e-5
 
 
-def seeded_feeds(model: Any, shapes: Mapping[str, Shape], seed: int) -> Dict[str, np.ndarray]:
-    """Seeded inputs: standard-normal floats, zeros for integer and boolean inputs."""
-    from onnx import helper
+def seeded_inputs(specs: Mapping[str, Tuple[Shape, Any]], seed: int) -> Dict[str, np.ndarray]:
+    """Seeded inputs by name order: standard-normal floats of each input's float dtype; zeros for
+    integer and boolean inputs (token ids, masks, indices, sample rates: zero is valid for all of
+    them, where a random integer may index out of range)."""
     rng = np.random.default_rng(seed)
     feeds = {}
-    for inp in model_inputs(model):
-        dtype = helper.tensor_dtype_to_np_dtype(inp.elem_type)
-        shape = tuple(shapes[inp.name])
+    for name in sorted(specs):
+        shape, dtype = tuple(specs[name][0]), np.dtype(specs[name][1])
         if dtype.kind == "f":
-            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
         else:
-            feeds[inp.name] = np.zeros(shape, dtype=dtype)
+            feeds[name] = np.zeros(shape, dtype=dtype)
     return feeds
+
+
+def input_dtypes(model: Any) -> Dict[str, Any]:
+    """Each real input's numpy dtype."""
+    from onnx import helper
+    return {inp.name: helper.tensor_dtype_to_np_dtype(inp.elem_type) for inp in model_inputs(model)}
+
+
+def seeded_feeds(model: Any, shapes: Mapping[str, Shape], seed: int) -> Dict[str, np.ndarray]:
+    """seeded_inputs for the model's inputs of these shapes."""
+    return seeded_inputs({name: (shapes[name], dtype) for name, dtype in input_dtypes(model).items()}, seed)
 
 
 @dataclass

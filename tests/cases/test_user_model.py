@@ -71,7 +71,7 @@ def test_a_shape_that_contradicts_the_model_is_refused(tmp_path):
             user_model_case(path, {"x": shape})
 
 
-def test_missing_file_not_onnx_and_non_float_inputs_are_refused(tmp_path):
+def test_missing_file_not_onnx_and_inputs_no_probe_can_feed_are_refused(tmp_path):
     from onnx import TensorProto
     with pytest.raises(ModelInputError, match="does not exist"):
         user_model_case(tmp_path / "nope.onnx")
@@ -79,8 +79,53 @@ def test_missing_file_not_onnx_and_non_float_inputs_are_refused(tmp_path):
     junk.write_bytes(b"\x00\x01 this is not protobuf \xff" * 10)
     with pytest.raises(ModelInputError, match="not a readable ONNX model|no nodes"):
         user_model_case(junk)
-    with pytest.raises(ModelInputError, match="INT64"):
-        user_model_case(_model(tmp_path, "ints.onnx", dims=(2, 16), elem=TensorProto.INT64))
+    with pytest.raises(ModelInputError, match="'x' of doubles.onnx is DOUBLE; the probes feed FLOAT, FLOAT16"):
+        user_model_case(_model(tmp_path, "doubles.onnx", dims=(2, 16), elem=TensorProto.DOUBLE))
+    with pytest.raises(ModelInputError, match="is STRING"):
+        user_model_case(_model(tmp_path, "strings.onnx", dims=(2, 16), elem=TensorProto.STRING))
+
+
+def _embedding_model(directory: Path) -> Path:
+    """Token ids (INT64) and a sample rate (INT64 scalar) beside float features; two outputs of
+    different first dims (a state beside the output), as a recurrent model exports them."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((10, 4)).astype(np.float32), "emb.weight"),
+             numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "fc.weight")]
+    nodes = [helper.make_node("Gather", ["emb.weight", "ids"], ["e"]),
+             helper.make_node("Add", ["e", "feat"], ["h"]),
+             helper.make_node("MatMul", ["h", "fc.weight"], ["y"]),
+             helper.make_node("Cast", ["rate"], ["rate_f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["y", "rate_f"], ["y_scaled"]),
+             helper.make_node("Transpose", ["h"], ["state"], perm=[1, 0, 2])]
+    graph = helper.make_graph(nodes, "emb", [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["batch", "seq", 4]),
+        helper.make_tensor_value_info("rate", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y_scaled", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, None)], inits)
+    path = directory / "emb.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    return path
+
+
+def test_integer_inputs_are_fed_zeros_of_their_type_and_outputs_of_other_first_dims_make_one_row(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from refit_core.cases.onnx_model import ort_rows
+    path = _embedding_model(tmp_path)
+    case = user_model_case(path, {"ids": (1, 3), "feat": (1, 3, 4)})
+    feeds = case.probe_feeds(path)
+    assert feeds["ids"].dtype == np.int64 and not feeds["ids"].any() and feeds["ids"].shape == (1, 3)
+    assert feeds["rate"].dtype == np.int64 and feeds["rate"].shape == ()
+    # the float inputs draw what they drew before integer inputs were fed (the same seed, name order)
+    rng = np.random.default_rng(case.seed + 1)
+    np.testing.assert_array_equal(feeds["feat"], rng.standard_normal((1, 3, 4)).astype(np.float32))
+    build = {i.name: numpy_helper.to_array(i).copy() for i in onnx.load(str(path)).graph.initializer}
+    rows = ort_rows(path, build, feeds)
+    assert rows.shape == (1, 3 * 4 + 3 * 4)  # y_scaled (1, 3, 4) and state (3, 1, 4): one row
+    assert not np.array_equal(rows, ort_rows(path, case.target_weights(build, path), feeds))
 
 
 def test_shapes_no_model_uses_and_clashing_names_are_refused(tmp_path):
@@ -244,4 +289,4 @@ def test_a_pow_exponent_keeps_its_value_and_the_model_stays_defined(tmp_path):
     assert np.array_equal(target["ln.pow_exponent"], build["ln.pow_exponent"])
     assert all(not np.array_equal(target[n], build[n]) for n in build if n != "ln.pow_exponent")
     session = ort_session(with_initializers(path, target), optimize=False)
-    assert np.isfinite(session.run(None, case.probe_feeds())[0]).all()
+    assert np.isfinite(session.run(None, case.probe_feeds(path))[0]).all()

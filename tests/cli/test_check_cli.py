@@ -124,7 +124,7 @@ def test_a_file_that_is_not_onnx(tmp_path):
 
 def test_a_dynamic_model_without_shapes_names_the_input_and_the_option(dynamic_model):
     line = one_sentence(run_check(str(dynamic_model)))
-    assert "input 'x'" in line and "dynamic shape (?x3; dims 'N', 3)" in line and "--shapes x:1x3" in line
+    assert "with a dynamic shape and no --shapes: 'x' (?x3; dims 'N', 3)" in line and "--shapes x:1x3" in line
     assert "--refit-shapes" not in line
 
 

@@ -86,7 +86,7 @@ def test_the_perturbation_moves_a_real_models_reference(model_id, prepared_case)
     names = {x for n in graph.node if n.op_type in WEIGHT_OPS for x in n.input[1:]}
     build = {name: w for name, w in floats.items() if name in names}
     assert build
-    feeds = case.probe_feeds()
+    feeds = case.probe_feeds(path)
     no_op = compare_outputs(ort_rows(path, build, feeds), ort_rows(path, case.target_weights(build, path), feeds),
                             case.tolerance.scaled(NO_OP_MARGIN))
     assert not no_op.ok, f"{model_id}: the target weights move the reference only by {no_op.max_abs:.3g}"
@@ -105,7 +105,7 @@ def test_a_real_models_target_weights_keep_it_defined(model_id, prepared_case):
     from refit_core.models.ort_session import ort_session
     case, path, _, build = prepared_case(model_id)
     session = ort_session(with_initializers(path, case.target_weights(build, path)), optimize=False)
-    outputs = session.run(None, case.probe_feeds())
+    outputs = session.run(None, case.probe_feeds(path))
     bad = sum(int(np.count_nonzero(~np.isfinite(np.asarray(o, dtype=np.float64)))) for o in outputs)
     assert bad == 0, f"{model_id}: {bad} outputs are NaN or infinite for the target weights"
 
