@@ -1,4 +1,4 @@
-"""A case for any ONNX model with float inputs and outputs: the ONNX parser builds a REFIT
+"""A case for any ONNX model with float weights: the ONNX parser builds a REFIT
 engine, ONNX Runtime is the reference, seeded random inputs are the probes.
 
 Build weights: the model's own initializers that TensorRT lists as refittable by name.
