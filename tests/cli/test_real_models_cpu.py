@@ -24,7 +24,7 @@ def test_the_manifest_says_what_each_model_is_and_what_check_should_say():
         assert word in kinds, word
     for m in MODELS.values():
         assert len(m["sha256"]) == 64 and m["size"] > 0 and m["licence"] and m["expected"]["why"]
-        assert m["expected"]["exit"] in (0, 2) and (m["expected"]["exit"] == 0 or m["expected"]["refusal"])
+        assert m["expected"]["exit"] in (0, 2, None) and (m["expected"]["exit"] != 2 or m["expected"]["refusal"])
         parse_shapes(m["shapes"])
 
 
@@ -49,7 +49,8 @@ def test_prepare_on_a_real_model(model_id, tmp_path, capsys):
 WEIGHT_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "Gemm", "MatMul")
 
 
-CHECKED = sorted(m for m in MODELS if MODELS[m]["expected"]["exit"] == 0)
+#: the models check runs its checks on: expected to pass, or not measured yet (not refused)
+CHECKED = sorted(m for m in MODELS if MODELS[m]["expected"]["exit"] != 2)
 
 
 @pytest.fixture(scope="module")

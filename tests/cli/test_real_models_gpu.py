@@ -1,7 +1,8 @@
 """`check` on real pretrained models from the registry (tools/real_models.json), in-process,
 on the GPU: each gives the verdict the manifest expects (exit 0 with CHECK PASSED on the
 weights it can refit, or a one-sentence refusal), and no false alarm from the tool's own
-rules. Runs where REFIT_REAL_MODELS_DIR holds the model; skips naming the file where not.
+rules. A model whose verdict was not measured yet runs all the same: a traceback or a shape
+false alarm fails, otherwise it skips with what check said. Runs where REFIT_REAL_MODELS_DIR holds the model; skips naming the file where not.
 The default profile runs every model with --skip-builds (its builds without REFIT take minutes
 on small models too: 212 s for the direction classifier on 8.6.0); --refit-profile full runs
 those builds except for models whose REFIT build alone takes minutes (`slow_build`)."""
@@ -37,6 +38,10 @@ def test_check_gives_the_expected_verdict_on_a_real_model(model_id, cuda_session
     assert "Traceback" not in out + err
     assert "differs from the engine's" not in out, "a shape false alarm from the tool's own rules"
     expected = entry["expected"]
+    if expected["exit"] is None:
+        said = [line for line in (out + err).splitlines() if line.startswith(("CHECK ", "refit_core: "))]
+        pytest.skip(f"{model_id}: no verdict judged right yet in tools/real_models.json ({expected['why']}); "
+                    f"check said exit {code}: {said[-1] if said else 'nothing'}")
     assert code == expected["exit"], f"{model_id}: exit {code}, expected {expected['exit']}: {expected['why']}"
     if code == 0:
         assert "CHECK PASSED" in out
