@@ -245,3 +245,15 @@ def test_the_optimization_level_on_a_tensorrt_without_it_is_refused_naming_the_v
     assert plan.case.build_options().key_parts()["optimization_level"] == 1
     assert "optimization_level" not in plan_from_args(
         build_parser().parse_args(["check", str(static_model)])).case.build_options().key_parts()
+
+
+def test_a_model_with_only_float16_weights_is_refused_before_any_build(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.ones((4, 2), np.float16), "fc.weight")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "fc.weight"], ["y"])], "half",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 2])], [w])
+    path = tmp_path / "half.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    line = one_sentence(run_check(str(path)))
+    assert "half.onnx holds its weights as 1 float16 initializers and none as float32" in line, line
