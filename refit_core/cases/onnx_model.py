@@ -50,20 +50,37 @@ def with_initializers(model_path: Path, weights: Mapping[str, np.ndarray]) -> by
     return model.SerializeToString()
 
 
-#: (op type, input index) whose float value sets where the operator is defined or the shape it
-#: gives: perturbing it makes the model undefined, not different (a LayerNorm written out as
-#: Pow(x - mean, 2) gives NaN for every negative x once its exponent is 2.08; Resize's scales
-#: change the tensor sizes a later Add needs), so the target keeps these at their build values
-DOMAIN_INPUTS = frozenset({("Pow", 1), ("Resize", 2), ("Upsample", 1)})
+#: (op type, input index) whose value sets where the operator is defined or the shape of what it
+#: gives: perturbing a weight it is computed from makes the model undefined, not different (a
+#: LayerNorm written out as Pow(x - mean, 2) gives NaN for every negative x once its exponent is
+#: 2.08; a YOLO head's Range(0.0, width + 8.0, 1.0) or Resize's scales change the tensor sizes a
+#: later Add needs), so the target keeps such weights at their build values
+DOMAIN_INPUTS = frozenset({("Pow", 1), ("Range", 0), ("Range", 1), ("Range", 2), ("Resize", 1), ("Resize", 2),
+                           ("Resize", 3), ("Upsample", 1), ("Reshape", 1), ("Expand", 1), ("Tile", 1),
+                           ("ConstantOfShape", 0), ("Slice", 1), ("Slice", 2), ("Slice", 3), ("Slice", 4),
+                           ("Pad", 1), ("TopK", 1), ("OneHot", 1), ("Squeeze", 1), ("Unsqueeze", 1)})
+#: ops whose output does not depend on their input's values: the search for domain weights stops there
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
 
 def domain_weights(model_path: Path) -> frozenset:
-    """Names of the model's initializers that feed a DOMAIN_INPUTS position."""
+    """Names of the model's initializers that a DOMAIN_INPUTS position is computed from (through
+    any ops of the main graph but SHAPE_ONLY_OPS)."""
     import onnx
     graph = onnx.load(str(model_path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
-    return frozenset(name for node in graph.node for k, name in enumerate(node.input)
-                     if (node.op_type, k) in DOMAIN_INPUTS and name in initializers)
+    producer = {out: node for node in graph.node for out in node.output}
+    todo = [name for node in graph.node for k, name in enumerate(node.input) if (node.op_type, k) in DOMAIN_INPUTS]
+    seen = set()
+    while todo:
+        name = todo.pop()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is not None and node.op_type not in SHAPE_ONLY_OPS:
+            todo.extend(node.input)
+    return frozenset(seen & initializers)
 
 
 def output_rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:

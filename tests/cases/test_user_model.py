@@ -290,3 +290,48 @@ def test_a_pow_exponent_keeps_its_value_and_the_model_stays_defined(tmp_path):
     assert all(not np.array_equal(target[n], build[n]) for n in build if n != "ln.pow_exponent")
     session = ort_session(with_initializers(path, target), optimize=False)
     assert np.isfinite(session.run(None, case.probe_feeds(path))[0]).all()
+
+
+def _anchor_model(directory: Path) -> Path:
+    """A detector head's anchors as ultralytics exports write them: Range(0.0, width + offset,
+    1.0) + 0.5 added to the head's output, width read with Shape of the head's output; start, offset and delta are
+    float initializers. Perturbed, the range has another length and the Add is undefined."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 6)).astype(np.float32), "head.weight"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "range.start"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "range.offset"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "range.delta"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "anchor.shift"),
+             numpy_helper.from_array(np.array(1, np.int64), "axis1")]
+    nodes = [helper.make_node("MatMul", ["x", "head.weight"], ["h"]),
+             helper.make_node("Shape", ["h"], ["s"]),
+             helper.make_node("Gather", ["s", "axis1"], ["w"]),
+             helper.make_node("Cast", ["w"], ["wf"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["wf", "range.offset"], ["limit"]),
+             helper.make_node("Range", ["range.start", "limit", "range.delta"], ["r"]),
+             helper.make_node("Add", ["r", "anchor.shift"], ["anchors"]),
+             helper.make_node("Add", ["h", "anchors"], ["y"])]
+    graph = helper.make_graph(nodes, "anchors", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])], inits)
+    path = directory / "anchors.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    return path
+
+
+def test_weights_a_range_is_computed_from_keep_their_values_and_the_model_stays_defined(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from refit_core.cases.onnx_model import domain_weights, ort_rows
+    path = _anchor_model(tmp_path)
+    case = user_model_case(path)
+    build = {i.name: numpy_helper.to_array(i).copy() for i in onnx.load(str(path)).graph.initializer
+             if i.data_type == onnx.TensorProto.FLOAT}
+    # through Add, Cast and Gather, not through Shape: the head's weight, upstream of Shape only, is not one
+    assert domain_weights(path) == {"range.start", "range.offset", "range.delta", "axis1"}
+    target = case.target_weights(build, path)
+    assert all(np.array_equal(target[n], build[n]) for n in ("range.start", "range.offset", "range.delta"))
+    assert not np.array_equal(target["head.weight"], build["head.weight"])
+    feeds = case.probe_feeds(path)
+    assert not np.array_equal(ort_rows(path, build, feeds), ort_rows(path, target, feeds))
