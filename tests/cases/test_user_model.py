@@ -19,17 +19,22 @@ from refit_core.cases.user_model import (ModelInputError, case_name_for, parse_s
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-def _model(directory: Path, name: str = "net.onnx", dims=("N", 16), elem=None) -> Path:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    elem = TensorProto.FLOAT if elem is None else elem
-    w = numpy_helper.from_array(np.ones((16, 4), np.float32), "fc.weight")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "fc.weight"], ["y"])], "net",
-                              [helper.make_tensor_value_info("x", elem, list(dims))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 4])], [w])
+def _save(directory: Path, name: str, nodes, inputs, outputs, inits) -> Path:
+    """An opset-13 model of `nodes` written to directory/name."""
+    from onnx import helper
+    graph = helper.make_graph(nodes, Path(name).stem, inputs, outputs, inits)
     path = directory / name
     path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
     return path
+
+
+def _model(directory: Path, name: str = "net.onnx", dims=("N", 16), elem=None) -> Path:
+    from onnx import TensorProto, helper, numpy_helper
+    elem = TensorProto.FLOAT if elem is None else elem
+    w = numpy_helper.from_array(np.ones((16, 4), np.float32), "fc.weight")
+    return _save(directory, name, [helper.make_node("MatMul", ["x", "fc.weight"], ["y"])],
+                 [helper.make_tensor_value_info("x", elem, list(dims))],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 4])], [w])
 
 
 def test_shapes_are_parsed_trtexec_style():
@@ -98,15 +103,12 @@ def _embedding_model(directory: Path) -> Path:
              helper.make_node("Cast", ["rate"], ["rate_f"], to=TensorProto.FLOAT),
              helper.make_node("Mul", ["y", "rate_f"], ["y_scaled"]),
              helper.make_node("Transpose", ["h"], ["state"], perm=[1, 0, 2])]
-    graph = helper.make_graph(nodes, "emb", [
+    return _save(directory, "emb.onnx", nodes, [
         helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
         helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["batch", "seq", 4]),
         helper.make_tensor_value_info("rate", TensorProto.INT64, [])],
         [helper.make_tensor_value_info("y_scaled", TensorProto.FLOAT, None),
          helper.make_tensor_value_info("state", TensorProto.FLOAT, None)], inits)
-    path = directory / "emb.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
-    return path
 
 
 def test_integer_inputs_are_fed_zeros_of_their_type_and_outputs_of_other_first_dims_make_one_row(tmp_path):
@@ -200,19 +202,15 @@ def test_target_weights_keep_positive_weights_positive_and_change_every_weight(t
 def _saturated_model(directory: Path, bias: float) -> Path:
     """x (2, 16) -> MatMul(W) + b -> Sigmoid: with a bias of -10 the outputs are ~5e-5, well
     inside any tolerance, however W moves a little (a detector's probability map under random probes)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array((rng.standard_normal((16, 4)) * 0.25).astype(np.float32), "fc.weight")
     b = numpy_helper.from_array(np.full((4,), bias, np.float32), "fc.bias")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "fc.weight"], ["h"]),
-                               helper.make_node("Add", ["h", "fc.bias"], ["z"]),
-                               helper.make_node("Sigmoid", ["z"], ["y"])], "saturated",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w, b])
-    path = directory / f"saturated{bias:g}.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
-    return path
+    return _save(directory, f"saturated{bias:g}.onnx", [helper.make_node("MatMul", ["x", "fc.weight"], ["h"]),
+                                                        helper.make_node("Add", ["h", "fc.bias"], ["z"]),
+                                                        helper.make_node("Sigmoid", ["z"], ["y"])],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w, b])
 
 
 @pytest.mark.parametrize("bias, grows", [(-10.0, True), (0.0, False)])
@@ -247,7 +245,6 @@ def test_the_perturbation_grows_until_the_reference_moves(tmp_path, bias, grows)
 def _layernorm_model(directory: Path) -> Path:
     """x (2, 16) -> MatMul(W) -> a LayerNorm written out as exported graphs write it:
     (h - mean) / sqrt(mean((h - mean) ** 2) + eps) * gamma + beta, every constant an initializer."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "fc.weight"),
@@ -265,11 +262,8 @@ def _layernorm_model(directory: Path) -> Path:
              helper.make_node("Div", ["d", "sd"], ["n"]),
              helper.make_node("Mul", ["n", "ln.gamma"], ["g"]),
              helper.make_node("Add", ["g", "ln.beta"], ["y"])]
-    graph = helper.make_graph(nodes, "layernorm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], inits)
-    path = directory / "layernorm.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
-    return path
+    return _save(directory, "layernorm.onnx", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], inits)
 
 
 def test_a_pow_exponent_keeps_its_value_and_the_model_stays_defined(tmp_path):
@@ -312,11 +306,8 @@ def _anchor_model(directory: Path) -> Path:
              helper.make_node("Range", ["range.start", "limit", "range.delta"], ["r"]),
              helper.make_node("Add", ["r", "anchor.shift"], ["anchors"]),
              helper.make_node("Add", ["h", "anchors"], ["y"])]
-    graph = helper.make_graph(nodes, "anchors", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])], inits)
-    path = directory / "anchors.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
-    return path
+    return _save(directory, "anchors.onnx", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])], inits)
 
 
 def test_weights_a_range_is_computed_from_keep_their_values_and_the_model_stays_defined(tmp_path):
