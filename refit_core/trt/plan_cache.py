@@ -31,7 +31,19 @@ MAX_PLAN_BYTES = 2 << 30
 MAX_SIDECAR_BYTES = 1 << 20
 
 
-class PlanCache:
+class _TrtVersioned:
+    """The TensorRT version a store keys on: the one given, else the installed one (asked once)."""
+
+    _trt_version: Optional[str] = None
+
+    @property
+    def trt_version(self) -> str:
+        if self._trt_version is None:
+            self._trt_version = compat.trt_version_string()
+        return self._trt_version
+
+
+class PlanCache(_TrtVersioned):
     """Plans on disk (``<key>.plan``) with a JSON sidecar (``<key>.json``: TensorRT version,
     key, size and sha256 of the plan).
 
@@ -62,12 +74,6 @@ class PlanCache:
                           "plans will not be cached", EngineCacheWarning, stacklevel=2)
         else:
             fileio.clear_stale_temp_files(self.root)
-
-    @property
-    def trt_version(self) -> str:
-        if self._trt_version is None:
-            self._trt_version = compat.trt_version_string()
-        return self._trt_version
 
     def paths(self, key: str) -> Tuple[Path, Path]:
         if not isinstance(key, str) or not _KEY_CHARS.fullmatch(key):
@@ -144,7 +150,7 @@ class PlanCache:
         return plan_path
 
 
-class TimingCacheStore:
+class TimingCacheStore(_TrtVersioned):
     """Serialized TensorRT timing caches beside the plans, one per TensorRT version, GPU and
     precision (``timing-<key>.cache`` with a JSON sidecar: the key's parts, size, sha256).
 
@@ -159,12 +165,6 @@ class TimingCacheStore:
         self.root = Path(root)
         self.gpu_name = str(gpu_name)
         self._trt_version = trt_version
-
-    @property
-    def trt_version(self) -> str:
-        if self._trt_version is None:
-            self._trt_version = compat.trt_version_string()
-        return self._trt_version
 
     def key_parts(self, precision: str) -> Dict[str, str]:
         return {"kind": "timing_cache", "tensorrt_version": self.trt_version, "gpu": self.gpu_name,
