@@ -22,8 +22,8 @@ from .onnx_model import OnnxModelCase
 
 Shape = Tuple[int, ...]
 
-__all__ = ["ModelInputError", "parse_shapes", "input_shapes_for", "case_name_for", "user_model_case",
-           "user_model_cases"]
+__all__ = ["ModelInputError", "parse_shapes", "input_shapes_for", "case_name_for", "refuse_weights_not_float32",
+           "user_model_case", "user_model_cases"]
 
 
 #: input types a probe can feed (onnx_prep.ort_agreement.seeded_inputs) and TensorRT can take
@@ -48,6 +48,26 @@ def input_shapes_for(path: Path, given: Dict[str, Shape], shapes_option: str = "
     return fit_shapes(model, {k: v for k, v in given.items() if k in names}, path.name, shapes_option)
 
 
+def refuse_weights_not_float32(path: Path, name: str) -> None:
+    """A model whose float weights (initializers and Constant nodes) are all FLOAT16 (or
+    BFLOAT16, DOUBLE) has nothing to refit: the checks hand TensorRT float32 weights, as the
+    model's build weights and targets."""
+    from collections import Counter
+    from onnx import helper
+    from ..refit.coverage import onnx_float_initializer_info
+    model = load_model(path)
+    dtypes = [i.dtype for i in onnx_float_initializer_info(model)[0]]
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if node.op_type == "Constant" and a.name == "value"), None)
+        if value is not None and value.data_type and helper.tensor_dtype_to_np_dtype(value.data_type).kind == "f":
+            dtypes.append(str(helper.tensor_dtype_to_np_dtype(value.data_type)))
+    if dtypes and "float32" not in dtypes:
+        held = ", ".join(f"{n} {d}" for d, n in sorted(Counter(dtypes).items()))
+        raise ModelInputError(f"{name} holds its weights as {held} tensors and none as float32, the weights "
+                              "the checks refit; export the model in float32 (an FP16 engine can still be built "
+                              "from it)")
+
+
 def case_name_for(path: Path) -> str:
     """"my model.v2.onnx" -> "model-my_model_v2" (a valid, recognisable case id)."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).stem).strip("_") or "unnamed"
@@ -61,6 +81,7 @@ def user_model_case(path: Path, shapes: Optional[Dict[str, Shape]] = None) -> On
         raise ModelInputError(f"model file {path} does not exist")
     resolved = path.resolve()
     input_shapes = input_shapes_for(resolved, dict(shapes or {}))
+    refuse_weights_not_float32(resolved, resolved.name)
     return OnnxModelCase(case_name_for(resolved), functools.partial(_prepared_file, resolved, input_shapes),
                          input_shapes)
 

@@ -116,7 +116,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     prepare step (onnx_prep.generic), whose model the case builds."""
     import tempfile
     from ..cases.onnx_model import OnnxModelCase
-    from ..cases.user_model import ModelInputError, case_name_for, input_shapes_for
+    from ..cases.user_model import ModelInputError, case_name_for, input_shapes_for, refuse_weights_not_float32
     from ..onnx_prep.generic import prepare_file
     try:
         path, shapes = model_and_shapes(args)
@@ -139,7 +139,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         saved = Path(tmp.name) / path.name
     try:
         result = prepare_file(path, shapes, saved, seed=int(args.seed))
-        _refuse_weights_not_float32(saved, path.name)
+        refuse_weights_not_float32(saved, path.name)
     except ModelInputError as exc:
         if tmp is not None:
             tmp.cleanup()
@@ -153,20 +153,6 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     return Plan(path, case, f"{name}-{args.precision}", args.precision, int(args.rounds), results,
                 bool(args.skip_builds), bool(args.verbose), ["python", "-m", "refit_core"] + [str(a) for a in argv],
                 prepared, result, getattr(args, "builder_optimization_level", None), tmp)
-
-
-def _refuse_weights_not_float32(prepared: Path, name: str) -> None:
-    """A model whose float weights are all FLOAT16 (or BFLOAT16, DOUBLE) has nothing check can
-    refit: it hands TensorRT float32 weights, as the model's build weights and targets."""
-    from collections import Counter
-    from ..cases.user_model import ModelInputError
-    from ..refit.coverage import onnx_float_initializer_info
-    inits, _ = onnx_float_initializer_info(prepared)
-    if inits and not any(i.dtype == "float32" for i in inits):
-        held = ", ".join(f"{n} {d}" for d, n in sorted(Counter(i.dtype for i in inits).items()))
-        raise ModelInputError(f"{name} holds its weights as {held} initializers and none as float32, the weights "
-                              "check refits; export the model in float32 (check --precision fp16 then builds an FP16 "
-                              "engine from it)")
 
 
 def run_prepare(args: argparse.Namespace) -> int:

@@ -130,6 +130,20 @@ def test_integer_inputs_are_fed_zeros_of_their_type_and_outputs_of_other_first_d
     assert not np.array_equal(rows, ort_rows(path, case.target_weights(build, path), feeds))
 
 
+def test_a_model_whose_weights_are_all_float16_is_refused_even_in_constant_nodes(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+    half = helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(np.ones((4, 2), np.float16), "w"))
+    nodes = [half, helper.make_node("MatMul", ["x", "w"], ["y"])]
+    io = ([helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 4])],
+          [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 2])])
+    with pytest.raises(ModelInputError, match=r"half\.onnx holds its weights as 1 float16 tensors and none as float32"):
+        user_model_case(_save(tmp_path, "half.onnx", nodes, *io, []))
+    single = _save(tmp_path, "mixed.onnx", nodes + [helper.make_node("Add", ["y", "b"], ["z"])], io[0],
+                   [helper.make_tensor_value_info("z", TensorProto.FLOAT16, [1, 2])],
+                   [numpy_helper.from_array(np.zeros((1, 2), np.float32), "b")])
+    assert user_model_case(single).name == "model-mixed"  # one float32 weight: something to refit
+
+
 def test_shapes_no_model_uses_and_clashing_names_are_refused(tmp_path):
     path = _model(tmp_path)
     with pytest.raises(ModelInputError, match="'y'.*no given model has"):

@@ -256,4 +256,4 @@ def test_a_model_with_only_float16_weights_is_refused_before_any_build(tmp_path)
     path = tmp_path / "half.onnx"
     path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
     line = one_sentence(run_check(str(path)))
-    assert "half.onnx holds its weights as 1 float16 initializers and none as float32" in line, line
+    assert "half.onnx holds its weights as 1 float16 tensors and none as float32" in line, line
