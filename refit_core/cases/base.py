@@ -150,6 +150,7 @@ class CaseEngine(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not build fresh REFIT engines")
 
     _plain: Any = None
+    _nonfinite: Optional[frozenset] = None  # build weights holding NaN or Inf (refit_to)
 
     def probe_with(self, runner: Any) -> np.ndarray:
         """The probe outputs (rows x columns, float64) of any runner of this model."""
@@ -203,8 +204,13 @@ class CaseEngine(ABC):
         return {}
 
     def refit_to(self, weights: Mapping[str, np.ndarray]) -> float:
-        """Refit to `weights`; weights TensorRT refits together with them keep their values."""
-        return self.refitter.refit_with(weights, fill_missing=True)
+        """Refit to `weights`; weights TensorRT refits together with them keep their values. A
+        weight the engine was built with NaN or Inf in (a -inf a Max starts from) may carry them:
+        the refit path refuses non-finite values in every other weight."""
+        if self._nonfinite is None:
+            self._nonfinite = frozenset(n for n, w in self.build_weights.items()
+                                        if np.asarray(w).dtype.kind == "f" and not np.isfinite(w).all())
+        return self.refitter.refit_with(weights, allow_nonfinite=self._nonfinite, fill_missing=True)
 
     def all_build_weights(self) -> Weights:
         """The build values of every weight in `target_weights` (to refit back)."""

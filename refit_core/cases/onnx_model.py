@@ -266,7 +266,8 @@ class OnnxModelCase(RefitCase):
         """Every weight with seeded multiplicative noise: w * (1 + noise * N(0, 1)); a weight whose
         values are all positive (a BatchNorm variance, a scale) gets w * exp(noise * N(0, 1))
         instead, so it stays positive and the model stays defined; the weights named in `kept`
-        (domain_weights) keep their values. Each target has its weight's shape and dtype exactly,
+        (domain_weights) keep their values, and so do NaN and Inf entries (a -inf a Max starts from).
+        Each target has its weight's shape and dtype exactly,
         a 0-d weight included (what the refit path takes for the real one). The draws do not
         depend on `kept`: keeping a weight leaves every other target as it was."""
         rng = np.random.default_rng(self.seed)
@@ -275,7 +276,9 @@ class OnnxModelCase(RefitCase):
             w = np.asarray(w)
             z = np.asarray(rng.standard_normal(w.shape)).reshape(w.shape)
             factor = np.exp(noise * z) if w.size and bool(np.all(w > 0)) else 1.0 + noise * z
-            value = w if n in kept else np.asarray(w * factor).reshape(w.shape)
+            with np.errstate(invalid="ignore", over="ignore"):
+                moved = np.where(np.isfinite(w), w * factor, w)  # a NaN or Inf the model holds stays as it is
+            value = w if n in kept else np.asarray(moved).reshape(w.shape)
             out[n] = np.array(value, dtype=w.dtype, order="C")
         return out
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
+from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 import numpy as np
 
@@ -26,6 +26,13 @@ from ..trt.engine import EngineHandle
 from ..trt.recorders import make_error_recorder
 from .coverage import Initializer, classify
 from .validation import WeightSpec, incomplete_groups, validate_weight
+
+#: NaN/Inf allowed in every weight (True), in none (False), or in the weights named
+NonfiniteAllowance = Union[bool, AbstractSet[str]]
+
+
+def _allows(allow_nonfinite: NonfiniteAllowance, name: str) -> bool:
+    return allow_nonfinite is True or (not isinstance(allow_nonfinite, bool) and name in allow_nonfinite)
 
 
 def blocked_weights(names: Sequence[str], settable: Set[str],
@@ -151,16 +158,20 @@ class EngineRefitter:
         return [str(n) for n in self.refitter.get_missing_weights()]
 
     # ---- setting -----------------------------------------------------------------------
-    def set(self, name: str, array: Any, allow_nonfinite: bool = False, allow_fp16_range: bool = False) -> None:
+    # allow_nonfinite: True lets NaN/Inf through in every weight; a set of names, in those weights only
+    def set(self, name: str, array: Any, allow_nonfinite: NonfiniteAllowance = False,
+            allow_fp16_range: bool = False) -> None:
         """Validate one weight and hand it to TensorRT (nothing is refitted yet)."""
-        arr = validate_weight(self.specs, name, array, allow_nonfinite, allow_fp16_range, self.unreachable)
+        arr = validate_weight(self.specs, name, array, _allows(allow_nonfinite, name), allow_fp16_range,
+                              self.unreachable)
         self._push(name, arr)
         self._pending[name] = arr
 
-    def set_many(self, weights: Mapping[str, Any], allow_nonfinite: bool = False,
+    def set_many(self, weights: Mapping[str, Any], allow_nonfinite: NonfiniteAllowance = False,
                  allow_fp16_range: bool = False) -> None:
         """Validate all, then set all: one bad weight means none is handed over."""
-        checked = {n: validate_weight(self.specs, n, a, allow_nonfinite, allow_fp16_range, self.unreachable)
+        checked = {n: validate_weight(self.specs, n, a, _allows(allow_nonfinite, n), allow_fp16_range,
+                                      self.unreachable)
                    for n, a in weights.items()}
         for name, arr in checked.items():
             self._push(name, arr)
@@ -240,7 +251,7 @@ class EngineRefitter:
             if self.current.get(name) is not arr:
                 self.current[name] = np.array(arr, copy=True)
 
-    def refit_with(self, weights: Mapping[str, Any], allow_nonfinite: bool = False,
+    def refit_with(self, weights: Mapping[str, Any], allow_nonfinite: NonfiniteAllowance = False,
                    fill_missing: bool = False, allow_fp16_range: bool = False) -> float:
         """Validate, set and refit in one call; a bad weight leaves the engine untouched.
 

@@ -144,6 +144,35 @@ def test_a_model_whose_weights_are_all_float16_is_refused_even_in_constant_nodes
     assert user_model_case(single).name == "model-mixed"  # one float32 weight: something to refit
 
 
+def test_a_weight_the_model_holds_inf_in_keeps_it_and_only_it_may_carry_it_into_a_refit(tmp_path):
+    """A -inf a Max starts from (magika's jax2tf export holds one) is the model's own value: the
+    perturbation moves the finite entries only, and refit_to lets NaN/Inf through in that weight
+    and no other (the refit wrapper refused the model's own -inf: check failed for its own reason)."""
+    from refit_core.cases.base import CaseEngine
+    from refit_core.cases.onnx_model import OnnxModelCase
+    floor = np.array([-np.inf] * 8 + [0.5] + [np.inf] * 8, np.float32)  # noise 2: some factors 1 + 2z are < 0
+    build = {"floor": floor, "scale": np.full(3, 2.0, np.float32)}
+    case = OnnxModelCase("floored", lambda d: d, {"x": (1, 3)}, noise=2.0)
+    target = case.target_weights(build)
+    inf = ~np.isfinite(floor)
+    np.testing.assert_array_equal(target["floor"][inf], floor[inf])
+    assert target["floor"][8] != 0.5
+    assert np.isfinite(target["scale"]).all() and not np.array_equal(target["scale"], build["scale"])
+
+    class Recorder:  # the refit wrapper's call, as the engine makes it (the wrapper itself is GPU-tested)
+        def refit_with(self, weights, allow_nonfinite=False, fill_missing=False, allow_fp16_range=False):
+            self.allowed = allow_nonfinite
+            return 0.0
+
+    class Engine(CaseEngine):
+        probe = reference = None
+
+    engine = object.__new__(Engine)
+    engine.build_weights, engine.refitter = build, Recorder()
+    engine.refit_to(target)
+    assert engine.refitter.allowed == frozenset({"floor"})
+
+
 def test_shapes_no_model_uses_and_clashing_names_are_refused(tmp_path):
     path = _model(tmp_path)
     with pytest.raises(ModelInputError, match="'y'.*no given model has"):

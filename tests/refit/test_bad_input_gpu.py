@@ -74,6 +74,18 @@ def test_nonfinite_weights_go_through_when_explicitly_allowed(mnist_engine, mnis
     np.testing.assert_array_equal(mnist_engine.logits(mnist_test_set["images"]), mnist_engine.fresh_logits)
 
 
+def test_nonfinite_values_go_through_only_in_the_weights_named(mnist_engine, mnist_test_set):
+    weights = {"conv1.weight": mnist_engine.trained["conv1.weight"], "conv1.bias": np.full(20, np.nan, np.float32)}
+    before = mnist_engine.logits(mnist_test_set["images"][:100])
+    with pytest.raises(WeightValidationError, match="conv1.bias.*20 NaN"):
+        mnist_engine.refitter.refit_with(weights, allow_nonfinite={"conv1.weight"})
+    np.testing.assert_array_equal(mnist_engine.logits(mnist_test_set["images"][:100]), before)
+    mnist_engine.refitter.refit_with(weights, allow_nonfinite={"conv1.bias"})
+    assert np.isnan(mnist_engine.logits(mnist_test_set["images"][:100])).all()
+    mnist_engine.refit_to({k: mnist_engine.start_weights[k] for k in CONV1})
+    np.testing.assert_array_equal(mnist_engine.logits(mnist_test_set["images"]), mnist_engine.fresh_logits)
+
+
 def test_engine_built_without_refit_gets_a_clear_error(cuda_session, trt_logger, mnist_engine, results):
     from refit_core.refit.refitter import EngineRefitter
     from refit_core.trt.engine import BuildOptions
