@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..onnx_prep.generic import SHAPE_ONLY_OPS
 from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase
 
 Shapes = Mapping[str, Tuple[int, ...]]
@@ -59,8 +60,6 @@ DOMAIN_INPUTS = frozenset({("Pow", 1), ("Range", 0), ("Range", 1), ("Range", 2),
                            ("Resize", 3), ("Upsample", 1), ("Reshape", 1), ("Expand", 1), ("Tile", 1),
                            ("ConstantOfShape", 0), ("Slice", 1), ("Slice", 2), ("Slice", 3), ("Slice", 4),
                            ("Pad", 1), ("TopK", 1), ("OneHot", 1), ("Squeeze", 1), ("Unsqueeze", 1)})
-#: ops whose output does not depend on their input's values: the search for domain weights stops there
-SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
 
 def domain_weights(model_path: Path) -> frozenset:

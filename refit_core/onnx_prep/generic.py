@@ -62,6 +62,25 @@ def unimportable_sentence(counts: Mapping[str, int]) -> str:
 
 _NODE_RE = re.compile(r"[Ii]n node (\d+)")
 
+#: ops whose output does not depend on their input's values (with the inputs' shapes fixed, what
+#: is computed from them is a constant too)
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
+
+
+def computed_constant_inputs(model: Any, node: Any) -> List[str]:
+    """The inputs of `node` that another node computes from constants alone (initializers,
+    Constant nodes, and the shapes of the model's inputs, which prepare fixes): a constant
+    folder turns them into initializers, as older TensorRT parsers need for a Slice's axes."""
+    graph = model.graph
+    constant = {i.name for i in graph.initializer}
+    producer = {}
+    for n in graph.node:  # ONNX keeps nodes in topological order
+        producer.update((out, n.op_type) for out in n.output)
+        if n.op_type in SHAPE_ONLY_OPS or (not n.op_type.startswith("Random")
+                                           and all(x in constant for x in n.input if x)):
+            constant.update(n.output)
+    return [x for x in node.input if x and producer.get(x) not in (None, "Constant") and x in constant]
+
 
 def describe_parser_rejection(model: Any, message: str) -> str:
     """TensorRT's parser errors say "In node N (...)": name the op types of those nodes of the
@@ -77,6 +96,14 @@ def describe_parser_rejection(model: Any, message: str) -> str:
     parts = []
     if ops:
         parts.append(f"TensorRT could not import {', '.join(ops)}")
+        folded = [x for index in (int(m) for m in _NODE_RE.findall(message)) if 0 <= index < len(nodes)
+                  for x in computed_constant_inputs(model, nodes[index])]
+        if folded:
+            many = len(dict.fromkeys(folded)) > 1
+            parts.append(f"its input{'s' if many else ''} {', '.join(map(repr, dict.fromkeys(folded)))} "
+                         f"{'are' if many else 'is'} computed in the graph from constants alone, and this TensorRT "
+                         f"needs {'them' if many else 'it'} as constants: fold constants first (polygraphy surgeon sanitize MODEL.onnx --fold-constants "
+                         "-o folded.onnx) and check the folded model")
     sentence = unimportable_sentence(unimportable_ops(model))
     if sentence:
         parts.append(sentence)

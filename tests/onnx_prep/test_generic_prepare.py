@@ -167,6 +167,30 @@ def test_dynamic_quantization_is_named_by_prepare_and_in_a_parser_rejection(tmp_
     assert "which TensorRT cannot import" in text
 
 
+def test_a_rejected_slice_whose_axes_are_computed_from_constants_is_told_to_fold_them():
+    """TensorRT 8.5 refused silero-vad's Slice ("does not support dynamic axes"): its axes come
+    from an Unsqueeze of a Constant. Inputs computed from constants (or from the fixed input's
+    Shape) are named with how to fold them; one computed from the input's values is not."""
+    from onnx import TensorProto, helper
+    const = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(1, np.int64)))
+    nodes = [const, helper.make_node("Unsqueeze", ["c", "zero"], ["axes"]),
+             helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", "one"], ["width"]),
+             helper.make_node("Unsqueeze", ["width", "zero"], ["end"]),
+             helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0), helper.make_node("Cast", ["top"], ["top_i"], to=7),
+             helper.make_node("Unsqueeze", ["top_i", "zero"], ["start"]),
+             helper.make_node("Slice", ["x", "start", "end", "axes"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "zero"), numpy_helper.from_array(np.array(1, np.int64), "one")]
+    graph = helper.make_graph(nodes, "s", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    text = describe_parser_rejection(model, "In node 8 (importSlice): UNSUPPORTED_NODE: Assertion failed: "
+                                            "(axes.allValuesKnown()) && \"This version of TensorRT does not support dynamic axes.\"")
+    assert text.startswith("TensorRT could not import Slice (node 8); its inputs 'end', 'axes' are computed in the graph "
+                           "from constants alone"), text
+    assert "fold constants first" in text and "'start'" not in text
+    assert "fold" not in describe_parser_rejection(model, "In node 6 (importCast): UNSUPPORTED_NODE")
+
+
 def test_check_keeps_the_prepared_model_where_asked(paddle, tmp_path, capsys):
     from refit_core.check.plan import plan_from_args
     from refit_core.cli import build_parser
