@@ -5,14 +5,15 @@ Build weights: the model's own initializers that TensorRT lists as refittable by
 Target weights: each of those with seeded multiplicative noise, w * (1 + noise * N(0, 1)),
 the noise grown until the reference moves (OnnxModelCase.target_weights); a weight that sets
 an operator's domain (DOMAIN_INPUTS: a Pow exponent) keeps its value.
-Probe rows: each output reshaped to (batch, -1) and concatenated along the columns.
+Probe rows: each output reshaped to (batch, -1) and concatenated along the columns; integer and
+boolean outputs beside a float one are left out (compared_outputs).
 Dynamic dimensions need fixed `input_shapes` (min = opt = max).
 Tolerance: by build precision (PRECISION_TOLERANCES) unless the case gives its own.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -92,6 +93,24 @@ def output_rows(outputs: Mapping[str, np.ndarray], names: Any) -> np.ndarray:
     return np.concatenate([p.reshape(rows, -1) for p in parts], axis=1)
 
 
+def compared_outputs(model_path: Path, names: Optional[Sequence[str]] = None) -> Tuple[List[str], List[str]]:
+    """(outputs the checks compare, outputs left out) of `names` (None: the model's own, in order).
+    Integer and boolean outputs are left out where the model has a float one: they are indices or
+    flags (an ArgMax, a TopK's indices, a mask) that a near-tie flips from one engine to another,
+    by a whole class or position, not numbers a tolerance fits. A model with no float output
+    keeps them all."""
+    import onnx
+    from onnx import TensorProto
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    outputs = onnx.load(str(model_path), load_external_data=False).graph.output
+    kinds = {o.name: o.type.tensor_type.elem_type for o in outputs}
+    names = [o.name for o in outputs] if names is None else list(names)
+    compared = [n for n in names if kinds.get(n, TensorProto.FLOAT) in floats]
+    if not compared:
+        return names, []
+    return compared, [n for n in names if n not in compared]
+
+
 def ort_rows(model_path: Path, weights: Mapping[str, np.ndarray], feeds: Mapping[str, np.ndarray],
              names: Optional[Any] = None) -> np.ndarray:
     """ONNX Runtime's probe rows for the model with `weights` (`names`: the outputs, in this
@@ -116,6 +135,8 @@ class OnnxModelEngine(CaseEngine):
         self.timing_cache = built.timing_cache if built else None
         session.on_close(self.handle.close)
         self.runner = TrtRunner(self.handle)
+        #: the outputs the checks compare, and the integer/bool ones left out (compared_outputs)
+        self.output_names, self.left_out_outputs = compared_outputs(model_path, [t.name for t in self.runner.outputs])
         # fp16: weights FP16 cannot hold are refused unless the case allows them
         self.refitter = EngineRefitter(self.handle, None, onnx_float_initializers(model_path), session.synchronize,
                                        fp16=case.precision == "fp16" and not case.allow_fp16_range)
@@ -131,7 +152,7 @@ class OnnxModelEngine(CaseEngine):
         return self.probe_with(self.runner)
 
     def probe_with(self, runner: Any) -> np.ndarray:
-        return output_rows(runner.infer(self.feeds), [t.name for t in runner.outputs])
+        return output_rows(runner.infer(self.feeds), self.output_names)
 
     def build_plain(self, weights: Mapping[str, np.ndarray]) -> Any:
         return self.case.build_plain_engine(self.model_path, weights, self.tmp_dir, self.session, self.logger,
@@ -150,7 +171,7 @@ class OnnxModelEngine(CaseEngine):
         return self.model_path
 
     def reference(self, weights: Mapping[str, np.ndarray]) -> np.ndarray:
-        return ort_rows(self.model_path, weights, self.feeds, [t.name for t in self.runner.outputs])
+        return ort_rows(self.model_path, weights, self.feeds, self.output_names)
 
 class OnnxModelCase(RefitCase):
     """`make_model(dir) -> path` writes (or finds) the ONNX file; `input_shapes` fixes every input."""
@@ -252,8 +273,9 @@ class OnnxModelCase(RefitCase):
         from .base import NO_OP_MARGIN, compare_outputs
         feeds, margin = self.probe_feeds(model_path), self.tolerance.scaled(NO_OP_MARGIN)
         try:
-            before = ort_rows(model_path, build_weights, feeds)
-            while noise < MAX_NOISE and compare_outputs(before, ort_rows(model_path, target, feeds), margin).ok:
+            names = compared_outputs(model_path)[0]
+            before = ort_rows(model_path, build_weights, feeds, names)
+            while noise < MAX_NOISE and compare_outputs(before, ort_rows(model_path, target, feeds, names), margin).ok:
                 noise = min(MAX_NOISE, 2.0 * noise)
                 target = self.noisy(build_weights, noise, kept)
         except Exception:  # noqa: BLE001 - ONNX Runtime cannot run these weights: the check will say so

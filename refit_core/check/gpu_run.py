@@ -270,6 +270,10 @@ def run_on_gpu(plan: Plan) -> int:
         run.rec.record_case_coverage(plan.key, coverage.to_record())
         coverage_line = _coverage_line(coverage, engine)
         _not_refittable_example(run, engine)
+        left_out = engine.left_out_outputs
+        if left_out:
+            run.fact(f"outputs compared: {', '.join(engine.output_names)}; left out: {', '.join(left_out)} (integer or "
+                     "boolean: indices or flags a near-tie flips by a whole step, not numbers a tolerance fits)")
         print("checks:")
         usable = _run_check(run, engine, checks.refittable_weights).ok
         try:

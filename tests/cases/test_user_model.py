@@ -173,6 +173,29 @@ def test_a_weight_the_model_holds_inf_in_keeps_it_and_only_it_may_carry_it_into_
     assert engine.refitter.allowed == frozenset({"floor"})
 
 
+def test_integer_outputs_are_left_out_of_the_comparisons_where_a_float_one_is_there(tmp_path):
+    """An ArgMax beside its scores: a near-tie flips the index by a whole class from one engine to
+    another, which no tolerance fits; the scores are compared, the index is left out and named."""
+    from onnx import TensorProto, helper, numpy_helper
+    from refit_core.cases.onnx_model import compared_outputs, ort_rows
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["scores"]),
+             helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0)]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, [2])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 3])
+    both = _save(tmp_path, "both.onnx", nodes, [x], [label, scores], [w])
+    assert compared_outputs(both) == (["scores"], ["label"])
+    assert compared_outputs(both, ["scores", "label"]) == (["scores"], ["label"])
+    only = _save(tmp_path, "only.onnx", nodes, [x], [label], [w])
+    assert compared_outputs(only) == (["label"], [])  # nothing else to compare: kept
+    case = user_model_case(both)
+    feeds = case.probe_feeds(both)
+    assert ort_rows(both, {}, feeds, compared_outputs(both)[0]).shape == (2, 3)
+    target = case.target_weights({"w": numpy_helper.to_array(w)}, both)
+    assert not np.array_equal(target["w"], numpy_helper.to_array(w))
+
+
 def test_shapes_no_model_uses_and_clashing_names_are_refused(tmp_path):
     path = _model(tmp_path)
     with pytest.raises(ModelInputError, match="'y'.*no given model has"):
