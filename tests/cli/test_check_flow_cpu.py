@@ -47,9 +47,10 @@ class _Runner:
 class _CheckEngine(FakeEngine):
     """FakeEngine with what check's GPU run asks of an OnnxModelEngine besides the shared checks."""
 
-    def __init__(self, model_path, **kw):
+    def __init__(self, model_path, left_out_outputs=(), **kw):
         super().__init__(**kw)
         self.model_path = model_path
+        self.output_names, self.left_out_outputs = ["y"], list(left_out_outputs)
         self.build_seconds = 1.5
         self.timing_cache = b"cache"
         self.feeds = {"x": np.zeros((1, 3), np.float32)}
@@ -130,6 +131,14 @@ def test_weights_left_out_are_said_and_the_rest_checked(fake_gpu, monkeypatch, t
     code, out, _ = _run(monkeypatch, tmp_path, capsys, "--skip-builds", blocked={"bn_conv.w": ["tmp_weight_38"]})
     assert code == EXIT_OK
     assert "1 listed by name but refitted by TensorRT only together with weights of its own" in out
+
+
+def test_integer_outputs_left_out_of_the_comparisons_are_said(fake_gpu, monkeypatch, tmp_path, capsys):
+    code, out, _ = _run(monkeypatch, tmp_path, capsys, "--skip-builds", left_out_outputs=["label"])
+    assert code == EXIT_OK
+    said = [line for line in out.splitlines() if "outputs compared" in line]
+    assert len(said) == 2 and "outputs compared: y; left out: label (integer or boolean" in said[0]  # and in the summary
+    assert "outputs compared" not in _run(monkeypatch, tmp_path, capsys, "--skip-builds")[1]
 
 
 def test_nothing_refittable_fails_with_the_reason(fake_gpu, monkeypatch, tmp_path, capsys):
