@@ -54,13 +54,12 @@ def refuse_weights_not_float32(path: Path, name: str) -> None:
     model's build weights and targets."""
     from collections import Counter
     from onnx import helper
+    from ..onnx_prep.generic import constant_weight
     from ..refit.coverage import onnx_float_initializer_info
     model = load_model(path)
     dtypes = [i.dtype for i in onnx_float_initializer_info(model)[0]]
-    for node in model.graph.node:
-        value = next((a.t for a in node.attribute if node.op_type == "Constant" and a.name == "value"), None)
-        if value is not None and value.data_type and helper.tensor_dtype_to_np_dtype(value.data_type).kind == "f":
-            dtypes.append(str(helper.tensor_dtype_to_np_dtype(value.data_type)))
+    constants = (constant_weight(node) for node in model.graph.node if node.op_type == "Constant")
+    dtypes += [str(helper.tensor_dtype_to_np_dtype(t.data_type)) for t in constants if t is not None]
     if dtypes and "float32" not in dtypes:
         held = ", ".join(f"{n} {d}" for d, n in sorted(Counter(dtypes).items()))
         raise ModelInputError(f"{name} holds its weights as {held} tensors and none as float32, the weights "

@@ -118,7 +118,7 @@ def _float_types() -> Tuple[int, ...]:
     return (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
 
 
-def _constant_weight(node: Any) -> Optional[Any]:
+def constant_weight(node: Any) -> Optional[Any]:
     """The TensorProto a float Constant node holds (value / value_float / value_floats), else None."""
     from onnx import numpy_helper
     for attr in node.attribute:
@@ -170,7 +170,7 @@ def prepare_model(model: Any, shapes: Mapping[str, Shape]) -> Prepared:
     keep = []
     moved, elements = 0, 0
     for node in graph.node:
-        tensor = _constant_weight(node) if node.op_type == "Constant" and len(node.output) == 1 else None
+        tensor = constant_weight(node) if node.op_type == "Constant" and len(node.output) == 1 else None
         if tensor is None or node.output[0] in outputs or node.output[0] in initializers:
             keep.append(node)
             continue
