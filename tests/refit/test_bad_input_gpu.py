@@ -12,6 +12,8 @@ import pytest
 
 from refit_core.errors import EngineCacheWarning, RefitError, WeightValidationError
 
+from .children import LENET_FROM_PLAN_CACHE
+
 pytestmark = pytest.mark.gpu
 
 CONV1 = ("conv1.weight", "conv1.bias")
@@ -86,11 +88,11 @@ def test_nonfinite_values_go_through_only_in_the_weights_named(mnist_engine, mni
     np.testing.assert_array_equal(mnist_engine.logits(mnist_test_set["images"]), mnist_engine.fresh_logits)
 
 
-def test_engine_built_without_refit_gets_a_clear_error(cuda_session, trt_logger, mnist_engine, results):
+def test_engine_built_without_refit_gets_a_clear_error(cuda_session, trt_logger, mnist_engine, plan_cache, results):
     from refit_core.refit.refitter import EngineRefitter
     from refit_core.trt.engine import BuildOptions
     handle, _ = mnist_engine.flow.build_lenet_engine(mnist_engine.start_weights, BuildOptions(refit=False),
-                                                     trt_logger, None, cuda_session.gpu_name)
+                                                     trt_logger, plan_cache, cuda_session.gpu_name)
     try:
         assert not handle.refittable
         with pytest.raises(RefitError, match="built without BuilderFlag.REFIT") as info:
@@ -158,20 +160,8 @@ def test_damaged_plan_in_the_cache_is_rebuilt_with_a_warning(damage, tmp_path, c
     handle.close()
 
 
-RAW_WRONG_COUNT = textwrap.dedent("""
-    import numpy as np, tensorrt as trt
-    from refit_core.trt.cuda import CudaSession
-    from refit_core.trt.recorders import make_logger
-    from refit_core.config import plan_cache_dir
-    from refit_core.trt.engine import BuildOptions
-    from refit_core.trt.plan_cache import PlanCache
-    from refit_core.samples.mnist import flow
-    s = CudaSession()
-    logger = make_logger()
-    w = {k: np.zeros(v, np.float32) for k, v in flow.LENET_SHAPES.items()}
-    # from the plan cache where an earlier run built it: no Builder in this process
-    h, _ = flow.build_lenet_engine(w, BuildOptions(), logger, PlanCache(plan_cache_dir()), s.gpu_name,
-                                   progress=lambda line: None)
+RAW_WRONG_COUNT = LENET_FROM_PLAN_CACHE + textwrap.dedent("""
+    import tensorrt as trt
     r = trt.Refitter(h.engine, logger)
     bad = np.zeros(7, np.float32)
     print("RAW_SET_RETURNED", r.set_named_weights("conv1.weight", trt.Weights(bad)), flush=True)

@@ -34,6 +34,8 @@ from refit_core.errors import RefitError
 from refit_core.samples.mnist import LENET_LAYERS, LENET_SHAPES
 from refit_core.refit.validation import WeightSpec
 
+from .children import LENET_FROM_PLAN_CACHE
+
 pytestmark = pytest.mark.gpu
 
 NAMES = tuple(LENET_SHAPES)
@@ -149,24 +151,11 @@ def test_tensorrt_refuses_refit_cuda_engine_and_the_previous_weights_are_refitte
 WRONG_COUNT_CHILD = textwrap.dedent("""
     from refit_core.faults import apply_from_environment
     apply_from_environment()  # under selfcheck, the parent's fault applies here too
-    import numpy as np
+""") + LENET_FROM_PLAN_CACHE + textwrap.dedent("""
     from refit_core.errors import RefitError
-    from refit_core.samples.mnist import flow
     from refit_core.refit.refitter import EngineRefitter
     from refit_core.refit.validation import WeightSpec
-    from refit_core.config import plan_cache_dir
-    from refit_core.trt.cuda import CudaSession
-    from refit_core.trt.engine import BuildOptions
-    from refit_core.trt.plan_cache import PlanCache
-    from refit_core.trt.recorders import make_logger
     from refit_core.trt.runner import TrtRunner
-    s = CudaSession()
-    logger = make_logger()
-    rng = np.random.default_rng(0)
-    w = {k: (0.1 * rng.standard_normal(v)).astype(np.float32) for k, v in flow.LENET_SHAPES.items()}
-    # from the plan cache where an earlier run built it: no Builder in this process
-    h, _ = flow.build_lenet_engine(w, BuildOptions(), logger, PlanCache(plan_cache_dir()), s.gpu_name,
-                                   progress=lambda line: None)
     runner = TrtRunner(h)  # closed with the engine handle
     images = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
     before = flow.run_lenet(runner, images)
