@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -30,6 +30,18 @@ def model_file(entry: Dict[str, Any]) -> Path:
         pytest.skip(f"{path} is missing: python tools/fetch_real_models.py {root} --only {entry['id']}")
     assert sha256_file(path) == entry["sha256"], f"{path} is not the file the manifest names (sha256 differs)"
     return path
+
+
+def expectations(entry: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Every verdict the entry states: "" for `expected` (any TensorRT) and "MAJOR.MINOR" for
+    each `expected_on` entry (a version whose verdict differs, e.g. a parser that imports an
+    op an older one refuses)."""
+    return {"": entry["expected"], **entry.get("expected_on", {})}
+
+
+def expected_for(entry: Dict[str, Any], version: Tuple[int, int]) -> Dict[str, Any]:
+    """The verdict check should give on TensorRT `version` (major, minor)."""
+    return entry.get("expected_on", {}).get(f"{version[0]}.{version[1]}", entry["expected"])
 
 
 def ids() -> List[str]:
