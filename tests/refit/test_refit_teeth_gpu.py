@@ -95,6 +95,11 @@ def test_the_wrappers_missing_view_is_tensorrts_after_every_single_set(case_engi
     case has no such pairs both lists are empty and the case says so in the record."""
     r = case_engine.refitter
     case_engine.refit_to(case_engine.all_build_weights())
+    # Where TensorRT cannot unset a weight (before 10.0) discard() hands its current value back,
+    # so the refit after the loop refits every named weight: refit them all here too. An FP16
+    # engine refitted with its own build values differs from the build (BiDAF stand-in FP16,
+    # 8.5.3.1, H100: max|diff| 7.2e-3 when `before` was taken after its 2 target weights alone).
+    case_engine.refit_to(dict(r.current))
     before = case_engine.probe()
     seen = {}
     for name in sorted(n for n, spec in r.specs.items() if spec.layer is None):
