@@ -110,10 +110,11 @@ def test_text_table_wraps_and_cuts_long_cells_within_their_column() -> None:
 # -- --differences-only ----------------------------------------------------------------------
 
 def test_differences_only_leaves_out_ok_and_provenance_rows(capsys: pytest.CaptureFixture) -> None:
-    cold, warm = RESULTS / "trt8.5.3.1-H100.json", RESULTS / "trt8.5.3.1-H100-warm.json"  # a pair with a change
-    code, out, _ = _gate((cold, warm), "--differences-only", "--json", capsys=capsys)
+    # a pair with changes and no regression: the warm run (suite efe7770) before the cold one (09e4f4c)
+    base, cand = RESULTS / "trt8.5.3.1-H100-warm.json", RESULTS / "trt8.5.3.1-H100.json"
+    code, out, _ = _gate((base, cand), "--differences-only", "--json", capsys=capsys)
     rows = json.loads(out)["rows"]
-    result = compare(load_results(cold), load_results(warm))
+    result = compare(load_results(base), load_results(cand))
     assert code == 0 and rows
     assert not [r for r in rows if r["status"] == OK or r["key"].startswith("provenance.")]
     assert [r["key"] for r in rows] == [r.metric for r in result.rows if r.verdict == CHANGED]
