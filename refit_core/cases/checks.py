@@ -124,8 +124,19 @@ def perturbation_changes_reference(engine: Any) -> CheckOutcome:
     return CheckOutcome("perturbation_changes_reference", not no_op.ok,
                         f"the target weights move the reference by max|diff| {no_op.max_abs:.3g} "
                         f"({no_op.rows - no_op.rows_agreeing}/{no_op.rows} rows beyond {NO_OP_MARGIN:g} x the tolerance)"
-                        + ("" if not no_op.ok else "; a refit could not be told from no refit"),
+                        + ("" if not no_op.ok else "; a refit could not be told from no refit" + _zero_fed(engine)),
                         dict(margin=NO_OP_MARGIN, **no_op.summary()))
+
+
+def _zero_fed(engine: Any) -> str:
+    """Where the probe fed integer inputs zeros (onnx_prep.ort_agreement.seeded_inputs), say so:
+    outputs that reach the weights only through other values of them cannot show a refit."""
+    names = sorted(n for n, a in (getattr(engine, "feeds", None) or {}).items() if np.asarray(a).dtype.kind in "iu")
+    if not names:
+        return ""
+    return (f" (the probe feeds zeros to the integer input{'s' if len(names) > 1 else ''} "
+            f"{', '.join(map(repr, names))}; if the outputs reach the weights only through other values, "
+            "no check here can show a refit)")
 
 
 def refit_to_target_matches_reference(engine: Any) -> CheckOutcome:

@@ -305,7 +305,8 @@ class OnnxModelCase(RefitCase):
 
     def probe_feeds(self, model_path: Optional[Path] = None) -> Dict[str, np.ndarray]:
         """Seeded inputs of the given shapes and of the model's input dtypes (float32 without
-        `model_path`): standard-normal floats, zeros for integer and boolean inputs."""
+        `model_path`): standard-normal floats, zeros for integer inputs, a checkerboard of True and
+        False for boolean ones (onnx_prep.ort_agreement.seeded_inputs)."""
         from ..onnx_prep.ort_agreement import input_dtypes, seeded_inputs
         dtypes: Dict[str, Any] = {}
         if model_path is not None:

@@ -20,14 +20,18 @@ PREPARE_RTOL = 1e-5
 
 def seeded_inputs(specs: Mapping[str, Tuple[Shape, Any]], seed: int) -> Dict[str, np.ndarray]:
     """Seeded inputs by name order: standard-normal floats of each input's float dtype; zeros for
-    integer and boolean inputs (token ids, masks, indices, sample rates: zero is valid for all of
-    them, where a random integer may index out of range)."""
+    integer inputs (token ids, indices, sample rates: zero is valid for all of them, where a random
+    integer may index out of range); a checkerboard of True and False for boolean inputs (masks:
+    all False would mask everything, or pick one branch of a Where, in either convention, and hide
+    the weights behind it; every row of two or more elements holds both values)."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for name in sorted(specs):
         shape, dtype = tuple(specs[name][0]), np.dtype(specs[name][1])
         if dtype.kind == "f":
             feeds[name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[name] = np.indices(shape).sum(axis=0) % 2 == 0 if shape else np.array(True)
         else:
             feeds[name] = np.zeros(shape, dtype=dtype)
     return feeds

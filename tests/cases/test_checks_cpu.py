@@ -87,6 +87,17 @@ def test_a_refit_that_does_nothing_fails(fn):
 def test_targets_equal_to_the_build_weights_fail_the_perturbation_check():
     outcome = checks.perturbation_changes_reference(FakeEngine(noise=0.0))
     assert outcome.ok is False and "could not be told from no refit" in outcome.line
+    assert "zeros" not in outcome.line  # no integer input was fed
+
+
+def test_a_no_op_perturbation_names_the_integer_inputs_fed_zeros():
+    engine = FakeEngine(noise=0.0)
+    engine.feeds = {"x": engine.x, "token_ids": np.zeros((6, 4), np.int64), "mask": np.ones((6, 4), bool)}
+    line = checks.perturbation_changes_reference(engine).line
+    assert "the probe feeds zeros to the integer input 'token_ids'" in line and "'mask'" not in line
+    moving = FakeEngine()  # a perturbation that moves: nothing to explain
+    moving.feeds = engine.feeds
+    assert "zeros" not in checks.perturbation_changes_reference(moving).line
 
 
 def test_an_engine_off_its_reference_fails():

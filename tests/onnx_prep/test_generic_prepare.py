@@ -223,6 +223,50 @@ def test_seeded_feeds_follow_the_input_types(tmp_path):
     assert parse_shapes(["x:1x2,y:3"]) == {"x": (1, 2), "y": (3,)}
 
 
+def test_boolean_inputs_get_both_values_in_every_row_and_integers_zeros():
+    """A mask of all False (or all True) masks everything, or picks one branch of a Where, in one
+    of the two conventions; a checkerboard holds both values in every row of two or more."""
+    from refit_core.onnx_prep.ort_agreement import seeded_inputs
+    feeds = seeded_inputs({"mask": ((2, 3, 5), np.bool_), "flag": ((), np.bool_), "ids": ((2, 7), np.int64),
+                           "x": ((2, 7), np.float16)}, seed=3)
+    mask = feeds["mask"]
+    assert mask.dtype == np.bool_ and mask.any(axis=-1).all() and (~mask).any(axis=-1).all()
+    assert feeds["flag"].dtype == np.bool_ and feeds["flag"].shape == ()
+    assert feeds["ids"].dtype == np.int64 and not feeds["ids"].any()
+    assert feeds["x"].dtype == np.float16 and feeds["x"].any()
+    again = seeded_inputs({"mask": ((2, 3, 5), np.bool_)}, seed=9)["mask"]
+    assert np.array_equal(again, mask)  # a pattern, not a draw: the same for every seed
+
+
+def test_a_masked_models_weights_reach_the_probe(tmp_path):
+    """Where(mask, x @ W + b, 0): a probe of all-False masks would give zeros whatever W, and the
+    check "perturbation_changes_reference" would fail for the tool's own inputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from refit_core.cases.base import NO_OP_MARGIN, compare_outputs
+    from refit_core.cases.onnx_model import ort_rows
+    from refit_core.cases.user_model import user_model_case
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "zero")]
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "b"], ["g"]), helper.make_node("Where", ["mask", "g", "zero"], ["y"])],
+        "masked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8]),
+                   helper.make_tensor_value_info("mask", TensorProto.BOOL, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], inits)
+    path = tmp_path / "masked.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    case = user_model_case(path, {"x": (2, 8), "mask": (2, 4)})
+    built = Path(case.make_model(tmp_path / "built"))
+    build = {i.name: numpy_helper.to_array(i).copy() for i in onnx.load(str(built)).graph.initializer}
+    feeds, margin = case.probe_feeds(built), case.tolerance.scaled(NO_OP_MARGIN)
+    target = case.target_weights(build, built)
+    assert not compare_outputs(ort_rows(built, build, feeds), ort_rows(built, target, feeds), margin).ok
+    all_false = dict(feeds, mask=np.zeros((2, 4), bool))  # what the probe fed before
+    assert compare_outputs(ort_rows(built, build, all_false), ort_rows(built, target, all_false), margin).ok
+
+
 def test_a_model_given_to_the_gpu_tier_is_built_prepared_too(paddle, tmp_path):
     """`pytest -m gpu --refit-model M --refit-shapes ...` builds what `check` builds."""
     from refit_core.cases.user_model import user_model_case
