@@ -16,6 +16,24 @@ class InputShapeError(RefitCoreError, ValueError):
     """An input's shape lies outside the engine's optimization profile."""
 
 
+class DataDependentShapeError(RefitCoreError):
+    """An output whose shape TensorRT knows only after the inference runs."""
+
+
+def data_dependent_outputs(shapes: Mapping[str, tuple]) -> Optional[str]:
+    """One sentence naming the outputs whose shape is still unknown (-1) once every input's
+    shape is set (NonZero, NonMaxSuppression: their size depends on the values), or None."""
+    unknown = {name: shape for name, shape in shapes.items() if any(int(d) < 0 for d in shape)}
+    if not unknown:
+        return None
+    said = ", ".join(f"{name!r} {tuple(int(d) for d in shape)}" for name, shape in unknown.items())
+    many = len(unknown) > 1
+    return (f"output{'s' if many else ''} {said} of this engine {'have' if many else 'has'} a shape TensorRT knows "
+            "only after the inference (-1: the number of values depends on the data, as NonZero or "
+            "NonMaxSuppression make); refit_core runs engines whose output shapes follow from their inputs' shapes: "
+            "export the model without that step (e.g. without NMS) and check that")
+
+
 class PendingInference:
     """Outputs of a launched inference; `wait()` synchronizes its stream and returns them."""
 
@@ -80,9 +98,13 @@ class TrtRunner:
             ptr = self._buffers[t.name].ensure(pinned.nbytes)
             self.context.set_tensor_address(t.name, ptr)
             cuda.copy_htod_async(ptr, pinned, stream)
+        shapes = {t.name: tuple(self.context.get_tensor_shape(t.name)) for t in self.outputs}
+        unknown = data_dependent_outputs(shapes)
+        if unknown:
+            raise DataDependentShapeError(unknown)
         outputs: Dict[str, np.ndarray] = {}
         for t in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(t.name))
+            shape = shapes[t.name]
             host = cuda.pinned_empty(shape, t.dtype)
             ptr = self._buffers[t.name].ensure(host.nbytes)
             self.context.set_tensor_address(t.name, ptr)

@@ -34,3 +34,15 @@ def test_dtypes_convert_within_their_kind_only():
         as_input_dtype("x", np.ones(2, np.float32), np.int32)
     out = as_input_dtype("x", np.ones((3, 2), np.float32).T, np.float32)
     assert out.flags.c_contiguous
+
+
+def test_outputs_of_data_dependent_shape_are_named_in_one_sentence():
+    """An NMS or NonZero output is -1 even with every input's shape set: the runner says so
+    instead of failing to allocate a buffer of negative size."""
+    from refit_core.trt.runner import data_dependent_outputs
+    assert data_dependent_outputs({"boxes": (1, 100, 4), "scores": (1, 100)}) is None
+    said = data_dependent_outputs({"logits": (1, 10), "selected_indices": (-1, 3)})
+    assert "output 'selected_indices' (-1, 3) of this engine has a shape" in said and "logits" not in said
+    assert "NonMaxSuppression" in said and "\n" not in said
+    two = data_dependent_outputs({"a": (-1,), "b": (2, -1)})
+    assert two.startswith("outputs 'a' (-1,), 'b' (2, -1) of this engine have")
