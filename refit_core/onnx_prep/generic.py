@@ -42,13 +42,18 @@ UNIMPORTABLE_REASON = {op: "dynamic quantization (integer ops whose scales are c
 # --------------------------------------------------------------------------------------
 # What TensorRT's ONNX parser cannot import
 # --------------------------------------------------------------------------------------
-def unimportable_ops(model: Any) -> Dict[str, int]:
-    """Op types of the model (top-level graph) TensorRT's ONNX parser cannot import -> count."""
+def count_ops(model: Any, op_types: Any) -> Dict[str, int]:
+    """Op types of the model's top-level graph that are in `op_types` -> how many nodes."""
     counts: Dict[str, int] = {}
     for node in model.graph.node:
-        if node.op_type in UNIMPORTABLE_REASON:
+        if node.op_type in op_types:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def unimportable_ops(model: Any) -> Dict[str, int]:
+    """Op types of the model (top-level graph) TensorRT's ONNX parser cannot import -> count."""
+    return count_ops(model, UNIMPORTABLE_REASON)
 
 
 def unimportable_sentence(counts: Mapping[str, int]) -> str:
@@ -58,6 +63,16 @@ def unimportable_sentence(counts: Mapping[str, int]) -> str:
     shown = ", ".join(f"{op} (x{n})" for op, n in sorted(counts.items()))
     reasons = sorted({UNIMPORTABLE_REASON[op] for op in counts})
     return f"the model uses {shown}: {'; '.join(reasons)}"
+
+
+#: ops whose output size depends on the input's values: an engine output computed from one can
+#: have a data-dependent shape, which refit_core's runner refuses (trt.runner.data_dependent_outputs)
+DATA_DEPENDENT_OPS = ("NonZero", "NonMaxSuppression", "Unique", "Compress")
+
+
+def data_dependent_ops(model: Any) -> Dict[str, int]:
+    """Op types of the model (top-level graph) whose output size depends on the data -> count."""
+    return count_ops(model, DATA_DEPENDENT_OPS)
 
 
 _NODE_RE = re.compile(r"[Ii]n node (\d+)")
@@ -223,6 +238,11 @@ def prepare_file(source: Path, given: Mapping[str, Shape], out_path: Path, seed:
     unimportable = unimportable_ops(model)
     if unimportable:
         progress(f"prepare: TensorRT's ONNX parser is expected to refuse it: {unimportable_sentence(unimportable)}")
+    data_dependent = data_dependent_ops(model)
+    if data_dependent:
+        shown = ", ".join(f"{op} (x{n})" for op, n in sorted(data_dependent.items()))
+        progress(f"prepare: the model uses {shown}, whose output size depends on the data: where an output of the "
+                 "model does too, check refuses the engine after building it (export without that step, e.g. NMS)")
     atomic_write_bytes(out_path, prepared.model.SerializeToString())
     progress(f"prepare: wrote {out_path}")
     return PrepareResult(Path(out_path), prepared, agreement, unimportable)

@@ -277,3 +277,24 @@ def test_a_model_given_to_the_gpu_tier_is_built_prepared_too(paddle, tmp_path):
     assert len(model.graph.initializer) == 8
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 8, 8]
     assert case.profiles(built) == []  # every input fixed: no optimization profile needed
+
+
+def test_prepare_says_before_a_build_when_an_op_makes_sizes_depend_on_the_data(tmp_path, capsys):
+    """NonZero's output size depends on the values: prepare says so (the runner refuses such an
+    engine output after the build); a model without one hears nothing of it."""
+    from onnx import TensorProto, helper
+
+    from refit_core.onnx_prep.generic import prepare_file
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("NonZero", ["y"], ["nz"])],
+        "nz", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4]),
+         helper.make_tensor_value_info("nz", TensorProto.INT64, [2, "n"])], [w])
+    path = tmp_path / "nz.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    prepare_file(path, {}, tmp_path / "p.onnx")
+    out = capsys.readouterr().out
+    assert "prepare: the model uses NonZero (x1), whose output size depends on the data" in out
+    prepare_file(paddle_like(tmp_path / "plain.onnx"), {"x": (1, 3, 8, 8)}, tmp_path / "p2.onnx")
+    assert "depends on the data" not in capsys.readouterr().out
