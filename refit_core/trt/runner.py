@@ -87,21 +87,23 @@ class TrtRunner:
         unknown = sorted(set(feeds) - {t.name for t in self.inputs})
         if unknown:
             raise KeyError(f"unknown inputs {unknown}; the engine's inputs are {[t.name for t in self.inputs]}")
+        arrays = {t.name: self._as_engine_dtype(t.name, feeds[t.name]) for t in self.inputs}
+        for t in self.inputs:  # every shape is checked and set before any copy is queued
+            shape = tuple(arrays[t.name].shape)
+            self._check_shape(t.name, shape)
+            if not self.context.set_input_shape(t.name, shape):
+                raise InputShapeError(f"TensorRT refused shape {shape} for input {t.name!r}")
+        shapes = {t.name: tuple(self.context.get_tensor_shape(t.name)) for t in self.outputs}
+        data_dependent = data_dependent_outputs(shapes)
+        if data_dependent:
+            raise DataDependentShapeError(data_dependent)
         host_in: List[np.ndarray] = []
         for t in self.inputs:
-            arr = self._as_engine_dtype(t.name, feeds[t.name])
-            self._check_shape(t.name, tuple(arr.shape))
-            if not self.context.set_input_shape(t.name, tuple(arr.shape)):
-                raise InputShapeError(f"TensorRT refused shape {tuple(arr.shape)} for input {t.name!r}")
-            pinned = cuda.pinned_copy(arr)
+            pinned = cuda.pinned_copy(arrays[t.name])
             host_in.append(pinned)
             ptr = self._buffers[t.name].ensure(pinned.nbytes)
             self.context.set_tensor_address(t.name, ptr)
             cuda.copy_htod_async(ptr, pinned, stream)
-        shapes = {t.name: tuple(self.context.get_tensor_shape(t.name)) for t in self.outputs}
-        unknown = data_dependent_outputs(shapes)
-        if unknown:
-            raise DataDependentShapeError(unknown)
         outputs: Dict[str, np.ndarray] = {}
         for t in self.outputs:
             shape = shapes[t.name]
