@@ -156,12 +156,49 @@ def refit_to_target_matches_reference(engine: Any) -> CheckOutcome:
     line = (f"refit with the target weights ({_weights(len(engine.target_weights))}) vs the reference: "
             + compare_line(cmp, tol) + non_finite_note(got, target_ref)
             + ("" if not stale.ok else "; but it still matches the build reference"))
+    if not cmp.ok and not stale.ok:
+        line += weight_not_reached(engine, got, cmp)
     more = []
     for name, (further, described) in engine.further_comparisons(engine.target_weights).items():
         more.append((f"refit_vs_reference_{name}", dict(tolerance=described, **further.summary())))
         line += f"; {name}: {further}"
         ok = ok and further.ok
     return CheckOutcome("refit_vs_reference", ok, line, dict(tolerance=tol.describe(), **cmp.summary()), more)
+
+
+#: how long a failed refit_vs_reference may spend looking for the weight its refit did not reach
+SUSPECT_SECONDS = 30.0
+
+
+def weight_not_reached(engine: Any, got: np.ndarray, miss: Comparison) -> str:
+    """After a refit to the target that missed the reference (`miss`) without staying at the
+    build: the one target weight which, left at its build value in the reference, brings the
+    reference nearest the engine's outputs `got`, when that explains at least three quarters
+    of the miss; "" otherwise. The likeliest weight whose refit did not reach the engine (a
+    constant a build fused into a kernel, say). References are recomputed per weight, for at
+    most SUSPECT_SECONDS; the line says how many were tried when not all."""
+    import time
+    names = sorted(engine.target_weights)
+    if len(names) < 2:
+        return ""
+    tol, start, best, tried = engine.case.tolerance, time.monotonic(), None, 0
+    for name in names:
+        if time.monotonic() - start > SUSPECT_SECONDS:
+            break
+        try:
+            ref = engine.reference({**engine.target_weights, name: engine.build_weights[name]})
+        except Exception:  # noqa: BLE001 - a reference that cannot be computed names no suspect
+            continue
+        tried += 1
+        cmp = compare_outputs(got, ref, tol)
+        if best is None or cmp.max_abs < best[1].max_abs:
+            best = (name, cmp)
+    if best is None or not best[1].max_abs <= miss.max_abs / 4:
+        return ""
+    name, cmp = best
+    some = "" if tried == len(names) else f"; {tried} of {len(names)} weights tried in {SUSPECT_SECONDS:g} s"
+    return (f"; the reference with only {name!r} at its build value is within max|diff| {cmp.max_abs:.3g} of "
+            f"the engine's outputs, nearer than with any other weight left so{some}: its refit likely did not reach the engine")
 
 
 def refit_back_restores_built_outputs(engine: Any) -> CheckOutcome:

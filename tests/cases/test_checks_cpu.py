@@ -30,7 +30,7 @@ class _Refitter:
 class FakeEngine:
     """y = x @ W + b; `refit_to` replaces the weights unless told to ignore them."""
 
-    def __init__(self, noise=0.5, blocked=None, ignore_refits=False, targets=True):
+    def __init__(self, noise=0.5, blocked=None, ignore_refits=False, targets=True, ignored=()):
         rng = np.random.default_rng(0)
         self.case = _Case()
         self.x = rng.standard_normal((6, 4))
@@ -41,6 +41,7 @@ class FakeEngine:
         self.refitter = _Refitter(self.build_weights if targets else {}, blocked)
         self.current = dict(self.build_weights)
         self.ignore_refits = ignore_refits
+        self.ignored = set(ignored)  # weights whose refits are dropped (a constant fused at build time)
         self.built_outputs = self.probe()
 
     def _run(self, w):
@@ -54,7 +55,7 @@ class FakeEngine:
 
     def refit_to(self, weights):
         if not self.ignore_refits:
-            self.current = {**self.current, **{n: np.array(w) for n, w in weights.items()}}
+            self.current = {**self.current, **{n: np.array(w) for n, w in weights.items() if n not in self.ignored}}
 
     def all_build_weights(self):
         return {n: self.build_weights[n] for n in self.target_weights}
@@ -159,3 +160,26 @@ def test_nan_after_a_refit_fails_the_reference_check_saying_so():
     outcome = checks.refit_to_target_matches_reference(NaNEngine())
     assert outcome.ok is False
     assert "1 of 18 outputs are NaN or infinite where the reference has none" in outcome.line
+
+
+@pytest.mark.parametrize("dropped", ["W", "b"])
+def test_a_refit_that_misses_one_weight_fails_naming_that_weight(dropped):
+    outcome = checks.refit_to_target_matches_reference(FakeEngine(ignored={dropped}))
+    assert outcome.ok is False
+    assert f"only {dropped!r} at its build value is within max|diff| 0 of the engine's outputs" in outcome.line
+    assert "did not reach the engine" in outcome.line
+
+
+def test_no_weight_is_named_where_none_explains_the_miss():
+    engine = FakeEngine()
+    engine.probe = lambda: engine._run(engine.current) * 1.01  # every output off, whatever the weights
+    outcome = checks.refit_to_target_matches_reference(engine)
+    assert outcome.ok is False and "did not reach" not in outcome.line
+    nothing = checks.refit_to_target_matches_reference(FakeEngine(ignore_refits=True))
+    assert "still matches the build reference" in nothing.line and "did not reach" not in nothing.line
+
+
+def test_the_search_for_the_missed_weight_stops_at_its_time_limit(monkeypatch):
+    monkeypatch.setattr(checks, "SUSPECT_SECONDS", -1.0)
+    outcome = checks.refit_to_target_matches_reference(FakeEngine(ignored={"b"}))
+    assert outcome.ok is False and "did not reach" not in outcome.line
