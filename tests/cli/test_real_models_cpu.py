@@ -124,6 +124,35 @@ def test_a_real_models_target_weights_keep_it_defined(model_id, prepared_case):
     assert bad == 0, f"{model_id}: {bad} outputs are NaN or infinite for the target weights"
 
 
+@pytest.mark.parametrize("model_id", CHECKED)
+def test_a_refit_that_misses_one_weight_is_traced_to_it_on_a_real_model(model_id, prepared_case, monkeypatch):
+    """refit_vs_reference's search for the weight a refit did not reach (checks.weight_not_reached),
+    on ONNX Runtime alone: outputs made with one weight left at its build value (the first, in the
+    search's order, whose build value moves the reference) are traced to that weight, within the
+    search's time limit (Magika's GELU constant on TensorRT 8.5.3.1 was such a miss)."""
+    from types import SimpleNamespace
+
+    from refit_core.cases import checks as shared
+    from refit_core.cases.base import compare_outputs
+    from refit_core.cases.onnx_model import ort_rows
+    case, path, _, build = prepared_case(model_id)
+    feeds = case.probe_feeds(path)
+    target = case.target_weights(build, path)
+    engine = SimpleNamespace(case=case, build_weights=build, target_weights=target,
+                             reference=lambda weights: ort_rows(path, {**build, **weights}, feeds))
+    expected = engine.reference(target)
+    for name in sorted(target):
+        got = engine.reference({**target, name: build[name]})
+        miss = compare_outputs(got, expected, case.tolerance)
+        if not miss.ok:
+            break
+    else:
+        pytest.fail(f"{model_id}: no single weight's build value moves the reference")
+    monkeypatch.setattr(shared, "SUSPECT_SECONDS", 20.0)
+    hint = shared.weight_not_reached(engine, got, miss)
+    assert f"only {name!r} at its build value is within max|diff| 0 " in hint, hint
+
+
 def _load_tool():
     spec = importlib.util.spec_from_file_location("fetch_real_models", MANIFEST.with_name("fetch_real_models.py"))
     module = importlib.util.module_from_spec(spec)
