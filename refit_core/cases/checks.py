@@ -16,6 +16,7 @@ is measured against.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -177,7 +178,6 @@ def weight_not_reached(engine: Any, got: np.ndarray, miss: Comparison) -> str:
     of the miss; "" otherwise. The likeliest weight whose refit did not reach the engine (a
     constant a build fused into a kernel, say). References are recomputed per weight, for at
     most SUSPECT_SECONDS; the line says how many were tried when not all."""
-    import time
     names = sorted(engine.target_weights)
     if len(names) < 2:
         return ""

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..onnx_prep.generic import SHAPE_ONLY_OPS
+from ..onnx_prep.generic import SHAPE_ONLY_OPS, float_types
 from .base import CaseEngine, CaseResources, OutputTolerance, RefitCase
 
 Shapes = Mapping[str, Tuple[int, ...]]
@@ -101,11 +101,10 @@ def compared_outputs(model_path: Path, names: Optional[Sequence[str]] = None) ->
     keeps them all."""
     import onnx
     from onnx import TensorProto
-    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
     outputs = onnx.load(str(model_path), load_external_data=False).graph.output
     kinds = {o.name: o.type.tensor_type.elem_type for o in outputs}
     names = [o.name for o in outputs] if names is None else list(names)
-    compared = [n for n in names if kinds.get(n, TensorProto.FLOAT) in floats]
+    compared = [n for n in names if kinds.get(n, TensorProto.FLOAT) in float_types()]
     if not compared:
         return names, []
     return compared, [n for n in names if n not in compared]

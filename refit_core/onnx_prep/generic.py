@@ -128,7 +128,8 @@ def describe_parser_rejection(model: Any, message: str) -> str:
 # --------------------------------------------------------------------------------------
 # Preparing
 # --------------------------------------------------------------------------------------
-def _float_types() -> Tuple[int, ...]:
+def float_types() -> Tuple[int, ...]:
+    """ONNX tensor element types that hold floats (weights, and the outputs the checks compare)."""
     from onnx import TensorProto
     return (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
 
@@ -137,7 +138,7 @@ def constant_weight(node: Any) -> Optional[Any]:
     """The TensorProto a float Constant node holds (value / value_float / value_floats), else None."""
     from onnx import numpy_helper
     for attr in node.attribute:
-        if attr.name == "value" and attr.type == attr.TENSOR and attr.t.data_type in _float_types():
+        if attr.name == "value" and attr.type == attr.TENSOR and attr.t.data_type in float_types():
             return attr.t
         if attr.name == "value_float":
             return numpy_helper.from_array(np.array(attr.f, dtype=np.float32))

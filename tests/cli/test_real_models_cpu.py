@@ -132,7 +132,6 @@ def test_a_refit_that_misses_one_weight_is_traced_to_it_on_a_real_model(model_id
     search's time limit (Magika's GELU constant on TensorRT 8.5.3.1 was such a miss)."""
     from types import SimpleNamespace
 
-    from refit_core.cases import checks as shared
     from refit_core.cases.base import compare_outputs
     from refit_core.cases.onnx_model import ort_rows
     case, path, _, build = prepared_case(model_id)
@@ -148,8 +147,8 @@ def test_a_refit_that_misses_one_weight_is_traced_to_it_on_a_real_model(model_id
             break
     else:
         pytest.fail(f"{model_id}: no single weight's build value moves the reference")
-    monkeypatch.setattr(shared, "SUSPECT_SECONDS", 20.0)
-    hint = shared.weight_not_reached(engine, got, miss)
+    monkeypatch.setattr(checks, "SUSPECT_SECONDS", 20.0)
+    hint = checks.weight_not_reached(engine, got, miss)
     assert f"only {name!r} at its build value is within max|diff| 0 " in hint, hint
 
 
